@@ -1,0 +1,169 @@
+import type { PageWriteListener, PhysicalMemory } from './physical-memory.js';
+import { poisonPage, type PoisonPolicy } from './poison.js';
+
+export const PAGE_SHIFT = 12;
+export const PAGE_SIZE = 4096;
+const PAGE_MASK = PAGE_SIZE - 1;
+
+/**
+ * RAM as lazily materialised 4 KiB pages. Reads of unbacked addresses return
+ * all-ones (like an empty bus); writes there are dropped.
+ */
+export class SparseMemory implements PhysicalMemory {
+  readonly size: number;
+  private readonly pages: (Uint8Array | undefined)[];
+  /** Per page: 1 when someone cares about writes (decoded code lives there). */
+  readonly watched: Uint8Array;
+  private listener: PageWriteListener | null = null;
+
+  constructor(size: number, private readonly poison: PoisonPolicy) {
+    if (size % PAGE_SIZE !== 0 || size <= 0 || size > 0x100000000) {
+      throw new Error('memory size must be a positive multiple of 4 KiB, at most 4 GiB');
+    }
+    this.size = size;
+    this.pages = new Array(size / PAGE_SIZE);
+    this.watched = new Uint8Array(size / PAGE_SIZE);
+  }
+
+  setWriteListener(listener: PageWriteListener | null): void {
+    this.listener = listener;
+  }
+
+  /** The backing page for an in-range physical page number, materialised on demand. */
+  page(pfn: number): Uint8Array {
+    let p = this.pages[pfn];
+    if (p === undefined) {
+      p = new Uint8Array(PAGE_SIZE);
+      poisonPage(this.poison, pfn, p);
+      this.pages[pfn] = p;
+    }
+    return p;
+  }
+
+  isBacked(pa: number): boolean {
+    return pa >= 0 && pa < this.size;
+  }
+
+  private touched(pfn: number): void {
+    if (this.watched[pfn] !== 0 && this.listener !== null) this.listener(pfn);
+  }
+
+  read8(pa: number): number {
+    if (pa >= this.size) return 0xff;
+    return this.page(pa >>> PAGE_SHIFT)[pa & PAGE_MASK];
+  }
+
+  read16(pa: number): number {
+    const o = pa & PAGE_MASK;
+    if (pa + 1 < this.size && o <= PAGE_SIZE - 2) {
+      const p = this.page(pa >>> PAGE_SHIFT);
+      return p[o] | (p[o + 1] << 8);
+    }
+    return this.read8(pa) | (this.read8(pa + 1) << 8);
+  }
+
+  read32(pa: number): number {
+    const o = pa & PAGE_MASK;
+    if (pa + 3 < this.size && o <= PAGE_SIZE - 4) {
+      const p = this.page(pa >>> PAGE_SHIFT);
+      return (p[o] | (p[o + 1] << 8) | (p[o + 2] << 16) | (p[o + 3] << 24)) >>> 0;
+    }
+    return (this.read8(pa) | (this.read8(pa + 1) << 8) | (this.read8(pa + 2) << 16) | (this.read8(pa + 3) << 24)) >>> 0;
+  }
+
+  write8(pa: number, value: number): void {
+    if (pa >= this.size) return;
+    const pfn = pa >>> PAGE_SHIFT;
+    this.page(pfn)[pa & PAGE_MASK] = value;
+    this.touched(pfn);
+  }
+
+  write16(pa: number, value: number): void {
+    const o = pa & PAGE_MASK;
+    if (pa + 1 < this.size && o <= PAGE_SIZE - 2) {
+      const pfn = pa >>> PAGE_SHIFT;
+      const p = this.page(pfn);
+      p[o] = value;
+      p[o + 1] = value >>> 8;
+      this.touched(pfn);
+      return;
+    }
+    this.write8(pa, value);
+    this.write8(pa + 1, value >>> 8);
+  }
+
+  write32(pa: number, value: number): void {
+    const o = pa & PAGE_MASK;
+    if (pa + 3 < this.size && o <= PAGE_SIZE - 4) {
+      const pfn = pa >>> PAGE_SHIFT;
+      const p = this.page(pfn);
+      p[o] = value;
+      p[o + 1] = value >>> 8;
+      p[o + 2] = value >>> 16;
+      p[o + 3] = value >>> 24;
+      this.touched(pfn);
+      return;
+    }
+    for (let i = 0; i < 4; i++) this.write8(pa + i, value >>> (8 * i));
+  }
+
+  readBytes(pa: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const a = pa + done;
+      const o = a & PAGE_MASK;
+      const n = Math.min(PAGE_SIZE - o, length - done);
+      if (a >= this.size) out.fill(0xff, done, done + n);
+      else out.set(this.page(a >>> PAGE_SHIFT).subarray(o, o + n), done);
+      done += n;
+    }
+    return out;
+  }
+
+  writeBytes(pa: number, data: Uint8Array): void {
+    let done = 0;
+    while (done < data.length) {
+      const a = pa + done;
+      const o = a & PAGE_MASK;
+      const n = Math.min(PAGE_SIZE - o, data.length - done);
+      if (a < this.size) {
+        const pfn = a >>> PAGE_SHIFT;
+        this.page(pfn).set(data.subarray(done, done + n), o);
+        this.touched(pfn);
+      }
+      done += n;
+    }
+  }
+
+  fill(pa: number, length: number, byte: number): void {
+    let done = 0;
+    while (done < length) {
+      const a = pa + done;
+      const o = a & PAGE_MASK;
+      const n = Math.min(PAGE_SIZE - o, length - done);
+      if (a < this.size) {
+        const pfn = a >>> PAGE_SHIFT;
+        this.page(pfn).fill(byte, o, o + n);
+        this.touched(pfn);
+      }
+      done += n;
+    }
+  }
+
+  copy(dst: number, src: number, length: number): void {
+    if (length <= 0) return;
+    // Overlap-safe: go through a temporary when the ranges overlap.
+    const data = this.readBytes(src, length);
+    this.writeBytes(dst, data);
+  }
+
+  /** Pages materialised so far (snapshots, reports). */
+  materialisedPages(): number[] {
+    const out: number[] = [];
+    this.pages.forEach((p, i) => {
+      if (p !== undefined) out.push(i);
+    });
+    return out;
+  }
+}
