@@ -1,0 +1,595 @@
+import type { PhysicalMemory } from '../memory/physical-memory.js';
+import { CpuFault, EmulatorGap } from './fault.js';
+import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Mmu, type PagingControl } from './mmu.js';
+import { Operand, type Insn } from './insn.js';
+import { HIGH8, RSP } from './registers.js';
+import { Stop, type CpuHost } from './host.js';
+import { decodeInsn } from './decode.js';
+import { deliverException } from './interrupts.js';
+
+/** Page-write watching that the decode cache needs from memory. */
+export interface CodeWatch {
+  readonly watched: Uint8Array;
+  setWriteListener(listener: ((pfn: number) => void) | null): void;
+}
+
+const TWO32 = 4294967296;
+
+/**
+ * The x86-64 CPU: architectural state, memory access through the MMU, operand
+ * access for decoded instructions, and the fetch-decode-execute loop with its
+ * per-physical-page decode cache. No SEV knowledge lives here.
+ */
+export class Cpu implements PagingControl {
+  // ---- architectural state (64-bit values as unsigned 32-bit halves) ----
+  readonly regLo = new Uint32Array(16);
+  readonly regHi = new Uint32Array(16);
+  ripLo = 0;
+  ripHi = 0;
+  /** RIP of the instruction being executed (RIP itself already points past it). */
+  curRipLo = 0;
+  curRipHi = 0;
+  rflags = 0x2;
+  readonly seg = new Uint16Array(6);
+  fsBaseLo = 0;
+  fsBaseHi = 0;
+  gsBaseLo = 0;
+  gsBaseHi = 0;
+  kernelGsBaseLo = 0;
+  kernelGsBaseHi = 0;
+  cr0 = 0x80050033;
+  cr2Lo = 0;
+  cr2Hi = 0;
+  cr3Lo = 0;
+  cr3Hi = 0;
+  cr4 = 0x20;
+  cr8 = 0;
+  efer = 0x500;
+  xcr0 = 1;
+  gdtrBaseLo = 0;
+  gdtrBaseHi = 0;
+  gdtrLimit = 0;
+  idtrBaseLo = 0;
+  idtrBaseHi = 0;
+  idtrLimit = 0;
+  trSel = 0;
+  trBaseLo = 0;
+  trBaseHi = 0;
+  trLimit = 0;
+  /** Descriptor of the current code segment: true when CS.L = 1 (64-bit mode). */
+  csLong = true;
+  fpuControl = 0x37f;
+  fpuStatus = 0;
+  /** Model-specific registers without special behaviour, keyed by number. */
+  readonly msrFile = new Map<number, [number, number]>();
+  /** Instructions retired. */
+  icount = 0;
+  /** State of the RDRAND/RDSEED generator (xorshift32, seeded by the run's seed). */
+  rngState = 0x2545f491;
+  /** Told about every exception before it is delivered (events, diagnostics). */
+  exceptionListener: ((vector: number, errorCode: number, hasErrorCode: boolean) => void) | null = null;
+
+  // ---- scratch outputs (no allocation on the hot path) ----
+  /** High half of the last 64-bit value read. */
+  vHi = 0;
+  /** Result halves written by ALU helpers. */
+  rLo = 0;
+  rHi = 0;
+  /** Last effective (linear) address and, for read-modify-write operands, its physical address. */
+  eaLo = 0;
+  eaHi = 0;
+  private rmwPa = -1;
+  msrLo = 0;
+  msrHi = 0;
+
+  // ---- run control ----
+  stop: Stop = Stop.Running;
+  stopDetail = '';
+  readonly fault = new CpuFault();
+  readonly mmu: Mmu;
+  /** Linear addresses (low half, high half 0) that stop the loop before executing; filtered by a 64 Ki bitmap. */
+  private readonly bpFilter = new Uint8Array(65536);
+  private readonly breakpoints = new Set<number>();
+  /** Address of the breakpoint that stopped the loop. */
+  hitBreakpoint = -1;
+  /** Skip the breakpoint check once (to resume from a breakpoint). */
+  private resumeFrom = -1;
+
+  // ---- tracing ----
+  readonly traceSize: number;
+  private readonly traceLo: Uint32Array;
+  private readonly traceHi: Uint32Array;
+  traceHash = 0x811c9dc5;
+
+  // ---- decode cache: per physical page, decoded instructions by page offset ----
+  private readonly codeCache = new Map<number, (Insn | undefined)[]>();
+  /** Pages holding an instruction that continues into the next page. */
+  private readonly crossers = new Set<number>();
+  private fetchVpn = -1;
+  private fetchVhi = -1;
+  private fetchPage: (Insn | undefined)[] | null = null;
+  private fetchPfn = -1;
+  private fetchGen = -1;
+
+  constructor(
+    readonly mem: PhysicalMemory & CodeWatch,
+    public host: CpuHost,
+    traceSize = 4096,
+  ) {
+    this.mmu = new Mmu(this, mem, this.fault);
+    this.traceSize = traceSize;
+    this.traceLo = new Uint32Array(traceSize);
+    this.traceHi = new Uint32Array(traceSize);
+    mem.setWriteListener((pfn) => this.invalidateCode(pfn));
+  }
+
+  // ======================= faults =======================
+
+  /** Throw an architectural exception from inside an instruction. */
+  raise(vector: number, errorCode = -1): never {
+    const f = this.fault;
+    f.vector = vector;
+    f.hasErrorCode = errorCode >= 0;
+    f.errorCode = errorCode >= 0 ? errorCode : 0;
+    throw f;
+  }
+
+  gp(errorCode = 0): never {
+    return this.raise(13, errorCode);
+  }
+
+  ud(): never {
+    return this.raise(6);
+  }
+
+  gap(message: string): never {
+    throw new EmulatorGap(message);
+  }
+
+  // ======================= registers =======================
+
+  /** Read a register operand (number from registers.ts) of `size` bytes; 64-bit reads set vHi. */
+  getReg(r: number, size: number): number {
+    switch (size) {
+      case 1:
+        return r >= HIGH8 ? (this.regLo[r - HIGH8] >>> 8) & 0xff : this.regLo[r] & 0xff;
+      case 2:
+        return this.regLo[r] & 0xffff;
+      case 4:
+        return this.regLo[r];
+      default:
+        this.vHi = this.regHi[r];
+        return this.regLo[r];
+    }
+  }
+
+  /** Write a register operand; 32-bit writes zero the upper half, 8/16-bit writes merge. */
+  setReg(r: number, size: number, lo: number, hi: number): void {
+    switch (size) {
+      case 1:
+        if (r >= HIGH8) this.regLo[r - HIGH8] = (this.regLo[r - HIGH8] & 0xffff00ff) | ((lo & 0xff) << 8);
+        else this.regLo[r] = (this.regLo[r] & 0xffffff00) | (lo & 0xff);
+        return;
+      case 2:
+        this.regLo[r] = (this.regLo[r] & 0xffff0000) | (lo & 0xffff);
+        return;
+      case 4:
+        this.regLo[r] = lo;
+        this.regHi[r] = 0;
+        return;
+      default:
+        this.regLo[r] = lo;
+        this.regHi[r] = hi;
+    }
+  }
+
+  // ======================= linear memory =======================
+
+  /** Read `size` (1, 2, 4, 8) bytes at a linear address; 8-byte reads set vHi. */
+  readLinear(lo: number, hi: number, size: number): number {
+    const off = lo & 0xfff;
+    if (off + size <= 4096) {
+      const pa = this.mmu.translate(lo, hi, ACCESS_READ);
+      return this.readPhys(pa, size);
+    }
+    return this.readCrossing(lo, hi, size);
+  }
+
+  private readPhys(pa: number, size: number): number {
+    const mem = this.mem;
+    switch (size) {
+      case 1: return mem.read8(pa);
+      case 2: return mem.read16(pa);
+      case 4: return mem.read32(pa);
+      default:
+        this.vHi = mem.read32(pa + 4);
+        return mem.read32(pa);
+    }
+  }
+
+  private readCrossing(lo: number, hi: number, size: number): number {
+    let vlo = 0, vhi = 0;
+    for (let k = 0; k < size; k++) {
+      const a = lo + k;
+      const b = this.mmu.translate(a >>> 0, a > 0xffffffff ? (hi + 1) >>> 0 : hi, ACCESS_READ);
+      const byte = this.mem.read8(b);
+      if (k < 4) vlo |= byte << (8 * k);
+      else vhi |= byte << (8 * (k - 4));
+    }
+    this.vHi = vhi >>> 0;
+    return vlo >>> 0;
+  }
+
+  /** Write `size` bytes at a linear address (hi word used for 8-byte writes). */
+  writeLinear(lo: number, hi: number, size: number, vlo: number, vhi: number): void {
+    const off = lo & 0xfff;
+    if (off + size <= 4096) {
+      const pa = this.mmu.translate(lo, hi, ACCESS_WRITE);
+      this.writePhys(pa, size, vlo, vhi);
+      return;
+    }
+    this.writeCrossing(lo, hi, size, vlo, vhi);
+  }
+
+  private writePhys(pa: number, size: number, vlo: number, vhi: number): void {
+    const mem = this.mem;
+    switch (size) {
+      case 1: mem.write8(pa, vlo); return;
+      case 2: mem.write16(pa, vlo); return;
+      case 4: mem.write32(pa, vlo); return;
+      default:
+        mem.write32(pa, vlo);
+        mem.write32(pa + 4, vhi);
+    }
+  }
+
+  private writeCrossing(lo: number, hi: number, size: number, vlo: number, vhi: number): void {
+    // Translate both pages before writing anything so a fault leaves memory untouched.
+    const endLo = lo + size - 1;
+    const hi2 = endLo > 0xffffffff ? (hi + 1) >>> 0 : hi;
+    const firstPa = this.mmu.translate(lo, hi, ACCESS_WRITE);
+    const secondPa = this.mmu.translate(endLo >>> 0 & 0xfffff000, hi2, ACCESS_WRITE);
+    const firstLen = 4096 - (lo & 0xfff);
+    for (let k = 0; k < size; k++) {
+      const byte = k < 4 ? (vlo >>> (8 * k)) & 0xff : (vhi >>> (8 * (k - 4))) & 0xff;
+      const pa = k < firstLen ? firstPa + k : secondPa + (k - firstLen);
+      this.mem.write8(pa, byte);
+    }
+  }
+
+  // ======================= operands =======================
+
+  /** Compute the effective linear address of the instruction's memory operand into eaLo/eaHi. */
+  calcEA(i: Insn): void {
+    let lo = i.dispLo, hi = i.dispHi;
+    const base = i.memBase;
+    if (base >= 0) {
+      if (base === 16) {
+        lo += this.ripLo;
+        hi += this.ripHi;
+      } else {
+        lo += this.regLo[base];
+        hi += this.regHi[base];
+      }
+    }
+    const index = i.memIndex;
+    if (index >= 0) {
+      const s = i.memScale;
+      const il = this.regLo[index] * s;
+      lo += il;
+      hi += this.regHi[index] * s;
+    }
+    if (i.memSeg >= 0) {
+      if (i.memSeg === 4) {
+        lo += this.fsBaseLo;
+        hi += this.fsBaseHi;
+      } else {
+        lo += this.gsBaseLo;
+        hi += this.gsBaseHi;
+      }
+    }
+    if (lo > 0xffffffff) {
+      hi += Math.floor(lo / TWO32);
+      lo = lo >>> 0;
+    }
+    if (i.addrSize === 4) {
+      this.eaLo = lo >>> 0;
+      this.eaHi = 0;
+    } else {
+      this.eaLo = lo;
+      this.eaHi = hi >>> 0;
+    }
+  }
+
+  /** Read operand n (0..2). 64-bit values set vHi; immediates are pre-extended. */
+  readOp(i: Insn, n: number): number {
+    let kind: Operand, r: number, size: number;
+    if (n === 0) { kind = i.k0; r = i.r0; size = i.s0; }
+    else if (n === 1) { kind = i.k1; r = i.r1; size = i.s1; }
+    else { kind = i.k2; r = i.r2; size = i.s2; }
+    if (kind === Operand.Reg) return this.getReg(r, size);
+    if (kind === Operand.Imm) {
+      this.vHi = i.immHi;
+      return i.immLo;
+    }
+    this.calcEA(i);
+    const lo = this.eaLo, hi = this.eaHi;
+    if (n === 0 && i.rmw) {
+      // Translate for write now, so the later write-back cannot fault half way.
+      if ((lo & 0xfff) + size <= 4096) {
+        const pa = this.mmu.translate(lo, hi, ACCESS_WRITE);
+        this.rmwPa = pa;
+        return this.readPhys(pa, size);
+      }
+      this.rmwPa = -1;
+    }
+    return this.readLinear(lo, hi, size);
+  }
+
+  /** Write operand n. For read-modify-write memory operands the address from readOp is reused. */
+  writeOp(i: Insn, n: number, lo: number, hi: number): void {
+    let kind: Operand, r: number, size: number;
+    if (n === 0) { kind = i.k0; r = i.r0; size = i.s0; }
+    else { kind = i.k1; r = i.r1; size = i.s1; }
+    if (kind === Operand.Reg) {
+      this.setReg(r, size, lo, hi);
+      return;
+    }
+    if (n === 0 && i.rmw) {
+      if (this.rmwPa >= 0) this.writePhys(this.rmwPa, size, lo, hi);
+      else this.writeLinear(this.eaLo, this.eaHi, size, lo, hi);
+      return;
+    }
+    this.calcEA(i);
+    this.writeLinear(this.eaLo, this.eaHi, size, lo, hi);
+  }
+
+  // ======================= stack =======================
+
+  push64(lo: number, hi: number): void {
+    let spLo = this.regLo[RSP] - 8;
+    let spHi = this.regHi[RSP];
+    if (spLo < 0) {
+      spLo += TWO32;
+      spHi = (spHi - 1) >>> 0;
+    }
+    this.writeLinear(spLo, spHi, 8, lo, hi);
+    this.regLo[RSP] = spLo;
+    this.regHi[RSP] = spHi;
+  }
+
+  /** Pop 8 bytes: returns the low half, sets vHi. */
+  pop64(): number {
+    const spLo = this.regLo[RSP], spHi = this.regHi[RSP];
+    const lo = this.readLinear(spLo, spHi, 8);
+    const hi = this.vHi;
+    const n = spLo + 8;
+    this.regLo[RSP] = n;
+    if (n > 0xffffffff) this.regHi[RSP] = spHi + 1;
+    this.vHi = hi;
+    return lo;
+  }
+
+  /** Near branch relative to the next instruction. */
+  jumpRel(rel: number): void {
+    const t = this.ripLo + rel;
+    if (t < 0) {
+      this.ripLo = t + TWO32;
+      this.ripHi = (this.ripHi - 1) >>> 0;
+    } else if (t > 0xffffffff) {
+      this.ripLo = t - TWO32;
+      this.ripHi = (this.ripHi + 1) >>> 0;
+    } else {
+      this.ripLo = t;
+    }
+  }
+
+  // ======================= MSRs and control =======================
+
+  flushTlb(): void {
+    this.mmu.flush();
+  }
+
+  // ======================= breakpoints =======================
+
+  addBreakpoint(lo: number): void {
+    this.breakpoints.add(lo >>> 0);
+    this.bpFilter[lo & 0xffff] = 1;
+  }
+
+  removeBreakpoint(lo: number): void {
+    this.breakpoints.delete(lo >>> 0);
+    let any = false;
+    for (const b of this.breakpoints) if ((b & 0xffff) === (lo & 0xffff)) any = true;
+    if (!any) this.bpFilter[lo & 0xffff] = 0;
+  }
+
+  // ======================= decode cache =======================
+
+  private invalidateCode(pfn: number): void {
+    this.codeCache.delete(pfn);
+    this.mem.watched[pfn] = 0;
+    if (this.crossers.has(pfn - 1)) {
+      this.crossers.delete(pfn - 1);
+      this.codeCache.delete(pfn - 1);
+      this.mem.watched[pfn - 1] = 0;
+    }
+    if (pfn === this.fetchPfn || pfn - 1 === this.fetchPfn) this.fetchPage = null;
+  }
+
+  /** Find (or decode and cache) the instruction at the current RIP. */
+  private fetch(): Insn {
+    const lo = this.ripLo, hi = this.ripHi;
+    const vpn = lo >>> 12;
+    if (vpn === this.fetchVpn && hi === this.fetchVhi && this.fetchPage !== null && this.fetchGen === this.mmu.generation) {
+      const cached = this.fetchPage[lo & 0xfff];
+      if (cached !== undefined) return cached;
+    }
+    const pa = this.mmu.translate(lo, hi, ACCESS_EXEC);
+    const pfn = Math.floor(pa / 4096);
+    let page = this.codeCache.get(pfn);
+    if (page === undefined) {
+      page = new Array<Insn | undefined>(4096);
+      this.codeCache.set(pfn, page);
+      this.mem.watched[pfn] = 1;
+    }
+    this.fetchVpn = vpn;
+    this.fetchVhi = hi;
+    this.fetchPage = page;
+    this.fetchPfn = pfn;
+    this.fetchGen = this.mmu.generation;
+    const off = lo & 0xfff;
+    let insn = page[off];
+    if (insn === undefined) {
+      insn = this.decodeAt(lo, hi, pa);
+      if (off + insn.len > 4096) {
+        this.crossers.add(pfn);
+        const next = Math.floor((pa - off + 4096) / 4096);
+        if (next < this.mem.watched.length) this.mem.watched[next] = 1;
+      }
+      page[off] = insn;
+    }
+    return insn;
+  }
+
+  private decodeAt(lo: number, hi: number, pa: number): Insn {
+    const off = lo & 0xfff;
+    const inPage = Math.min(15, 4096 - off);
+    const bytes = new Uint8Array(15);
+    bytes.set(this.mem.readBytes(pa, inPage));
+    let avail = inPage;
+    let nextFault = false;
+    if (inPage < 15) {
+      const nLo = (lo - off + 4096) >>> 0;
+      const nHi = nLo === 0 ? (hi + 1) >>> 0 : hi;
+      try {
+        const pa2 = this.mmu.translate(nLo, nHi, ACCESS_EXEC);
+        bytes.set(this.mem.readBytes(pa2, 15 - inPage), inPage);
+        avail = 15;
+      } catch (e) {
+        if (e !== this.fault) throw e;
+        nextFault = true;
+      }
+    }
+    const insn = decodeInsn(bytes.subarray(0, avail), lo, hi);
+    if (insn === null) {
+      if (nextFault) throw this.fault; // the instruction runs into an unmapped page
+      return decodeInsn(bytes.subarray(0, avail), lo, hi, true)!;
+    }
+    return insn;
+  }
+
+  // ======================= the run loop =======================
+
+  /**
+   * Execute until `limit` instructions have retired in total or something stops
+   * the loop (see `stop`). Exceptions are delivered through the IDT in-line.
+   */
+  run(limit: number): void {
+    this.stop = Stop.Running;
+    const traceMask = this.traceSize - 1;
+    const traceLo = this.traceLo, traceHi = this.traceHi;
+    const bpFilter = this.bpFilter;
+    while (this.icount < limit) {
+      const lo = this.ripLo;
+      if (bpFilter[lo & 0xffff] !== 0 && this.ripHi === 0 && this.breakpoints.has(lo) && this.resumeFrom !== lo) {
+        this.hitBreakpoint = lo;
+        this.resumeFrom = lo;
+        this.stop = Stop.Breakpoint;
+        return;
+      }
+      this.resumeFrom = -1;
+      const hi = this.ripHi;
+      this.curRipLo = lo;
+      this.curRipHi = hi;
+      try {
+        const insn = this.fetch();
+        const next = lo + insn.len;
+        if (next > 0xffffffff) {
+          this.ripLo = next - TWO32;
+          this.ripHi = (hi + 1) >>> 0;
+        } else {
+          this.ripLo = next;
+        }
+        insn.exec(this, insn);
+      } catch (e) {
+        if (e !== this.fault) throw e;
+        this.ripLo = lo;
+        this.ripHi = hi;
+        deliverException(this, this.fault.vector, this.fault.hasErrorCode, this.fault.errorCode);
+        if (this.stop !== Stop.Running) return;
+        continue;
+      }
+      const t = this.icount & traceMask;
+      traceLo[t] = lo;
+      traceHi[t] = hi;
+      this.traceHash = Math.imul(this.traceHash ^ lo, 0x01000193) ^ hi;
+      this.icount++;
+      if (this.stop !== Stop.Running) return;
+    }
+    if (this.stop === Stop.Running) this.stop = Stop.Budget;
+  }
+
+  /** The last `n` retired RIPs, oldest first, as [lo, hi] pairs. */
+  recentRips(n: number): Array<[number, number]> {
+    const count = Math.min(n, this.traceSize, this.icount);
+    const out: Array<[number, number]> = [];
+    for (let k = this.icount - count; k < this.icount; k++) {
+      const t = k & (this.traceSize - 1);
+      out.push([this.traceLo[t], this.traceHi[t]]);
+    }
+    return out;
+  }
+
+  /** Bytes at a linear address for reports (no faults: unmapped bytes are omitted). */
+  peekLinear(lo: number, hi: number, length: number): Uint8Array {
+    const out: number[] = [];
+    for (let k = 0; k < length; k++) {
+      const a = lo + k;
+      try {
+        const pa = this.mmu.translate(a >>> 0, a > 0xffffffff ? (hi + 1) >>> 0 : hi, ACCESS_READ);
+        out.push(this.mem.read8(pa));
+      } catch (e) {
+        if (e !== this.fault) throw e;
+        break;
+      }
+    }
+    return Uint8Array.from(out);
+  }
+
+  /** Next 32 bits of the deterministic RDRAND stream. */
+  nextRandom(): number {
+    let s = this.rngState;
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    this.rngState = s;
+    return s >>> 0;
+  }
+
+  /** Set RFLAGS arithmetic bits from a computed flags word. */
+  setArith(flags: number): void {
+    this.rflags = (this.rflags & ~0x8d5) | flags;
+  }
+
+  /** Full 64-bit register as a BigInt (reports and tests, never the hot path). */
+  reg64(r: number): bigint {
+    return (BigInt(this.regHi[r]) << 32n) | BigInt(this.regLo[r]);
+  }
+
+  setReg64(r: number, v: bigint): void {
+    this.regLo[r] = Number(v & 0xffffffffn);
+    this.regHi[r] = Number((v >> 32n) & 0xffffffffn);
+  }
+
+  get rip(): bigint {
+    return (BigInt(this.ripHi) << 32n) | BigInt(this.ripLo);
+  }
+
+  set rip(v: bigint) {
+    this.ripLo = Number(v & 0xffffffffn);
+    this.ripHi = Number((v >> 32n) & 0xffffffffn);
+  }
+}
+
+export { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE };

@@ -1,0 +1,184 @@
+import { Decoder, DecoderError, InstructionInfoFactory, DecoderOptions, Formatter, FormatterSyntax, MemorySize, OpAccess, OpKind, Register, type Instruction } from 'iced-x86';
+import { Insn, Operand } from './insn.js';
+import { gprOf, segmentOf } from './registers.js';
+import { handlerFor, gapHandler, undefinedOpcode } from './exec/table.js';
+
+const MASK32 = 0xffffffffn;
+let infoFactory: InstructionInfoFactory | null = null;
+
+function memorySizeBytes(ms: MemorySize): number {
+  switch (ms) {
+    case MemorySize.UInt8: case MemorySize.Int8: return 1;
+    case MemorySize.UInt16: case MemorySize.Int16: case MemorySize.WordOffset: return 2;
+    case MemorySize.UInt32: case MemorySize.Int32: return 4;
+    case MemorySize.UInt64: case MemorySize.Int64: return 8;
+    case MemorySize.Fword6: return 6;
+    case MemorySize.Fword10: return 10;
+    default: return 0;
+  }
+}
+
+function setOperand(insn: Insn, n: number, kind: Operand, r: number, size: number): void {
+  if (n === 0) { insn.k0 = kind; insn.r0 = r; insn.s0 = size; }
+  else if (n === 1) { insn.k1 = kind; insn.r1 = r; insn.s1 = size; }
+  else { insn.k2 = kind; insn.r2 = r; insn.s2 = size; }
+}
+
+/** Operand size of the instruction: the first register or memory operand's size. */
+function primarySize(ins: Instruction): number {
+  for (let n = 0; n < ins.opCount; n++) {
+    const k = ins.opKind(n);
+    if (k === OpKind.Register) {
+      const g = gprOf(ins.opRegister(n));
+      if (g) return g.size;
+    } else if (k === OpKind.Memory) {
+      const s = memorySizeBytes(ins.memorySize);
+      if (s) return s;
+    }
+  }
+  return 8;
+}
+
+/**
+ * Decode one instruction at a linear address into a plain Insn with its handler
+ * attached. Returns null when the bytes end before the instruction does (the
+ * caller then knows a page boundary is involved); with `force` such bytes
+ * become a #UD instruction instead.
+ */
+export function decodeInsn(bytes: Uint8Array, ipLo: number, ipHi: number, force = false): Insn | null {
+  const ip = (BigInt(ipHi) << 32n) | BigInt(ipLo >>> 0);
+  const decoder = new Decoder(64, bytes, DecoderOptions.None);
+  decoder.ip = ip;
+  const ins = decoder.decode();
+  try {
+    if (ins.isInvalid) {
+      if (decoder.lastError === DecoderError.NoMoreBytes && !force) return null;
+      const bad = new Insn(undefinedOpcode, bytes.slice(0, Math.max(1, Math.min(bytes.length, 15))));
+      bad.len = 1;
+      return bad;
+    }
+    const insn = new Insn(gapHandler, bytes.slice(0, ins.length));
+    insn.mnemonic = ins.mnemonic;
+    insn.code = ins.code;
+    insn.len = ins.length;
+    insn.opCount = ins.opCount;
+    insn.cc = ins.conditionCode;
+    insn.lock = ins.hasLockPrefix;
+    insn.rep = ins.hasRepnePrefix ? 2 : ins.hasRepePrefix || ins.hasRepPrefix ? 1 : 0;
+    const nextIp = ins.nextIP;
+    const size = primarySize(ins);
+    const count = Math.min(ins.opCount, 3);
+    for (let n = 0; n < count; n++) {
+      const kind = ins.opKind(n);
+      switch (kind) {
+        case OpKind.Register: {
+          const reg = ins.opRegister(n);
+          const g = gprOf(reg);
+          if (g) setOperand(insn, n, Operand.Reg, g.index, g.size);
+          else setOperand(insn, n, Operand.None, reg, 0); // segment/control/other registers: handlers read `r` as the iced register
+          break;
+        }
+        case OpKind.Memory: {
+          const base = ins.memoryBase;
+          const index = ins.memoryIndex;
+          let disp = ins.memoryDisplacement;
+          if (base === Register.RIP || base === Register.EIP) {
+            insn.memBase = 16;
+            disp = (disp - nextIp) & 0xffffffffffffffffn;
+          } else if (base !== Register.None) {
+            const g = gprOf(base)!;
+            insn.memBase = g.index;
+            if (g.size === 4) insn.addrSize = 4;
+          }
+          if (index !== Register.None) {
+            const g = gprOf(index);
+            if (!g) {
+              insn.exec = gapHandler; // vector SIB: not a general-purpose form
+              return insn;
+            }
+            insn.memIndex = g.index;
+            if (g.size === 4) insn.addrSize = 4;
+          }
+          insn.memScale = ins.memoryIndexScale;
+          insn.dispLo = Number(disp & MASK32);
+          insn.dispHi = Number((disp >> 32n) & MASK32);
+          const segment = segmentOf(ins.memorySegment);
+          insn.memSeg = segment === 4 || segment === 5 ? segment : -1;
+          setOperand(insn, n, Operand.Mem, 0, memorySizeBytes(ins.memorySize) || size);
+          break;
+        }
+        case OpKind.MemorySegRSI: case OpKind.MemorySegESI: case OpKind.MemorySegSI:
+        case OpKind.MemoryESRDI: case OpKind.MemoryESEDI: case OpKind.MemoryESDI: case OpKind.MemorySegRDI: case OpKind.MemorySegEDI: case OpKind.MemorySegDI: {
+          if (kind === OpKind.MemorySegESI || kind === OpKind.MemoryESEDI || kind === OpKind.MemorySegEDI) insn.addrSize = 4;
+          const segment = segmentOf(ins.memorySegment);
+          insn.memSeg = segment === 4 || segment === 5 ? segment : -1;
+          setOperand(insn, n, Operand.Mem, 0, memorySizeBytes(ins.memorySize) || size);
+          break;
+        }
+        case OpKind.NearBranch16: case OpKind.NearBranch32: case OpKind.NearBranch64: {
+          const target = ins.nearBranchTarget;
+          let rel = (target - nextIp) & 0xffffffffffffffffn;
+          if (rel >= 0x8000000000000000n) rel -= 0x10000000000000000n;
+          insn.rel = Number(rel);
+          setOperand(insn, n, Operand.Imm, 0, 8);
+          break;
+        }
+        case OpKind.Immediate8_2nd:
+          insn.imm2 = ins.immediate8_2nd;
+          setOperand(insn, n, Operand.Imm, 0, 1);
+          break;
+        case OpKind.Immediate8: case OpKind.Immediate16: case OpKind.Immediate32: case OpKind.Immediate64:
+        case OpKind.Immediate8to16: case OpKind.Immediate8to32: case OpKind.Immediate8to64: case OpKind.Immediate32to64: {
+          const v = ins.immediate(n);
+          insn.immLo = Number(v & MASK32);
+          insn.immHi = Number((v >> 32n) & MASK32);
+          const immSize = kind === OpKind.Immediate8 ? 1 : kind === OpKind.Immediate16 ? 2 : size;
+          setOperand(insn, n, Operand.Imm, 0, immSize);
+          break;
+        }
+        default:
+          setOperand(insn, n, Operand.None, 0, 0);
+      }
+    }
+    infoFactory ??= new InstructionInfoFactory();
+    const info = infoFactory.info(ins);
+    const access = ins.opCount > 0 ? info.op0Access : OpAccess.None;
+    info.free();
+    insn.rmw = access === OpAccess.ReadWrite || access === OpAccess.ReadCondWrite;
+    insn.exec = handlerFor(insn, ins);
+    return insn;
+  } finally {
+    ins.free();
+    decoder.free();
+  }
+}
+
+let formatter: Formatter | null = null;
+
+/** AT&T disassembly of raw bytes at an address (reports, traces; slow path only). */
+export function disassemble(bytes: Uint8Array, ipLo: number, ipHi = 0): string {
+  if (bytes.length === 0) return '(no bytes)';
+  const decoder = new Decoder(64, bytes, DecoderOptions.None);
+  decoder.ip = (BigInt(ipHi) << 32n) | BigInt(ipLo >>> 0);
+  const ins = decoder.decode();
+  try {
+    if (ins.isInvalid) return '(bad)';
+    formatter ??= new Formatter(FormatterSyntax.Gas);
+    return formatter.format(ins);
+  } finally {
+    ins.free();
+    decoder.free();
+  }
+}
+
+/** Length of the instruction at the start of `bytes` (0 if invalid). */
+export function instructionLength(bytes: Uint8Array): number {
+  const decoder = new Decoder(64, bytes, DecoderOptions.None);
+  const ins = decoder.decode();
+  try {
+    return ins.isInvalid ? 0 : ins.length;
+  } finally {
+    ins.free();
+    decoder.free();
+  }
+}

@@ -1,0 +1,178 @@
+import { Code, Mnemonic } from 'iced-x86';
+import type { Cpu } from '../cpu.js';
+import type { Handler, Insn } from '../insn.js';
+import { Operand } from '../insn.js';
+import { POPF_MASK, ZF, testCondition } from '../flags.js';
+import { RCX, RSP } from '../registers.js';
+import type { Registry } from './table.js';
+
+/** JMP/CALL/RET (near, direct and indirect), Jcc, LOOPcc, JrCXZ, far return and IRETQ. */
+
+const jmpRel: Handler = (cpu, i) => cpu.jumpRel(i.rel);
+
+const jmpIndirect: Handler = (cpu, i) => {
+  const lo = cpu.readOp(i, 0);
+  cpu.ripLo = lo;
+  cpu.ripHi = cpu.vHi;
+};
+
+const jcc: Handler = (cpu, i) => {
+  if (testCondition(i.cc, cpu.rflags)) cpu.jumpRel(i.rel);
+};
+
+const callRel: Handler = (cpu, i) => {
+  cpu.push64(cpu.ripLo, cpu.ripHi);
+  cpu.jumpRel(i.rel);
+};
+
+const callIndirect: Handler = (cpu, i) => {
+  const lo = cpu.readOp(i, 0);
+  const hi = cpu.vHi;
+  cpu.push64(cpu.ripLo, cpu.ripHi);
+  cpu.ripLo = lo;
+  cpu.ripHi = hi;
+};
+
+const ret: Handler = (cpu, i) => {
+  const lo = cpu.pop64();
+  const hi = cpu.vHi;
+  if (i.k0 === Operand.Imm) {
+    const n = cpu.regLo[RSP] + (i.immLo & 0xffff);
+    cpu.regLo[RSP] = n;
+    if (n > 0xffffffff) cpu.regHi[RSP] = cpu.regHi[RSP] + 1;
+  }
+  cpu.ripLo = lo;
+  cpu.ripHi = hi;
+};
+
+/** Decrement RCX (or ECX with a 0x67 prefix) and report whether it is now non-zero. */
+function decrementCounter(cpu: Cpu, i: Insn): boolean {
+  if (i.addrSize === 4) {
+    const v = (cpu.regLo[RCX] - 1) >>> 0;
+    cpu.setReg(RCX, 4, v, 0);
+    return v !== 0;
+  }
+  const lo = cpu.regLo[RCX];
+  const nl = (lo - 1) >>> 0;
+  const nh = lo === 0 ? (cpu.regHi[RCX] - 1) >>> 0 : cpu.regHi[RCX];
+  cpu.regLo[RCX] = nl;
+  cpu.regHi[RCX] = nh;
+  return (nl | nh) !== 0;
+}
+
+const LOOP = 0, LOOPE = 1, LOOPNE = 2;
+function loop(kind: number): Handler {
+  return (cpu: Cpu, i: Insn) => {
+    const nonZero = decrementCounter(cpu, i);
+    const z = (cpu.rflags & ZF) !== 0;
+    if (nonZero && (kind === LOOP || (kind === LOOPE && z) || (kind === LOOPNE && !z))) cpu.jumpRel(i.rel);
+  };
+}
+
+const jrcxz: Handler = (cpu, i) => {
+  const zero = i.op === 4 ? cpu.regLo[RCX] === 0 : (cpu.regLo[RCX] | cpu.regHi[RCX]) === 0;
+  if (zero) cpu.jumpRel(i.rel);
+};
+
+/** Load CS from the GDT: only 64-bit code segments are modelled. */
+export function loadCodeSegment(cpu: Cpu, selector: number): void {
+  const index = selector & 0xfff8;
+  if (index === 0 || index + 7 > cpu.gdtrLimit) cpu.gp(selector & 0xfffc);
+  const a = cpu.gdtrBaseLo + index;
+  cpu.readLinear(a >>> 0, cpu.gdtrBaseHi, 8);
+  const hi = cpu.vHi;
+  if ((hi & 0x8000) === 0) cpu.raise(11, selector & 0xfffc);
+  if ((hi & 0x1800) !== 0x1800) cpu.gp(selector & 0xfffc); // not a code segment
+  const long = (hi & 0x200000) !== 0;
+  if (!long) {
+    cpu.gap(`far transfer to a ${((hi & 0x400000) !== 0) ? '32' : '16'}-bit code segment (selector ${hex(selector)}): compatibility mode is not implemented`);
+  }
+  cpu.seg[1] = selector;
+  cpu.csLong = true;
+}
+
+function hex(v: number): string {
+  return '0x' + v.toString(16);
+}
+
+/** LRETQ (REX.W far return): pop RIP then CS. */
+const retFar: Handler = (cpu, i) => {
+  if (i.op !== 8) cpu.gap('far return with a 16/32-bit operand size is not implemented');
+  const spLo = cpu.regLo[RSP], spHi = cpu.regHi[RSP];
+  const lo = cpu.pop64();
+  const hi = cpu.vHi;
+  const cs = cpu.pop64() & 0xffff;
+  try {
+    loadCodeSegment(cpu, cs);
+  } catch (e) {
+    cpu.regLo[RSP] = spLo;
+    cpu.regHi[RSP] = spHi;
+    throw e;
+  }
+  if (i.k0 === Operand.Imm) {
+    const n = cpu.regLo[RSP] + (i.immLo & 0xffff);
+    cpu.regLo[RSP] = n;
+    if (n > 0xffffffff) cpu.regHi[RSP] = cpu.regHi[RSP] + 1;
+  }
+  cpu.ripLo = lo;
+  cpu.ripHi = hi;
+};
+
+/** IRETQ: pop RIP, CS, RFLAGS, RSP, SS (always all five in 64-bit mode). */
+const iretq: Handler = (cpu, i) => {
+  if (i.op !== 8) cpu.gap('IRET with a 16/32-bit operand size is not implemented');
+  const spLo = cpu.regLo[RSP], spHi = cpu.regHi[RSP];
+  const ripLo = cpu.pop64();
+  const ripHi = cpu.vHi;
+  const cs = cpu.pop64() & 0xffff;
+  const flags = cpu.pop64();
+  const newSpLo = cpu.pop64();
+  const newSpHi = cpu.vHi;
+  const ss = cpu.pop64() & 0xffff;
+  try {
+    if (cs !== cpu.seg[1]) loadCodeSegment(cpu, cs);
+  } catch (e) {
+    cpu.regLo[RSP] = spLo;
+    cpu.regHi[RSP] = spHi;
+    throw e;
+  }
+  cpu.rflags = ((cpu.rflags & ~POPF_MASK) | (flags & POPF_MASK) | 2) >>> 0;
+  cpu.seg[2] = ss;
+  cpu.regLo[RSP] = newSpLo;
+  cpu.regHi[RSP] = newSpHi;
+  cpu.ripLo = ripLo;
+  cpu.ripHi = ripHi;
+};
+
+export function registerControlFlow(r: Registry): void {
+  r.pick([Mnemonic.Jmp], (insn) => {
+    if (insn.k0 === Operand.Imm) return jmpRel;
+    if (insn.k0 === Operand.Reg || insn.k0 === Operand.Mem) {
+      if (insn.s0 === 8) return jmpIndirect;
+    }
+    return (cpu: Cpu) => cpu.gap('far or 16/32-bit indirect JMP is not implemented');
+  });
+  r.pick([Mnemonic.Call], (insn) => {
+    if (insn.k0 === Operand.Imm) return callRel;
+    if (insn.s0 === 8) return callIndirect;
+    return (cpu: Cpu) => cpu.gap('far or 16/32-bit indirect CALL is not implemented');
+  });
+  r.handle([Mnemonic.Ret], ret);
+  r.handle([Mnemonic.Jo, Mnemonic.Jno, Mnemonic.Jb, Mnemonic.Jae, Mnemonic.Je, Mnemonic.Jne, Mnemonic.Jbe, Mnemonic.Ja,
+    Mnemonic.Js, Mnemonic.Jns, Mnemonic.Jp, Mnemonic.Jnp, Mnemonic.Jl, Mnemonic.Jge, Mnemonic.Jle, Mnemonic.Jg], jcc);
+  r.handle([Mnemonic.Loop], loop(LOOP));
+  r.handle([Mnemonic.Loope], loop(LOOPE));
+  r.handle([Mnemonic.Loopne], loop(LOOPNE));
+  r.pick([Mnemonic.Jrcxz, Mnemonic.Jecxz], (insn, ins) => {
+    insn.op = ins.mnemonic === Mnemonic.Jecxz ? 4 : 8;
+    return jrcxz;
+  });
+  r.pick([Mnemonic.Retf], (insn, ins) => {
+    insn.op = ins.code === Code.Retfq || ins.code === Code.Retfq_imm16 ? 8 : 4;
+    return retFar;
+  });
+  r.pick([Mnemonic.Iretq, Mnemonic.Iretd, Mnemonic.Iret], (insn, ins) => {
+    insn.op = ins.mnemonic === Mnemonic.Iretq ? 8 : 4;
+    return iretq;
+  });
+}

@@ -1,0 +1,226 @@
+import { Mnemonic } from 'iced-x86';
+import type { Cpu } from '../cpu.js';
+import type { Handler, Insn } from '../insn.js';
+import { CF, OF } from '../flags.js';
+import { RAX, RDX } from '../registers.js';
+import { szp } from './flags-compute.js';
+import type { Registry } from './table.js';
+
+/** MUL/IMUL (all forms), DIV/IDIV with #DE, and MULX. */
+
+// 128-bit product words, least significant first (module scratch, no allocation).
+const W = new Uint32Array(4);
+const limbs = new Float64Array(8);
+
+/** Unsigned 64x64 -> 128 using 16-bit limbs (exact in doubles). */
+function mulu64(aLo: number, aHi: number, bLo: number, bHi: number): void {
+  const a0 = aLo & 0xffff, a1 = aLo >>> 16, a2 = aHi & 0xffff, a3 = aHi >>> 16;
+  const b0 = bLo & 0xffff, b1 = bLo >>> 16, b2 = bHi & 0xffff, b3 = bHi >>> 16;
+  limbs[0] = a0 * b0;
+  limbs[1] = a0 * b1 + a1 * b0;
+  limbs[2] = a0 * b2 + a1 * b1 + a2 * b0;
+  limbs[3] = a0 * b3 + a1 * b2 + a2 * b1 + a3 * b0;
+  limbs[4] = a1 * b3 + a2 * b2 + a3 * b1;
+  limbs[5] = a2 * b3 + a3 * b2;
+  limbs[6] = a3 * b3;
+  limbs[7] = 0;
+  let carry = 0;
+  for (let k = 0; k < 8; k += 2) {
+    const v0 = limbs[k] + carry;
+    const l0 = v0 % 65536;
+    const c0 = Math.floor(v0 / 65536);
+    const v1 = limbs[k + 1] + c0;
+    const l1 = v1 % 65536;
+    carry = Math.floor(v1 / 65536);
+    W[k >> 1] = l0 + l1 * 65536;
+  }
+}
+
+/** Signed 64x64 -> 128: unsigned product corrected in the high half. */
+function muls64(aLo: number, aHi: number, bLo: number, bHi: number): void {
+  mulu64(aLo, aHi, bLo, bHi);
+  if (aHi >>> 31) subHigh(bLo, bHi);
+  if (bHi >>> 31) subHigh(aLo, aHi);
+}
+
+function subHigh(lo: number, hi: number): void {
+  const l = W[2] - lo;
+  W[2] = l;
+  W[3] = W[3] - hi - (l < 0 ? 1 : 0);
+}
+
+function signExtend(v: number, size: number): number {
+  return size === 1 ? (v << 24) >> 24 : size === 2 ? (v << 16) >> 16 : v | 0;
+}
+
+function mulFlags(cpu: Cpu, overflow: boolean, size: number, lo: number, hi: number): void {
+  cpu.setArith((overflow ? CF | OF : 0) | szp(size, lo, hi));
+}
+
+/** MUL: unsigned, implicit accumulator. */
+const mul: Handler = (cpu, i) => {
+  const size = i.s0;
+  const b = cpu.readOp(i, 0);
+  const bHi = cpu.vHi;
+  if (size === 1) {
+    const r = (cpu.regLo[RAX] & 0xff) * b;
+    cpu.setReg(RAX, 2, r, 0);
+    mulFlags(cpu, r > 0xff, 1, r & 0xff, 0);
+  } else if (size === 2) {
+    const r = (cpu.regLo[RAX] & 0xffff) * b;
+    cpu.setReg(RAX, 2, r & 0xffff, 0);
+    cpu.setReg(RDX, 2, r >>> 16, 0);
+    mulFlags(cpu, r > 0xffff, 2, r & 0xffff, 0);
+  } else if (size === 4) {
+    mulu64(cpu.regLo[RAX], 0, b, 0);
+    const lo = W[0], hi = W[1];
+    cpu.setReg(RAX, 4, lo, 0);
+    cpu.setReg(RDX, 4, hi, 0);
+    mulFlags(cpu, hi !== 0, 4, lo, 0);
+  } else {
+    mulu64(cpu.regLo[RAX], cpu.regHi[RAX], b, bHi);
+    const w0 = W[0], w1 = W[1], w2 = W[2], w3 = W[3];
+    cpu.setReg(RAX, 8, w0, w1);
+    cpu.setReg(RDX, 8, w2, w3);
+    mulFlags(cpu, (w2 | w3) !== 0, 8, w0, w1);
+  }
+};
+
+/** Signed product of two operands of `size`, result truncated to `size` in rLo/rHi, flags set. */
+function imulCore(cpu: Cpu, size: number, a: number, aHi: number, b: number, bHi: number): void {
+  if (size === 8) {
+    muls64(a, aHi, b, bHi);
+    const lo = W[0], hi = W[1];
+    const ext = hi >>> 31 ? 0xffffffff : 0;
+    cpu.rLo = lo;
+    cpu.rHi = hi;
+    mulFlags(cpu, W[2] !== ext || W[3] !== ext, 8, lo, hi);
+    return;
+  }
+  const sa = signExtend(a, size), sb = signExtend(b, size);
+  if (size === 4) {
+    muls64(sa >>> 0, sa < 0 ? 0xffffffff : 0, sb >>> 0, sb < 0 ? 0xffffffff : 0);
+    const lo = W[0];
+    const ext = lo >>> 31 ? 0xffffffff : 0;
+    cpu.rLo = lo;
+    cpu.rHi = W[1];
+    mulFlags(cpu, W[1] !== ext, 4, lo, 0);
+    return;
+  }
+  const p = sa * sb;
+  const mask = size === 1 ? 0xff : 0xffff;
+  const lo = p & mask;
+  cpu.rLo = lo;
+  cpu.rHi = (p >> (size * 8)) & mask;
+  mulFlags(cpu, signExtend(lo, size) !== p, size, lo, 0);
+}
+
+const imul: Handler = (cpu, i) => {
+  const size = i.s0;
+  if (i.opCount === 1) {
+    const b = cpu.readOp(i, 0);
+    const bHi = cpu.vHi;
+    const a = cpu.regLo[RAX];
+    const aHi = cpu.regHi[RAX];
+    imulCore(cpu, size, size === 1 ? a & 0xff : size === 2 ? a & 0xffff : a, aHi, b, bHi);
+    if (size === 1) cpu.setReg(RAX, 2, (cpu.rLo | (cpu.rHi << 8)) & 0xffff, 0);
+    else if (size === 2) { cpu.setReg(RAX, 2, cpu.rLo, 0); cpu.setReg(RDX, 2, cpu.rHi, 0); }
+    else if (size === 4) { cpu.setReg(RAX, 4, cpu.rLo, 0); cpu.setReg(RDX, 4, cpu.rHi, 0); }
+    else { cpu.setReg(RAX, 8, W[0], W[1]); cpu.setReg(RDX, 8, W[2], W[3]); }
+    return;
+  }
+  const srcA = i.opCount === 3 ? 1 : 0;
+  const srcB = i.opCount === 3 ? 2 : 1;
+  const a = cpu.readOp(i, srcA);
+  const aHi = cpu.vHi;
+  const b = cpu.readOp(i, srcB);
+  const bHi = cpu.vHi;
+  imulCore(cpu, size, a, aHi, b, bHi);
+  cpu.setReg(i.r0, size, cpu.rLo, size === 8 ? cpu.rHi : 0);
+};
+
+/** MULX: unsigned RDX * src, no flags; high half to op0, low half to op1. */
+const mulx: Handler = (cpu, i) => {
+  const size = i.s0;
+  const b = cpu.readOp(i, 2);
+  const bHi = cpu.vHi;
+  if (size === 8) {
+    mulu64(cpu.regLo[RDX], cpu.regHi[RDX], b, bHi);
+    const w0 = W[0], w1 = W[1], w2 = W[2], w3 = W[3];
+    cpu.setReg(i.r1, 8, w0, w1);
+    cpu.setReg(i.r0, 8, w2, w3);
+  } else {
+    mulu64(cpu.regLo[RDX], 0, b, 0);
+    const lo = W[0], hi = W[1];
+    cpu.setReg(i.r1, 4, lo, 0);
+    cpu.setReg(i.r0, 4, hi, 0);
+  }
+};
+
+
+function divide(signed: boolean): Handler {
+  return (cpu: Cpu, i: Insn) => {
+    const size = i.s0;
+    const d = cpu.readOp(i, 0);
+    const dHi = cpu.vHi;
+    if (size === 1) {
+      const n = cpu.regLo[RAX] & 0xffff;
+      if ((d & 0xff) === 0) cpu.raise(0);
+      const nn = signed ? (n << 16) >> 16 : n;
+      const dd = signed ? signExtend(d, 1) : d;
+      const q = Math.trunc(nn / dd);
+      const r = nn - q * dd;
+      if (signed ? q < -128 || q > 127 : q > 0xff) cpu.raise(0);
+      cpu.setReg(RAX, 2, (q & 0xff) | ((r & 0xff) << 8), 0);
+      return;
+    }
+    if (size === 2) {
+      const n = ((cpu.regLo[RDX] & 0xffff) * 65536) + (cpu.regLo[RAX] & 0xffff);
+      if ((d & 0xffff) === 0) cpu.raise(0);
+      const nn = signed ? n | 0 : n;
+      const dd = signed ? signExtend(d, 2) : d;
+      const q = Math.trunc(nn / dd);
+      const r = nn - q * dd;
+      if (signed ? q < -32768 || q > 32767 : q > 0xffff) cpu.raise(0);
+      cpu.setReg(RAX, 2, q & 0xffff, 0);
+      cpu.setReg(RDX, 2, r & 0xffff, 0);
+      return;
+    }
+    // 32- and 64-bit: BigInt is acceptable here (division is rare in decompressors).
+    const bits = BigInt(size * 8);
+    const width = 1n << bits;
+    let n: bigint, dv: bigint;
+    if (size === 4) {
+      n = (BigInt(cpu.regLo[RDX]) << 32n) | BigInt(cpu.regLo[RAX]);
+      dv = BigInt(d >>> 0);
+    } else {
+      n = (((BigInt(cpu.regHi[RDX]) << 32n) | BigInt(cpu.regLo[RDX])) << 64n) | (BigInt(cpu.regHi[RAX]) << 32n) | BigInt(cpu.regLo[RAX]);
+      dv = (BigInt(dHi) << 32n) | BigInt(d >>> 0);
+    }
+    if (dv === 0n) cpu.raise(0);
+    if (signed) {
+      n = BigInt.asIntN(Number(bits) * 2, n);
+      dv = BigInt.asIntN(Number(bits), dv);
+    }
+    const q = n / dv;
+    const r = n % dv;
+    if (signed ? q < -(width >> 1n) || q >= width >> 1n : q >= width) cpu.raise(0);
+    const qu = BigInt.asUintN(Number(bits), q);
+    const ru = BigInt.asUintN(Number(bits), r);
+    if (size === 4) {
+      cpu.setReg(RAX, 4, Number(qu), 0);
+      cpu.setReg(RDX, 4, Number(ru), 0);
+    } else {
+      cpu.setReg(RAX, 8, Number(qu & 0xffffffffn), Number(qu >> 32n));
+      cpu.setReg(RDX, 8, Number(ru & 0xffffffffn), Number(ru >> 32n));
+    }
+  };
+}
+
+export function registerMulDiv(r: Registry): void {
+  r.handle([Mnemonic.Mul], mul);
+  r.handle([Mnemonic.Imul], imul);
+  r.handle([Mnemonic.Mulx], mulx);
+  r.handle([Mnemonic.Div], divide(false));
+  r.handle([Mnemonic.Idiv], divide(true));
+}

@@ -1,0 +1,140 @@
+import { Mnemonic, OpKind, Register } from 'iced-x86';
+import type { Cpu } from '../cpu.js';
+import type { Handler } from '../insn.js';
+import { Operand } from '../insn.js';
+import { POPF_MASK, RF } from '../flags.js';
+import { RBP, RSP } from '../registers.js';
+import type { Registry } from './table.js';
+
+/** PUSH/POP (64- and 16-bit), PUSHFQ/POPFQ, ENTER/LEAVE, PUSH/POP FS/GS. */
+
+function push16(cpu: Cpu, v: number): void {
+  const lo = cpu.regLo[RSP] - 2;
+  const sLo = lo < 0 ? lo + 4294967296 : lo;
+  const sHi = lo < 0 ? (cpu.regHi[RSP] - 1) >>> 0 : cpu.regHi[RSP];
+  cpu.writeLinear(sLo, sHi, 2, v, 0);
+  cpu.regLo[RSP] = sLo;
+  cpu.regHi[RSP] = sHi;
+}
+
+function pop16(cpu: Cpu): number {
+  const v = cpu.readLinear(cpu.regLo[RSP], cpu.regHi[RSP], 2);
+  const n = cpu.regLo[RSP] + 2;
+  cpu.regLo[RSP] = n;
+  if (n > 0xffffffff) cpu.regHi[RSP] = cpu.regHi[RSP] + 1;
+  return v;
+}
+
+const push: Handler = (cpu, i) => {
+  const v = cpu.readOp(i, 0);
+  if (i.s0 === 2) push16(cpu, v);
+  else cpu.push64(v, i.k0 === Operand.Reg && i.s0 !== 8 ? 0 : cpu.vHi);
+};
+
+const pop: Handler = (cpu, i) => {
+  if (i.s0 === 2) {
+    const v = pop16(cpu);
+    cpu.writeOp(i, 0, v, 0);
+    return;
+  }
+  // The destination address (if memory) uses RSP after the increment, as hardware does.
+  const spLo = cpu.regLo[RSP], spHi = cpu.regHi[RSP];
+  const v = cpu.pop64();
+  const vHi = cpu.vHi;
+  try {
+    cpu.writeOp(i, 0, v, vHi);
+  } catch (e) {
+    cpu.regLo[RSP] = spLo;
+    cpu.regHi[RSP] = spHi;
+    throw e;
+  }
+};
+
+const pushSegment: Handler = (cpu, i) => {
+  cpu.push64(cpu.seg[i.op], 0);
+};
+
+const popSegment: Handler = (cpu, i) => {
+  const v = cpu.pop64() & 0xffff;
+  cpu.seg[i.op] = v;
+};
+
+const pushf: Handler = (cpu, i) => {
+  // RF and VM are never pushed.
+  const v = (cpu.rflags & ~(RF | 0x20000)) >>> 0;
+  if (i.op === 2) push16(cpu, v & 0xffff);
+  else cpu.push64(v, 0);
+};
+
+const popf: Handler = (cpu, i) => {
+  const v = i.op === 2 ? pop16(cpu) | (cpu.rflags & 0xffff0000) : cpu.pop64();
+  cpu.rflags = ((cpu.rflags & ~POPF_MASK) | (v & POPF_MASK) | 2) >>> 0;
+};
+
+const enter: Handler = (cpu, i) => {
+  const frameSize = i.immLo & 0xffff;
+  const level = i.imm2 & 31;
+  cpu.push64(cpu.regLo[RBP], cpu.regHi[RBP]);
+  const frameLo = cpu.regLo[RSP], frameHi = cpu.regHi[RSP];
+  if (level > 0) {
+    let bpLo = cpu.regLo[RBP], bpHi = cpu.regHi[RBP];
+    for (let k = 1; k < level; k++) {
+      let l = bpLo - 8;
+      if (l < 0) { l += 4294967296; bpHi = (bpHi - 1) >>> 0; }
+      bpLo = l;
+      const v = cpu.readLinear(bpLo, bpHi, 8);
+      cpu.push64(v, cpu.vHi);
+    }
+    cpu.push64(frameLo, frameHi);
+  }
+  cpu.regLo[RBP] = frameLo;
+  cpu.regHi[RBP] = frameHi;
+  let l = cpu.regLo[RSP] - frameSize;
+  if (l < 0) { l += 4294967296; cpu.regHi[RSP] = (cpu.regHi[RSP] - 1) >>> 0; }
+  cpu.regLo[RSP] = l;
+};
+
+const leave: Handler = (cpu) => {
+  const saveLo = cpu.regLo[RSP], saveHi = cpu.regHi[RSP];
+  cpu.regLo[RSP] = cpu.regLo[RBP];
+  cpu.regHi[RSP] = cpu.regHi[RBP];
+  try {
+    const v = cpu.pop64();
+    cpu.regLo[RBP] = v;
+    cpu.regHi[RBP] = cpu.vHi;
+  } catch (e) {
+    cpu.regLo[RSP] = saveLo;
+    cpu.regHi[RSP] = saveHi;
+    throw e;
+  }
+};
+
+export function registerStack(r: Registry): void {
+  r.pick([Mnemonic.Push], (insn, ins) => {
+    if (ins.op0Kind === OpKind.Register && ins.op0Register >= Register.ES && ins.op0Register <= Register.GS) {
+      insn.op = ins.op0Register - Register.ES;
+      return pushSegment;
+    }
+    if (insn.k0 === Operand.Imm) insn.s0 = 8;
+    return push;
+  });
+  r.pick([Mnemonic.Pop], (insn, ins) => {
+    if (ins.op0Kind === OpKind.Register && ins.op0Register >= Register.ES && ins.op0Register <= Register.GS) {
+      insn.op = ins.op0Register - Register.ES;
+      return popSegment;
+    }
+    return pop;
+  });
+  r.pick([Mnemonic.Pushf, Mnemonic.Pushfq], (insn, ins) => {
+    insn.op = ins.mnemonic === Mnemonic.Pushf ? 2 : 8;
+    return pushf;
+  });
+  r.pick([Mnemonic.Popf, Mnemonic.Popfq], (insn, ins) => {
+    insn.op = ins.mnemonic === Mnemonic.Popf ? 2 : 8;
+    return popf;
+  });
+  r.handle([Mnemonic.Enter], enter);
+  r.handle([Mnemonic.Leave], leave);
+}
+
+export { push16, pop16 };

@@ -1,0 +1,69 @@
+import type { Cpu } from './cpu.js';
+
+/** How an operand of a decoded instruction is supplied. */
+export const enum Operand {
+  None = 0,
+  Reg = 1,
+  Mem = 2,
+  Imm = 3,
+}
+
+/** Executes one decoded instruction; RIP already points at the next instruction. */
+export type Handler = (cpu: Cpu, insn: Insn) => void;
+
+/**
+ * One decoded instruction in plain numbers (no iced objects, no BigInt), built
+ * once per guest-physical address and reused until that page is written.
+ * All fields are always present so that V8 keeps a single object shape.
+ */
+export class Insn {
+  exec: Handler;
+  /** iced Mnemonic and Code, for tables, traces and diagnostics. */
+  mnemonic = 0;
+  code = 0;
+  len = 0;
+  opCount = 0;
+  /** Operand kinds, register numbers (see registers.ts) and sizes in bytes. */
+  k0 = Operand.None;
+  k1 = Operand.None;
+  k2 = Operand.None;
+  r0 = 0;
+  r1 = 0;
+  r2 = 0;
+  s0 = 0;
+  s1 = 0;
+  s2 = 0;
+  /** Immediate, sign- or zero-extended as the instruction defines, split in 32-bit halves. */
+  immLo = 0;
+  immHi = 0;
+  /** Second immediate (ENTER's nesting level). */
+  imm2 = 0;
+  /** Memory operand: base/index register (-1 none, 16 = RIP), scale, 64-bit displacement halves. */
+  memBase = -1;
+  memIndex = -1;
+  memScale = 1;
+  dispLo = 0;
+  dispHi = 0;
+  /** Segment override whose base applies in 64-bit mode: -1, or FS/GS register number. */
+  memSeg = -1;
+  /** 4 when a 0x67 prefix truncates addresses to 32 bits, else 8. */
+  addrSize = 8;
+  /** Operand 0 is read and written (read-modify-write). */
+  rmw = false;
+  /** Branch displacement relative to the next instruction (near branches). */
+  rel = 0;
+  /** Condition code (iced ConditionCode) for jcc/setcc/cmovcc. */
+  cc = 0;
+  /** 0 none, 1 rep/repe, 2 repne. */
+  rep = 0;
+  lock = false;
+  /** The raw bytes, kept for traces and emulator-gap reports. */
+  bytes: Uint8Array;
+  /** Family-specific selector decided at decode time (for example which ALU operation). */
+  op = 0;
+
+  constructor(exec: Handler, bytes: Uint8Array) {
+    this.exec = exec;
+    this.bytes = bytes;
+  }
+}

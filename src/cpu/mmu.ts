@@ -1,0 +1,199 @@
+import type { PhysicalMemory } from '../memory/physical-memory.js';
+import type { CpuFault } from './fault.js';
+
+/** Access kinds for translation. */
+export const ACCESS_READ = 0, ACCESS_WRITE = 1, ACCESS_EXEC = 2;
+
+const TLB_BITS = 10;
+const TLB_SIZE = 1 << TLB_BITS;
+const TLB_MASK = TLB_SIZE - 1;
+
+/** Translation permissions cached per TLB entry. */
+const PERM_WRITE = 1, PERM_NX = 2, PERM_DIRTY = 4, PERM_USER = 8, PERM_PRIVATE = 16;
+
+/** Paging-related control state the walker reads; owned by the CPU. */
+export interface PagingControl {
+  cr0: number;
+  cr3Lo: number;
+  cr3Hi: number;
+  cr4: number;
+  efer: number;
+  cr2Lo: number;
+  cr2Hi: number;
+}
+
+/** Observer of translations: SEV's C-bit/RMP model hooks in here without the MMU knowing about SEV. */
+export interface TranslationObserver {
+  /** Called when a TLB entry is filled: may throw a fault (for example #VC for an unvalidated private page). */
+  onFill(pa: number, encrypted: boolean, access: number): void;
+}
+
+const CR0_PG = 0x80000000, CR0_WP = 0x10000;
+const CR4_LA57 = 0x1000;
+const EFER_NXE = 0x800;
+
+/**
+ * 4- and 5-level long-mode page walker with a direct-mapped TLB. Linear
+ * addresses arrive as 32-bit halves; physical addresses are plain numbers.
+ * The C-bit (and anything above the physical address width) is stripped
+ * from table entries and reported as "encrypted" to the observer.
+ */
+export class Mmu {
+  private readonly tagLo = new Int32Array(TLB_SIZE).fill(-1);
+  private readonly tagHi = new Int32Array(TLB_SIZE);
+  private readonly frame = new Float64Array(TLB_SIZE);
+  private readonly perm = new Uint8Array(TLB_SIZE);
+  /** Bumped on every flush so that callers caching translations can notice. */
+  generation = 0;
+  /** Mask of physical-address bits 63:32 kept from a table entry (C-bit and reserved bits removed). */
+  physHiMask = 0x000fffff;
+  /** Bit in the high word that marks an encrypted (private) mapping; 0 when SEV is off. */
+  cbitHi = 0;
+  observer: TranslationObserver | null = null;
+
+  constructor(
+    private readonly ctl: PagingControl,
+    private readonly mem: PhysicalMemory,
+    private readonly fault: CpuFault,
+  ) {}
+
+  /** Configure the C-bit position (>= 32) or disable it with 0. */
+  setCbit(position: number): void {
+    if (position >= 32 && position < 64) {
+      this.cbitHi = (1 << (position - 32)) >>> 0;
+      this.physHiMask = 0x000fffff & ~this.cbitHi;
+    } else {
+      this.cbitHi = 0;
+      this.physHiMask = 0x000fffff;
+    }
+    this.flush();
+  }
+
+  flush(): void {
+    this.tagLo.fill(-1);
+    this.generation++;
+  }
+
+  /** INVLPG: drop one page's translation. */
+  flushPage(lo: number, hi: number): void {
+    const vpn = lo >>> 12;
+    const i = (vpn ^ hi) & TLB_MASK;
+    if (this.tagLo[i] === (vpn | 0) && this.tagHi[i] === (hi | 0)) this.tagLo[i] = -1;
+    this.generation++;
+  }
+
+  /**
+   * Linear to physical. Throws the CPU's fault object (#PF with CR2, or #GP
+   * for a non-canonical address) on failure.
+   */
+  translate(lo: number, hi: number, access: number): number {
+    const vpn = lo >>> 12;
+    const i = (vpn ^ hi) & TLB_MASK;
+    if (this.tagLo[i] === (vpn | 0) && this.tagHi[i] === (hi | 0)) {
+      const p = this.perm[i];
+      if (access === ACCESS_READ || (access === ACCESS_WRITE && (p & (PERM_WRITE | PERM_DIRTY)) === (PERM_WRITE | PERM_DIRTY)) ||
+        (access === ACCESS_EXEC && (p & PERM_NX) === 0)) {
+        return this.frame[i] + (lo & 0xfff);
+      }
+    }
+    return this.walk(lo, hi, access, i);
+  }
+
+  private walk(lo: number, hi: number, access: number, slot: number): number {
+    const ctl = this.ctl;
+    if ((ctl.cr0 & CR0_PG) === 0) {
+      // Paging off: identity on the low 32 bits (only seen in tests and transitions).
+      return lo >>> 0;
+    }
+    const la57 = (ctl.cr4 & CR4_LA57) !== 0;
+    // Canonical check: bits 63..47 (or 63..56) must equal the top implemented bit.
+    const top = la57 ? hi >> 24 : hi >> 15;
+    if (top !== 0 && top !== -1) return this.raiseGp();
+    const mem = this.mem;
+    let tableLo = ctl.cr3Lo & 0xfffff000;
+    let tableHi = ctl.cr3Hi & this.physHiMask;
+    let writable = true, user = true, nx = false, encrypted = false;
+    const levels = la57 ? 5 : 4;
+    let pageSizeLog = 12;
+    let entryPa = 0, entryLo = 0, entryHi = 0;
+    for (let level = levels; level >= 1; level--) {
+      let index: number;
+      switch (level) {
+        case 5: index = (hi >>> 16) & 0x1ff; break;
+        case 4: index = (hi >>> 7) & 0x1ff; break;
+        case 3: index = ((hi & 0x7f) << 2) | (lo >>> 30); break;
+        case 2: index = (lo >>> 21) & 0x1ff; break;
+        default: index = (lo >>> 12) & 0x1ff; break;
+      }
+      entryPa = tableHi * 4294967296 + tableLo + index * 8;
+      entryLo = mem.read32(entryPa);
+      entryHi = mem.read32(entryPa + 4);
+      if ((entryLo & 1) === 0) return this.raisePf(lo, hi, access, false);
+      if ((entryLo & 2) === 0) writable = false;
+      if ((entryLo & 4) === 0) user = false;
+      if ((entryHi & 0x80000000) !== 0 && (ctl.efer & EFER_NXE) !== 0) nx = true;
+      if (this.cbitHi !== 0 && (entryHi & this.cbitHi) !== 0) encrypted = true;
+      else if (this.cbitHi !== 0) encrypted = false;
+      // Accessed bit.
+      if ((entryLo & 0x20) === 0) mem.write32(entryPa, (entryLo | 0x20) >>> 0);
+      tableLo = entryLo & 0xfffff000;
+      tableHi = entryHi & this.physHiMask;
+      if ((level === 3 || level === 2) && (entryLo & 0x80) !== 0) {
+        pageSizeLog = level === 3 ? 30 : 21;
+        break;
+      }
+    }
+    const wp = (ctl.cr0 & CR0_WP) !== 0;
+    if (access === ACCESS_WRITE && !writable && wp) return this.raisePf(lo, hi, access, true);
+    if (access === ACCESS_EXEC && nx) return this.raisePf(lo, hi, access, true);
+    // Dirty bit on the leaf when writing.
+    const leafLo = entryLo;
+    if (access === ACCESS_WRITE && (leafLo & 0x40) === 0) mem.write32(entryPa, (mem.read32(entryPa) | 0x60) >>> 0);
+    // Frame base: leaf address bits above the page size, plus the offset bits of the linear address inside a large page.
+    let frame: number;
+    if (pageSizeLog === 12) {
+      frame = tableHi * 4294967296 + (tableLo >>> 0);
+    } else if (pageSizeLog === 21) {
+      frame = tableHi * 4294967296 + ((tableLo & 0xffe00000) >>> 0) + (lo & 0x1ff000);
+    } else {
+      frame = tableHi * 4294967296 + ((tableLo & 0xc0000000) >>> 0) + (lo & 0x3ffff000);
+    }
+    if (this.observer !== null) this.observer.onFill(frame, encrypted, access);
+    this.tagLo[slot] = lo >>> 12;
+    this.tagHi[slot] = hi;
+    this.frame[slot] = frame;
+    let p = 0;
+    if (writable || !wp) p |= PERM_WRITE;
+    if (nx) p |= PERM_NX;
+    if (access === ACCESS_WRITE || (leafLo & 0x40) !== 0) p |= PERM_DIRTY;
+    if (user) p |= PERM_USER;
+    if (encrypted) p |= PERM_PRIVATE;
+    this.perm[slot] = p;
+    return frame + (lo & 0xfff);
+  }
+
+  /** Whether the last-filled translation for this linear page was private (C=1). */
+  isPrivate(lo: number, hi: number): boolean {
+    const vpn = lo >>> 12;
+    const i = (vpn ^ hi) & TLB_MASK;
+    return this.tagLo[i] === (vpn | 0) && this.tagHi[i] === (hi | 0) && (this.perm[i] & PERM_PRIVATE) !== 0;
+  }
+
+  private raisePf(lo: number, hi: number, access: number, present: boolean): never {
+    this.ctl.cr2Lo = lo >>> 0;
+    this.ctl.cr2Hi = hi >>> 0;
+    const f = this.fault;
+    f.vector = 14;
+    f.errorCode = (present ? 1 : 0) | (access === ACCESS_WRITE ? 2 : 0) | (access === ACCESS_EXEC ? 0x10 : 0);
+    f.hasErrorCode = true;
+    throw f;
+  }
+
+  private raiseGp(): never {
+    const f = this.fault;
+    f.vector = 13;
+    f.errorCode = 0;
+    f.hasErrorCode = true;
+    throw f;
+  }
+}

@@ -1,0 +1,61 @@
+import { SparseMemory } from '../memory/sparse-memory.js';
+import { CpuidPolicy } from '../platform/cpuid-policy.js';
+import { BareMetalHost } from '../platform/bare-host.js';
+import { Cpu } from './cpu.js';
+import { Stop } from './host.js';
+
+/** Initial state for running a short code snippet (differential tests, unit tests). */
+export interface SnippetState {
+  /** 16 general-purpose registers in encoding order (rax, rcx, rdx, rbx, rsp, ...). */
+  regs: bigint[];
+  rflags: number;
+  /** Extra memory contents: physical = linear (paging off). */
+  memory?: Array<{ addr: number; bytes: Uint8Array }>;
+}
+
+export interface SnippetResult {
+  regs: bigint[];
+  rflags: number;
+  /** Vector of the first exception raised, or null. */
+  fault: number | null;
+  /** Instructions retired. */
+  retired: number;
+  /** Read back guest memory after the run. */
+  read(addr: number, length: number): Uint8Array;
+}
+
+/**
+ * Run `code` placed at `codeAddr` (flat, paging off, identity addresses
+ * below 4 GiB) until RIP leaves the code, an exception is raised, or `maxSteps`
+ * instructions have retired. Every byte not given reads as zero.
+ */
+export function runSnippet(code: Uint8Array, state: SnippetState, codeAddr = 0x400000, maxSteps = 1000, memSize = 0x80000000): SnippetResult {
+  const mem = new SparseMemory(memSize, { kind: 'zero' });
+  mem.writeBytes(codeAddr, code);
+  for (const m of state.memory ?? []) mem.writeBytes(m.addr, m.bytes);
+  const cpu = new Cpu(mem, new BareMetalHost(new CpuidPolicy()));
+  cpu.cr0 = 0x11; // protected mode, paging off: linear = physical
+  cpu.cr4 = 0x40620; // OSXSAVE etc. so XGETBV works
+  cpu.efer = 0x500;
+  state.regs.forEach((v, r) => cpu.setReg64(r, v));
+  cpu.rflags = (state.rflags | 2) >>> 0;
+  cpu.ripLo = codeAddr;
+  cpu.ripHi = 0;
+  let fault: number | null = null;
+  cpu.exceptionListener = (vector) => {
+    if (fault === null) fault = vector;
+  };
+  const end = codeAddr + code.length;
+  while (cpu.icount < maxSteps) {
+    cpu.run(cpu.icount + 1);
+    if (fault !== null || cpu.stop === Stop.TripleFault || cpu.stop === Stop.Halted) break;
+    if (cpu.ripHi !== 0 || cpu.ripLo < codeAddr || cpu.ripLo >= end) break;
+  }
+  return {
+    regs: Array.from({ length: 16 }, (_, r) => cpu.reg64(r)),
+    rflags: cpu.rflags,
+    fault,
+    retired: cpu.icount,
+    read: (addr, length) => mem.readBytes(addr, length),
+  };
+}
