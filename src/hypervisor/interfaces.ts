@@ -20,10 +20,10 @@ export interface MsrBus {
   write(msr: number, value: bigint): boolean;
 }
 
-/** Emulated MMIO (NAE 0x80000001/2). `size` is 1..8; false makes the hypervisor inject #GP. */
+/** Emulated MMIO (NAE 0x80000001/2). `size` is 1..8; unmapped addresses are the bus's business (all-ones reads). */
 export interface MmioBus {
-  read(gpa: number, size: number): Uint8Array | null;
-  write(gpa: number, data: Uint8Array): boolean;
+  read(gpa: number, size: number): Uint8Array;
+  write(gpa: number, data: Uint8Array): void;
 }
 
 /** One SVSM call as the SVSM saw it. */
