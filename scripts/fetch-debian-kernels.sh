@@ -98,6 +98,9 @@ if command -v flock >/dev/null; then
   flock 9
 fi
 
+# Leftovers of an interrupted run (we hold the lock, so nobody else is staging).
+for id in "${ids[@]}"; do rm -rf "$cache_root/$id"/.stage.* "$cache_root/$id"/current.tmp.* 2>/dev/null || true; done
+
 work=$(mktemp -d "${TMPDIR:-/tmp}/bzemu-fetch.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
