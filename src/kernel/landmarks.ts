@@ -1,0 +1,69 @@
+/**
+ * Structural landmarks in a compressed vmlinux flat image (startup_32 at
+ * offset 0), found from the instruction sequences head_64.S has used since
+ * the 64-bit boot protocol existed, so that bare bzImages without symbols
+ * can still be followed:
+ *
+ *   startup_64:   movl BP_init_size(%rsi),%ebx ; subl $_end,%ebx      (8b 9e 60 02 00 00 | 81 eb imm32)
+ *   .Lrelocated:  ... rep stosq (clear .bss) ... call extract_kernel  ;
+ *                 movq %r15,%rsi ; jmp *%rax                         (4c 89 fe | ff e0)
+ */
+export interface Landmarks {
+  /** Image offset of startup_64 (0x200 by boot-protocol contract). */
+  startup64: number;
+  /** `_end` of the compressed image, from startup_64's relocation arithmetic. */
+  end: number | null;
+  /** Offset of the `rep stosq` that clears .bss at .Lrelocated. */
+  bssClear: number | null;
+  /** Offset of the call to extract_kernel, and its target. */
+  extractKernelCall: number | null;
+  extractKernel: number | null;
+  /** Offset of the final `jmp *%rax` into the decompressed kernel. */
+  kernelJump: number | null;
+}
+
+function find(image: Uint8Array, pattern: number[], from = 0, to = image.length): number {
+  outer: for (let i = from; i + pattern.length <= to; i++) {
+    for (let k = 0; k < pattern.length; k++) if (image[i + k] !== pattern[k]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+function readI32(image: Uint8Array, at: number): number {
+  return image[at] | (image[at + 1] << 8) | (image[at + 2] << 16) | (image[at + 3] << 24);
+}
+
+export function findLandmarks(image: Uint8Array): Landmarks {
+  const startup64 = 0x200;
+  let end: number | null = null;
+  const initSizeLoad = find(image, [0x8b, 0x9e, 0x60, 0x02, 0x00, 0x00, 0x81, 0xeb], startup64, Math.min(image.length, startup64 + 0x400));
+  if (initSizeLoad >= 0) end = readI32(image, initSizeLoad + 8) >>> 0;
+
+  // The final jump: mov %r15,%rsi; jmp *%rax, right after `call extract_kernel` (e8 rel32).
+  let kernelJump: number | null = null;
+  let extractKernelCall: number | null = null;
+  let extractKernel: number | null = null;
+  let at = 0;
+  for (;;) {
+    const j = find(image, [0x4c, 0x89, 0xfe, 0xff, 0xe0], at);
+    if (j < 0) break;
+    if (j >= 5 && image[j - 5] === 0xe8) {
+      kernelJump = j + 3;
+      extractKernelCall = j - 5;
+      extractKernel = j + readI32(image, j - 4);
+      break;
+    }
+    at = j + 1;
+  }
+  // The .bss clear: the last `rep stosq` (f3 48 ab) before the extract_kernel call.
+  let bssClear: number | null = null;
+  if (extractKernelCall !== null) {
+    let k = find(image, [0xf3, 0x48, 0xab], 0, extractKernelCall);
+    while (k >= 0) {
+      bssClear = k;
+      k = find(image, [0xf3, 0x48, 0xab], k + 1, extractKernelCall);
+    }
+  }
+  return { startup64, end, bssClear, extractKernelCall, extractKernel, kernelJump };
+}

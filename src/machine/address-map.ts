@@ -1,0 +1,42 @@
+import type { KernelImage } from '../kernel/kernel-image.js';
+
+/**
+ * Where the two copies of the decompressor live at run time: the one the
+ * firmware loaded, and the one startup_64 moves to the end of the
+ * decompression buffer. Computed the way head_64.S computes it:
+ *   rbp = max(ALIGN_UP(load, kernel_alignment), LOAD_PHYSICAL_ADDR)
+ *   rbx = rbp + init_size - _end
+ */
+export class AddressMap {
+  readonly loadBase: number;
+  readonly outputBase: number;
+  readonly relocBase: number | null;
+  readonly imageLength: number;
+
+  constructor(private readonly kernel: KernelImage, loadAddress: number) {
+    const h = kernel.header;
+    const pref = Number(h.prefAddress);
+    this.loadBase = loadAddress;
+    const align = h.kernelAlignment || 0x200000;
+    const aligned = Math.ceil(loadAddress / align) * align;
+    this.outputBase = h.relocatableKernel ? Math.max(aligned, pref) : pref;
+    this.relocBase = kernel.end !== null ? this.outputBase + h.initSize - kernel.end : null;
+    this.imageLength = kernel.end ?? kernel.image.length;
+  }
+
+  /** Image offset of a linear address in either copy, or -1. */
+  offsetOf(lo: number, hi: number): number {
+    if (hi !== 0) return -1;
+    if (this.relocBase !== null && lo >= this.relocBase && lo < this.relocBase + this.imageLength) return lo - this.relocBase;
+    if (lo >= this.loadBase && lo < this.loadBase + this.imageLength) return lo - this.loadBase;
+    return -1;
+  }
+
+  /** Human name of an address: "symbol+0x10", "image+0x1234", or the bare address. */
+  describe(lo: number, hi = 0): string {
+    const off = this.offsetOf(lo, hi);
+    if (off < 0) return '';
+    const name = this.kernel.symbols?.describe(off);
+    return name ?? `image+0x${off.toString(16)}`;
+  }
+}

@@ -1,0 +1,215 @@
+import { EmulatorGap } from '../cpu/fault.js';
+import { Stop } from '../cpu/host.js';
+import { RAX } from '../cpu/registers.js';
+import { disassemble } from '../cpu/decode.js';
+import { loadKernel, type KernelImage } from '../kernel/kernel-image.js';
+import type { MilestoneName, VerdictKind } from '../kernel/verdict.js';
+import type { PoisonPolicy } from '../memory/poison.js';
+import type { GdtStyle } from '../platform/firmware.js';
+import { Machine } from './machine.js';
+
+export interface BootOptions {
+  kernelPath: string;
+  /** bzImage for a compressed-vmlinux ELF's setup header. */
+  bzImage?: string;
+  /** Compressed-vmlinux ELF whose symbols name addresses of a bzImage. */
+  symbols?: string;
+  memSize: number;
+  poison: PoisonPolicy;
+  seed: number;
+  cmdline: string;
+  loadAddress: number;
+  gdt: GdtStyle;
+  until: MilestoneName;
+  budget: number;
+  /** How many of the last instructions to keep for --trace. */
+  traceLength: number;
+  /** Called every slice with progress (for a live status line). */
+  onProgress?: (p: Progress) => void;
+}
+
+export interface Progress {
+  instructions: number;
+  elapsedMs: number;
+  lastMilestone: string | null;
+}
+
+export interface MilestoneHit {
+  name: MilestoneName;
+  rip: string;
+  symbol: string;
+  instruction: number;
+}
+
+export interface TraceLine {
+  rip: string;
+  symbol: string;
+  bytes: string;
+  disassembly: string;
+}
+
+export interface BootResult {
+  verdict: VerdictKind;
+  reason: string;
+  kernel: { path: string; kind: string; version: string | null; headerSource: string };
+  entry: string;
+  milestones: MilestoneHit[];
+  console: string;
+  instructions: number;
+  traceHash: string;
+  /** Where the decompressed kernel starts (kernel-entry runs only). */
+  kernelEntry: string | null;
+  /** Kernel-entry runs: where the decompressor put the kernel (output) and its virtual offset when known. */
+  gap: { rip: string; symbol: string; bytes: string; disassembly: string } | null;
+  trace: TraceLine[];
+  elapsedMs: number;
+  unclaimedPorts: number[];
+}
+
+const SLICE = 4_000_000;
+
+function hex(v: number, hi = 0): string {
+  return '0x' + (hi ? hi.toString(16) + (v >>> 0).toString(16).padStart(8, '0') : (v >>> 0).toString(16));
+}
+
+/** Boot a kernel and report how far it got. Throws BadInputError for unusable input. */
+export function boot(options: BootOptions): BootResult {
+  const kernel = loadKernel(options.kernelPath, { bzImage: options.bzImage, symbols: options.symbols });
+  return bootImage(kernel, options);
+}
+
+export function bootImage(kernel: KernelImage, options: BootOptions): BootResult {
+  const traceSize = 1 << Math.max(12, Math.ceil(Math.log2(Math.max(1, options.traceLength))));
+  const machine = new Machine(kernel, {
+    memSize: options.memSize,
+    poison: options.poison,
+    seed: options.seed,
+    loadAddress: options.loadAddress,
+    cmdline: options.cmdline,
+    gdt: options.gdt,
+    traceSize,
+  });
+  const { cpu, addresses } = machine;
+  const started = Date.now();
+  const milestones: MilestoneHit[] = [];
+  const hit = (name: MilestoneName): void => {
+    milestones.push({ name, rip: hex(cpu.ripLo, cpu.ripHi), symbol: addresses.describe(cpu.ripLo, cpu.ripHi), instruction: cpu.icount });
+  };
+
+  // Breakpoints for milestones, by address.
+  const bp = new Map<number, MilestoneName | 'kernel-jump'>();
+  const lm = kernel.landmarks;
+  const sym = (name: string): number | null => kernel.symbols?.get(name)?.offset ?? null;
+  const reloc = addresses.relocBase;
+  const sevEnable = sym('sev_enable');
+  if (sevEnable !== null) bp.set(addresses.loadBase + sevEnable, 'sev_enable');
+  if (reloc !== null) {
+    if (lm.bssClear !== null) bp.set(reloc + lm.bssClear, 'bss-clear');
+    const ek = sym('extract_kernel') ?? lm.extractKernel;
+    if (ek !== null) bp.set(reloc + ek, 'extract_kernel');
+    if (lm.kernelJump !== null) bp.set(reloc + lm.kernelJump, 'kernel-jump');
+  }
+  for (const a of bp.keys()) cpu.addBreakpoint(a);
+  hit('startup_64');
+
+  let verdict: VerdictKind | null = null;
+  let reason = '';
+  let kernelEntry: number | null = null;
+  let gap: BootResult['gap'] = null;
+  const entry = hex(cpu.ripLo);
+
+  while (verdict === null) {
+    const limit = Math.min(options.budget, cpu.icount + SLICE);
+    try {
+      cpu.run(limit);
+    } catch (e) {
+      if (!(e instanceof EmulatorGap)) throw e;
+      const bytes = cpu.peekLinear(cpu.curRipLo, cpu.curRipHi, 15);
+      gap = {
+        rip: hex(cpu.curRipLo, cpu.curRipHi),
+        symbol: addresses.describe(cpu.curRipLo, cpu.curRipHi),
+        bytes: Buffer.from(bytes).toString('hex').replace(/(..)/g, '$1 ').trim(),
+        disassembly: disassemble(bytes, cpu.curRipLo, cpu.curRipHi),
+      };
+      verdict = 'emulator-gap';
+      reason = `${e.message} at ${gap.rip}${gap.symbol ? ` (${gap.symbol})` : ''}`;
+      break;
+    }
+    switch (cpu.stop) {
+      case Stop.Breakpoint: {
+        const what = bp.get(cpu.hitBreakpoint) ?? (cpu.hitBreakpoint === kernelEntry ? 'kernel-entry' : undefined);
+        if (what === 'kernel-jump') {
+          kernelEntry = cpu.regLo[RAX];
+          if (cpu.regHi[RAX] === 0) {
+            cpu.addBreakpoint(kernelEntry);
+          }
+        } else if (what !== undefined) {
+          if (!milestones.some((m) => m.name === what)) hit(what);
+          if (what === options.until) {
+            verdict = 'reached';
+            reason = `reached ${what}`;
+          }
+        }
+        break;
+      }
+      case Stop.Halted:
+        verdict = 'guest-halted';
+        reason = `the guest halted at ${hex(cpu.curRipLo, cpu.curRipHi)}${describeSuffix(addresses.describe(cpu.curRipLo, cpu.curRipHi))}`;
+        break;
+      case Stop.TripleFault:
+        verdict = 'triple-fault';
+        reason = `${cpu.stopDetail} at ${hex(cpu.ripLo, cpu.ripHi)}${describeSuffix(addresses.describe(cpu.ripLo, cpu.ripHi))}`;
+        break;
+      case Stop.Budget:
+        if (cpu.icount >= options.budget) {
+          verdict = 'budget-exhausted';
+          reason = `instruction budget of ${options.budget} exhausted at ${hex(cpu.ripLo, cpu.ripHi)}${describeSuffix(addresses.describe(cpu.ripLo, cpu.ripHi))}`;
+        }
+        break;
+      case Stop.Terminated:
+        verdict = 'guest-terminated';
+        reason = cpu.stopDetail;
+        break;
+      default:
+        break;
+    }
+    options.onProgress?.({ instructions: cpu.icount, elapsedMs: Date.now() - started, lastMilestone: milestones[milestones.length - 1]?.name ?? null });
+  }
+
+  const trace: TraceLine[] = [];
+  if (options.traceLength > 0) {
+    for (const [lo, hi] of cpu.recentRips(options.traceLength)) {
+      const bytes = cpu.peekLinear(lo, hi, 15);
+      const dis = disassemble(bytes, lo, hi);
+      const len = Math.max(1, Math.min(15, instructionBytes(bytes)));
+      trace.push({ rip: hex(lo, hi), symbol: addresses.describe(lo, hi), bytes: Buffer.from(bytes.subarray(0, len)).toString('hex'), disassembly: dis });
+    }
+  }
+
+  return {
+    verdict,
+    reason,
+    kernel: { path: kernel.path, kind: kernel.kind, version: kernel.header.kernelVersion, headerSource: kernel.headerSource },
+    entry,
+    milestones,
+    console: machine.ports.console(),
+    instructions: cpu.icount,
+    traceHash: (cpu.traceHash >>> 0).toString(16).padStart(8, '0'),
+    kernelEntry: kernelEntry !== null ? hex(kernelEntry) : null,
+    gap,
+    trace,
+    elapsedMs: Date.now() - started,
+    unclaimedPorts: [...machine.ports.unclaimed.keys()].sort((a, b) => a - b),
+  };
+}
+
+function describeSuffix(s: string): string {
+  return s ? ` (${s})` : '';
+}
+
+function instructionBytes(bytes: Uint8Array): number {
+  // Lazy import cycle avoidance: decode length via the disassembler module.
+  return lengthOf(bytes);
+}
+
+import { instructionLength as lengthOf } from '../cpu/decode.js';

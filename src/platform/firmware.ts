@@ -1,0 +1,154 @@
+import type { Cpu } from '../cpu/cpu.js';
+import type { PhysicalMemory } from '../memory/physical-memory.js';
+import { RSI, RSP } from '../cpu/registers.js';
+import type { KernelImage } from '../kernel/kernel-image.js';
+
+/**
+ * What a stage0-like firmware leaves behind when it enters a kernel at the
+ * 64-bit boot protocol entry: the image at the load address, a zero page,
+ * the command line, identity page tables (2 MiB pages, C-bit when asked),
+ * a flat GDT, an empty IDT, a stack, and the registers boot.rst promises.
+ * Every other byte of RAM keeps its poison.
+ */
+
+/** Fixed low-memory layout (all below 1 MiB, like stage0's). */
+export const LAYOUT = {
+  /** SNP secrets page and CPUID page, where stage0 keeps them. */
+  secretsPage: 0x1000,
+  cpuidPage: 0x2000,
+  zeroPage: 0x10000,
+  cmdline: 0x11000,
+  gdt: 0x12000,
+  idt: 0x12800,
+  /** CC blob and setup_data nodes (SNP). */
+  ccBlob: 0x13000,
+  setupData: 0x13100,
+  pml4: 0x20000,
+  pdpt: 0x21000,
+  /** Page directories follow, one per GiB mapped. */
+  pd0: 0x22000,
+  stackTop: 0x80000,
+} as const;
+
+export type GdtStyle = 'boot-protocol' | 'stage0';
+
+export interface FirmwareOptions {
+  loadAddress: number;
+  cmdline: string;
+  /** C-bit position to set in page-table entries, or 0 for none. */
+  cbit: number;
+  gdt: GdtStyle;
+  /** Physical address of the first setup_data node to hand over (0 = none). */
+  setupDataHead: number;
+}
+
+export interface E820Entry {
+  addr: number;
+  size: number;
+  type: number;
+}
+
+/** The e820 map stage0 reports: low RAM, the VGA/BIOS hole, reserved BIOS area, RAM above 1 MiB. */
+export function e820For(memSize: number): E820Entry[] {
+  return [
+    { addr: 0, size: 0xa0000, type: 1 },
+    { addr: 0xf0000, size: 0x10000, type: 2 },
+    { addr: 0x100000, size: memSize - 0x100000, type: 1 },
+  ];
+}
+
+/** Write a 64-bit little-endian value (as lo/hi numbers) into guest memory. */
+function write64(mem: PhysicalMemory, pa: number, lo: number, hi: number): void {
+  mem.write32(pa, lo >>> 0);
+  mem.write32(pa + 4, hi >>> 0);
+}
+
+/** Identity-map [0, max(1 GiB, RAM)) with 2 MiB pages, as stage0 does. Returns CR3. */
+function buildIdentityMap(mem: PhysicalMemory, memSize: number, cbit: number): number {
+  const gib = Math.max(1, Math.ceil(memSize / 0x40000000));
+  if (gib > 512) throw new Error('cannot map more than 512 GiB');
+  const cHi = cbit >= 32 ? (1 << (cbit - 32)) >>> 0 : 0;
+  mem.fill(LAYOUT.pml4, 0x2000, 0);
+  write64(mem, LAYOUT.pml4, LAYOUT.pdpt | 0x3, cHi);
+  for (let g = 0; g < gib; g++) {
+    const pd = LAYOUT.pd0 + g * 0x1000;
+    write64(mem, LAYOUT.pdpt + g * 8, pd | 0x3, cHi);
+    for (let e = 0; e < 512; e++) {
+      const pa = g * 0x40000000 + e * 0x200000;
+      write64(mem, pd + e * 8, (pa % 4294967296) | 0x83, Math.floor(pa / 4294967296) | cHi);
+    }
+  }
+  return LAYOUT.pml4;
+}
+
+const GDT_NULL: [number, number] = [0, 0];
+const CODE64: [number, number] = [0x0000ffff, 0x00af9a00];
+const DATA: [number, number] = [0x0000ffff, 0x00cf9300];
+
+/** Build the zero page (struct boot_params) for the kernel. */
+function buildZeroPage(mem: PhysicalMemory, kernel: KernelImage, options: FirmwareOptions): void {
+  const zp = LAYOUT.zeroPage;
+  mem.fill(zp, 0x1000, 0);
+  mem.writeBytes(zp + 0x1f1, kernel.setupBytes);
+  mem.write8(zp + 0x210, 0xff); // type_of_loader: undefined, as stage0
+  const cmd = Buffer.from(options.cmdline + '\0', 'latin1');
+  if (cmd.length > 2048) throw new Error('command line longer than 2047 bytes');
+  mem.fill(LAYOUT.cmdline, 0x1000, 0);
+  mem.writeBytes(LAYOUT.cmdline, new Uint8Array(cmd));
+  mem.write32(zp + 0x228, LAYOUT.cmdline);
+  mem.write32(zp + 0x218, 0); // no initrd
+  mem.write32(zp + 0x21c, 0);
+  mem.write32(zp + 0x250, options.setupDataHead >>> 0); // setup_data (low half; high half 0)
+  mem.write32(zp + 0x254, 0);
+  const e820 = e820For(mem.size);
+  mem.write8(zp + 0x1e8, e820.length);
+  e820.forEach((e, k) => {
+    const at = zp + 0x2d0 + k * 20;
+    write64(mem, at, e.addr, 0);
+    write64(mem, at + 8, e.size % 4294967296, Math.floor(e.size / 4294967296));
+    mem.write32(at + 16, e.type);
+  });
+}
+
+/** Load the kernel image and leave the CPU at the 64-bit entry point. */
+export function bootFirmware(cpu: Cpu, mem: PhysicalMemory, kernel: KernelImage, options: FirmwareOptions): void {
+  const { loadAddress } = options;
+  if (loadAddress % 0x1000 !== 0) throw new Error('load address must be page aligned');
+  if (loadAddress + kernel.header.initSize > mem.size) {
+    throw new Error(`kernel needs ${kernel.header.initSize} bytes from 0x${loadAddress.toString(16)}, beyond the ${mem.size >>> 20} MiB of RAM`);
+  }
+  mem.writeBytes(loadAddress, kernel.image);
+  buildZeroPage(mem, kernel, options);
+
+  // GDT: boot.rst's __BOOT_CS 0x10 / __BOOT_DS 0x18, or stage0's 0x08 / 0x10.
+  const entries = options.gdt === 'stage0' ? [GDT_NULL, CODE64, DATA] : [GDT_NULL, GDT_NULL, CODE64, DATA];
+  entries.forEach(([lo, hi], k) => write64(mem, LAYOUT.gdt + k * 8, lo, hi));
+  const cs = options.gdt === 'stage0' ? 0x08 : 0x10;
+  const ds = options.gdt === 'stage0' ? 0x10 : 0x18;
+
+  const cr3 = buildIdentityMap(mem, mem.size, options.cbit);
+  cpu.cr0 = 0x80010033; // PG WP NE ET MP PE
+  cpu.cr4 = 0x20; // PAE only, as stage0
+  cpu.efer = 0x500; // LME | LMA
+  cpu.cr3Lo = cr3;
+  cpu.cr3Hi = 0;
+  cpu.mmu.setCbit(options.cbit);
+  cpu.gdtrBaseLo = LAYOUT.gdt;
+  cpu.gdtrBaseHi = 0;
+  cpu.gdtrLimit = entries.length * 8 - 1;
+  cpu.idtrBaseLo = LAYOUT.idt; // an empty IDT: any exception before the kernel's own is fatal
+  cpu.idtrBaseHi = 0;
+  cpu.idtrLimit = 0;
+  cpu.seg.fill(ds);
+  cpu.seg[1] = cs;
+  cpu.seg[4] = cpu.seg[5] = 0;
+  cpu.csLong = true;
+  cpu.rflags = 0x2;
+  cpu.regLo.fill(0);
+  cpu.regHi.fill(0);
+  cpu.regLo[RSI] = LAYOUT.zeroPage;
+  cpu.regLo[RSP] = LAYOUT.stackTop;
+  cpu.ripLo = loadAddress + 0x200;
+  cpu.ripHi = 0;
+  cpu.flushTlb();
+}
