@@ -100,15 +100,17 @@ export class VmConfigError extends Error {
 }
 
 /**
- * A complete, checked configuration. When an SVSM is requested and no
- * hypervisor features are given, multi-VMPL (bit 5) is added to the KVM
- * default, since the kernel needs it to continue at VMPL > 0.
+ * A complete, checked configuration. When an SVSM is requested, the guest
+ * VMPL defaults to 1 and, unless hypervisor features are given, multi-VMPL
+ * (bit 5) is added to the KVM default, since the kernel needs it to continue
+ * at VMPL > 0.
  */
 export function makeVmConfig(partial: Partial<VmConfig> = {}): VmConfig {
   const svsm = partial.svsm ?? DEFAULT_VM_CONFIG.svsm;
   const config: VmConfig = {
     ...DEFAULT_VM_CONFIG,
     ...partial,
+    vmpl: partial.vmpl ?? (svsm ? 1 : DEFAULT_VM_CONFIG.vmpl),
     hvFeatures: partial.hvFeatures ?? (svsm ? KVM_HV_FEATURES | HV_FT_SNP_MULTI_VMPL : KVM_HV_FEATURES),
   };
   validate(config);

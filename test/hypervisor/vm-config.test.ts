@@ -41,6 +41,11 @@ describe('makeVmConfig defaults and checks', () => {
     expect(makeVmConfig({ mode: 'snp', svsm: true, vmpl: 1, hvFeatures: 0x3n }).hvFeatures).toBe(0x3n);
   });
 
+  it('an SVSM puts the guest at VMPL1 unless told otherwise', () => {
+    expect(parseVmOptions('snp,svsm').vmpl).toBe(1);
+    expect(parseVmOptions('snp,svsm,vmpl=3').vmpl).toBe(3);
+  });
+
   it('rejects inconsistent combinations', () => {
     expect(() => makeVmConfig({ mode: 'sev-es', vmpl: 1 })).toThrow(VmConfigError);
     expect(() => makeVmConfig({ mode: 'snp', svsm: true, vmpl: 0 })).toThrow(/VMPL0/);
