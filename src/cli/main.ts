@@ -1,1 +1,111 @@
-export {};
+#!/usr/bin/env node
+import { existsSync } from 'node:fs';
+import { boot, type BootResult } from '../machine/boot.js';
+import { isBadInputError } from '../kernel/errors.js';
+import { exitCodeFor } from '../kernel/verdict.js';
+import { debianKernelManifest, ensureDebianKernel } from '../kernel/kernel-cache.js';
+import { kernelInfo, renderInfo } from '../kernel/info.js';
+import { parseBootArgs, UsageError } from './options.js';
+import { renderBoot } from './render.js';
+
+const USAGE = `usage: bzemu <command> [options]
+
+commands:
+  boot [KERNEL]     run the decompressor of KERNEL (a bzImage, a compressed vmlinux ELF,
+                    or a Debian series id such as debian-6.12, fetched on first use)
+      --until extract_kernel|kernel-entry   where to stop (default extract_kernel)
+      --budget N        instruction budget (default 2e8, 4e9 with --until kernel-entry)
+      --mem SIZE        guest RAM (default 1G)
+      --poison random|zero|0xNN   contents of memory nobody wrote (default random)
+      --seed N          seed for poison and RDRAND (default 1)
+      --cmdline TEXT    kernel command line
+      --load-addr ADDR  where the firmware loads the kernel (default 0x2000000, as stage0)
+      --gdt boot-protocol|stage0   entry GDT layout (CS 0x10/DS 0x18, or CS 0x08/DS 0x10)
+      --bzimage PATH    the bzImage of a compressed vmlinux ELF (setup header)
+      --symbols PATH    a compressed vmlinux ELF naming a bzImage's addresses
+      --trace N         print the last N instructions when the run ends
+      --json            machine-readable result
+  info KERNEL       setup header, version, payload format, sizes, symbols
+
+exit codes: 0 reached, 1 guest failed, 2 bad input or usage, 3 emulator gap`;
+
+function resolveKernel(name: string): string {
+  if (existsSync(name)) return name;
+  if (debianKernelManifest().some((s) => s.id === name)) return ensureDebianKernel(name);
+  return name; // loadKernel reports the missing file
+}
+
+function progressPrinter(): ((p: { instructions: number; elapsedMs: number; lastMilestone: string | null }) => void) | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  let shown = false;
+  return (p) => {
+    if (p.elapsedMs < 1000) return;
+    shown = true;
+    const mips = p.instructions / (p.elapsedMs / 1000) / 1e6;
+    process.stderr.write(`\r${(p.instructions / 1e6).toFixed(1)}M instructions, ${mips.toFixed(1)} MIPS, last milestone ${p.lastMilestone ?? '-'}   `);
+    void shown;
+  };
+}
+
+function runBoot(argv: string[]): number {
+  const o = parseBootArgs(argv);
+  const progress = o.json ? undefined : progressPrinter();
+  let result: BootResult;
+  result = boot({
+    kernelPath: resolveKernel(o.kernel),
+    bzImage: o.bzImage,
+    symbols: o.symbols,
+    memSize: o.memSize,
+    poison: o.poison,
+    seed: o.seed,
+    cmdline: o.cmdline,
+    loadAddress: o.loadAddress,
+    gdt: o.gdt,
+    until: o.until,
+    budget: o.budget,
+    traceLength: o.trace,
+    onProgress: progress,
+  });
+  if (progress) process.stderr.write('\r\x1b[K');
+  if (o.json) {
+    const { trace, ...rest } = result;
+    process.stdout.write(JSON.stringify(o.trace > 0 ? result : rest, null, 2) + '\n');
+  } else {
+    process.stdout.write(renderBoot(result) + '\n');
+  }
+  return exitCodeFor(result.verdict);
+}
+
+function runInfo(argv: string[]): number {
+  if (argv.length !== 1) throw new UsageError('info takes one kernel');
+  process.stdout.write(renderInfo(kernelInfo(resolveKernel(argv[0]))) + '\n');
+  return 0;
+}
+
+export function main(argv: string[]): number {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'boot': return runBoot(rest);
+      case 'info': return runInfo(rest);
+      case undefined: case '-h': case '--help': case 'help':
+        process.stdout.write(USAGE + '\n');
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command '${command}'`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`bzemu: ${e.message} (see bzemu --help)\n`);
+      return 2;
+    }
+    if (isBadInputError(e)) {
+      process.stderr.write(`bzemu: bad input: ${(e as Error).message}\n`);
+      return 2;
+    }
+    process.stderr.write(`bzemu: internal error: ${(e as Error)?.message ?? String(e)}\n`);
+    return 4;
+  }
+}
+
+process.exitCode = main(process.argv.slice(2));

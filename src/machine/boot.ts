@@ -1,7 +1,8 @@
 import { EmulatorGap } from '../cpu/fault.js';
 import { Stop } from '../cpu/host.js';
 import { RAX } from '../cpu/registers.js';
-import { disassemble } from '../cpu/decode.js';
+import { disassemble, instructionLength } from '../cpu/decode.js';
+import { inspectOutput } from '../kernel/decompressed-output.js';
 import { loadKernel, type KernelImage } from '../kernel/kernel-image.js';
 import type { MilestoneName, VerdictKind } from '../kernel/verdict.js';
 import type { PoisonPolicy } from '../memory/poison.js';
@@ -26,6 +27,8 @@ export interface BootOptions {
   traceLength: number;
   /** Called every slice with progress (for a live status line). */
   onProgress?: (p: Progress) => void;
+  /** Called with the machine once the run ends (tests inspect guest memory). */
+  inspect?: (machine: Machine) => void;
 }
 
 export interface Progress {
@@ -59,7 +62,8 @@ export interface BootResult {
   traceHash: string;
   /** Where the decompressed kernel starts (kernel-entry runs only). */
   kernelEntry: string | null;
-  /** Kernel-entry runs: where the decompressor put the kernel (output) and its virtual offset when known. */
+  /** Kernel-entry runs: where the decompressor put the kernel and the KASLR virtual offset it applied. */
+  output: { address: string; length: number; virtualOffset: string | null; relocations: number } | null;
   gap: { rip: string; symbol: string; bytes: string; disassembly: string } | null;
   trace: TraceLine[];
   elapsedMs: number;
@@ -176,12 +180,19 @@ export function bootImage(kernel: KernelImage, options: BootOptions): BootResult
     options.onProgress?.({ instructions: cpu.icount, elapsedMs: Date.now() - started, lastMilestone: milestones[milestones.length - 1]?.name ?? null });
   }
 
+  let output: BootResult['output'] = null;
+  if (verdict === 'reached' && kernelEntry !== null && milestones.some((m) => m.name === 'kernel-entry')) {
+    const o = inspectOutput(machine.mem, kernel, kernelEntry);
+    output = { address: hex(o.output), length: o.outputLength, virtualOffset: o.virtualOffset === null ? null : '0x' + o.virtualOffset.toString(16), relocations: o.relocationCount };
+  }
+  options.inspect?.(machine);
+
   const trace: TraceLine[] = [];
   if (options.traceLength > 0) {
     for (const [lo, hi] of cpu.recentRips(options.traceLength)) {
       const bytes = cpu.peekLinear(lo, hi, 15);
       const dis = disassemble(bytes, lo, hi);
-      const len = Math.max(1, Math.min(15, instructionBytes(bytes)));
+      const len = Math.max(1, instructionLength(bytes));
       trace.push({ rip: hex(lo, hi), symbol: addresses.describe(lo, hi), bytes: Buffer.from(bytes.subarray(0, len)).toString('hex'), disassembly: dis });
     }
   }
@@ -196,6 +207,7 @@ export function bootImage(kernel: KernelImage, options: BootOptions): BootResult
     instructions: cpu.icount,
     traceHash: (cpu.traceHash >>> 0).toString(16).padStart(8, '0'),
     kernelEntry: kernelEntry !== null ? hex(kernelEntry) : null,
+    output,
     gap,
     trace,
     elapsedMs: Date.now() - started,
@@ -207,9 +219,3 @@ function describeSuffix(s: string): string {
   return s ? ` (${s})` : '';
 }
 
-function instructionBytes(bytes: Uint8Array): number {
-  // Lazy import cycle avoidance: decode length via the disassembler module.
-  return lengthOf(bytes);
-}
-
-import { instructionLength as lengthOf } from '../cpu/decode.js';

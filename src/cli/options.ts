@@ -1,0 +1,105 @@
+import { parseArgs } from 'node:util';
+import { parsePoison, type PoisonPolicy } from '../memory/poison.js';
+import { UNTIL_CHOICES, type MilestoneName } from '../kernel/verdict.js';
+import type { GdtStyle } from '../platform/firmware.js';
+
+/** A usage mistake: reported in one line, exit code 2. */
+export class UsageError extends Error {}
+
+export interface BootCliOptions {
+  kernel: string;
+  bzImage?: string;
+  symbols?: string;
+  memSize: number;
+  poison: PoisonPolicy;
+  seed: number;
+  cmdline: string;
+  loadAddress: number;
+  gdt: GdtStyle;
+  until: MilestoneName;
+  budget: number;
+  json: boolean;
+  trace: number;
+  coco: string;
+}
+
+export const DEFAULT_KERNEL = 'debian-6.12';
+export const DEFAULT_CMDLINE = 'console=ttyS0 earlyprintk=ttyS0,115200';
+
+/** Parse sizes like 1G, 512M, 0x40000000. */
+export function parseSize(text: string, what: string): number {
+  const m = /^(0x[0-9a-f]+|\d+)([kmg]?)(i?b)?$/i.exec(text.trim());
+  if (!m) throw new UsageError(`${what}: not a size: '${text}' (examples: 1G, 512M, 0x40000000)`);
+  const base = Number(m[1]);
+  const unit = m[2].toLowerCase();
+  return base * (unit === 'k' ? 1024 : unit === 'm' ? 1 << 20 : unit === 'g' ? 1 << 30 : 1);
+}
+
+export function parseNumber(text: string, what: string): number {
+  const v = /^0x[0-9a-f]+$/i.test(text) ? parseInt(text, 16) : /^\d+(e\d+)?$/i.test(text) ? Number(text) : NaN;
+  if (!Number.isFinite(v)) throw new UsageError(`${what}: not a number: '${text}'`);
+  return v;
+}
+
+export function parseBootArgs(argv: string[]): BootCliOptions {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        until: { type: 'string', default: 'extract_kernel' },
+        budget: { type: 'string' },
+        mem: { type: 'string', default: '1G' },
+        poison: { type: 'string', default: 'random' },
+        seed: { type: 'string', default: '1' },
+        cmdline: { type: 'string', default: DEFAULT_CMDLINE },
+        'load-addr': { type: 'string', default: '0x2000000' },
+        gdt: { type: 'string', default: 'boot-protocol' },
+        json: { type: 'boolean', default: false },
+        trace: { type: 'string', default: '0' },
+        bzimage: { type: 'string' },
+        symbols: { type: 'string' },
+        coco: { type: 'string', default: 'none' },
+      },
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const v = parsed.values;
+  if (parsed.positionals.length > 1) throw new UsageError(`boot takes one kernel, got ${parsed.positionals.length}`);
+  const until = v.until as MilestoneName;
+  if (!UNTIL_CHOICES.includes(until)) throw new UsageError(`--until must be one of ${UNTIL_CHOICES.join(', ')}`);
+  const seed = parseNumber(v.seed!, '--seed');
+  let poison: PoisonPolicy;
+  try {
+    poison = parsePoison(v.poison!, seed);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const memSize = parseSize(v.mem!, '--mem');
+  if (memSize < 64 << 20 || memSize > 0x100000000 || memSize % 0x200000 !== 0) {
+    throw new UsageError('--mem must be a multiple of 2 MiB between 64M and 4G');
+  }
+  const loadAddress = parseNumber(v['load-addr']!, '--load-addr');
+  if (loadAddress % 0x1000 !== 0 || loadAddress < 0x100000) throw new UsageError('--load-addr must be page aligned and at or above 1 MiB');
+  if (v.gdt !== 'boot-protocol' && v.gdt !== 'stage0') throw new UsageError('--gdt must be boot-protocol or stage0');
+  const budget = v.budget !== undefined ? parseNumber(v.budget, '--budget') : until === 'kernel-entry' ? 4e9 : 2e8;
+  if (!['none'].includes(v.coco!)) throw new UsageError(`--coco ${v.coco}: only 'none' is available in this build`);
+  return {
+    kernel: parsed.positionals[0] ?? DEFAULT_KERNEL,
+    bzImage: v.bzimage,
+    symbols: v.symbols,
+    memSize,
+    poison,
+    seed,
+    cmdline: v.cmdline!,
+    loadAddress,
+    gdt: v.gdt as GdtStyle,
+    until,
+    budget,
+    json: v.json!,
+    trace: parseNumber(v.trace!, '--trace'),
+    coco: v.coco!,
+  };
+}

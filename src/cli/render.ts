@@ -1,0 +1,29 @@
+import type { BootResult } from '../machine/boot.js';
+
+/** The short human summary of a boot. */
+export function renderBoot(r: BootResult): string {
+  const lines: string[] = [];
+  const secs = r.elapsedMs / 1000;
+  lines.push(`kernel       ${r.kernel.path} (${r.kernel.kind})`);
+  if (r.kernel.version) lines.push(`version      ${r.kernel.version}`);
+  lines.push(`entry        ${r.entry} (startup_64)`);
+  lines.push('milestones');
+  for (const m of r.milestones) {
+    lines.push(`  ${m.name.padEnd(15)} ${m.rip.padEnd(12)} ${(m.symbol || '').padEnd(24)} instruction ${m.instruction}`);
+  }
+  if (r.kernelEntry) lines.push(`kernel entry ${r.kernelEntry}`);
+  lines.push(`verdict      ${r.verdict}: ${r.reason}`);
+  if (r.gap) lines.push(`             bytes ${r.gap.bytes}  ${r.gap.disassembly}`);
+  lines.push(`instructions ${r.instructions} in ${secs.toFixed(2)} s (${(r.instructions / Math.max(secs, 1e-3) / 1e6).toFixed(1)} MIPS), trace hash ${r.traceHash}`);
+  if (r.console) {
+    lines.push('console');
+    for (const l of r.console.replace(/\n$/, '').split('\n')) lines.push(`  | ${l}`);
+  } else {
+    lines.push('console      (nothing printed)');
+  }
+  if (r.trace.length) {
+    lines.push(`last ${r.trace.length} instructions`);
+    for (const t of r.trace) lines.push(`  ${t.rip.padEnd(12)} ${(t.symbol || '').padEnd(28)} ${t.bytes.padEnd(24)} ${t.disassembly}`);
+  }
+  return lines.join('\n');
+}
