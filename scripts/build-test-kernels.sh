@@ -21,6 +21,7 @@ die() {
 	echo "build-test-kernels: error: $*" >&2
 	exit 1
 }
+# shellcheck disable=SC2154  # rc is assigned inside the trap string
 trap 'rc=$?; echo "build-test-kernels: error: command failed (exit $rc) at line $LINENO: $BASH_COMMAND" >&2; exit $rc' ERR
 
 [ $# -eq 0 ] || die "no arguments expected (set BZEMU_CACHE / BZEMU_JOBS instead)"
@@ -94,7 +95,7 @@ KERNELS_DIR="$CACHE/kernels/selfbuilt/$KEY"
 BUILD_ROOT="$CACHE/build"
 TREE="$BUILD_ROOT/linux-$SRC_VERSION"
 STATE="$TREE/.bzemu"
-mkdir -p "$KERNELS_DIR" "$BUILD_ROOT/logs"
+mkdir -p "$BUILD_ROOT/logs"
 
 is_done() { [ -f "$KERNELS_DIR/$1/build.json" ]; }
 pending() {
@@ -307,6 +308,7 @@ build_variant() {
 	secs=$(elapsed "$t0")
 	tmp="$KERNELS_DIR/.tmp-$v.$$"
 	rm -rf "$tmp"
+	mkdir -p "$KERNELS_DIR"
 	mkdir -p "$tmp"
 	write_outputs "$v" "$secs" "$tmp"
 	rm -rf "${KERNELS_DIR:?}/$v"
@@ -315,7 +317,7 @@ build_variant() {
 }
 
 if [ -n "$todo" ]; then
-	rm -rf "$KERNELS_DIR"/.tmp-*
+	rm -rf "${KERNELS_DIR:?}"/.tmp-*
 	unpack_tree
 	check_patches
 	configure_tree
