@@ -8,6 +8,8 @@ import type { MilestoneName, VerdictKind } from '../kernel/verdict.js';
 import type { PoisonPolicy } from '../memory/poison.js';
 import type { GdtStyle } from '../platform/firmware.js';
 import { Machine } from './machine.js';
+import { makeVmConfig, sevStatusFor, type VmConfig } from '../hypervisor/vm-config.js';
+import type { HostEvent } from '../hypervisor/sev-host.js';
 
 export interface BootOptions {
   kernelPath: string;
@@ -23,6 +25,8 @@ export interface BootOptions {
   gdt: GdtStyle;
   until: MilestoneName;
   budget: number;
+  /** Confidential-computing configuration; default a plain VM. */
+  vm?: VmConfig;
   /** How many of the last instructions to keep for --trace. */
   traceLength: number;
   /** Called every slice with progress (for a live status line). */
@@ -68,6 +72,13 @@ export interface BootResult {
   trace: TraceLine[];
   elapsedMs: number;
   unclaimedPorts: number[];
+  /** The VM's confidential-computing mode and what the guest asked of its host. */
+  coco: { mode: string; vmpl: number; svsm: boolean; sevStatus: string } | null;
+  events: Array<Omit<HostEvent, 'rip'> & { rip: string; symbol: string }>;
+  /** RMP misuse found during the run (double validation and such). */
+  findings: string[];
+  /** A termination request, decoded. */
+  termination: { set: number; code: number; name: string; detail: string | null } | null;
 }
 
 const SLICE = 4_000_000;
@@ -92,6 +103,7 @@ export function bootImage(kernel: KernelImage, options: BootOptions): BootResult
     cmdline: options.cmdline,
     gdt: options.gdt,
     traceSize,
+    vm: options.vm ?? makeVmConfig({ mode: 'none' }),
   });
   const { cpu, addresses } = machine;
   const started = Date.now();
@@ -212,6 +224,10 @@ export function bootImage(kernel: KernelImage, options: BootOptions): BootResult
     trace,
     elapsedMs: Date.now() - started,
     unclaimedPorts: [...machine.ports.unclaimed.keys()].sort((a, b) => a - b),
+    coco: machine.sev ? { mode: machine.config.vm.mode, vmpl: machine.config.vm.vmpl, svsm: machine.config.vm.svsm, sevStatus: '0x' + sevStatusFor(machine.config.vm).toString(16) } : null,
+    events: (machine.sev?.events ?? []).map((e) => ({ ...e, rip: hex(e.rip), symbol: addresses.describe(e.rip) })),
+    findings: (machine.sev?.rmp.findings ?? []).map((f) => `${f.severity} ${f.code} at 0x${f.gpa.toString(16)}: ${f.detail}`),
+    termination: terminationOf(machine),
   };
 }
 
@@ -219,3 +235,9 @@ function describeSuffix(s: string): string {
   return s ? ` (${s})` : '';
 }
 
+
+function terminationOf(machine: Machine): BootResult['termination'] {
+  const t = machine.sev?.termination;
+  if (!t || t.initiator !== 'guest') return null;
+  return { set: t.set, code: t.code, name: `${t.setName}/${t.codeName}`, detail: t.detail !== undefined && t.detail !== null ? '0x' + t.detail.toString(16) : null };
+}

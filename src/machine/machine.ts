@@ -6,7 +6,10 @@ import type { PoisonPolicy } from '../memory/poison.js';
 import type { KernelImage } from '../kernel/kernel-image.js';
 import { BareMetalHost } from '../platform/bare-host.js';
 import { CpuidPolicy } from '../platform/cpuid-policy.js';
-import { bootFirmware, type GdtStyle } from '../platform/firmware.js';
+import { bootFirmware, LAYOUT, type GdtStyle } from '../platform/firmware.js';
+import { SevHost } from '../hypervisor/sev-host.js';
+import { installSnpBootData } from '../hypervisor/snp-structures.js';
+import { cpuidOptionsFor, type VmConfig } from '../hypervisor/vm-config.js';
 import { PlatformPorts } from '../platform/port-bus.js';
 import { AddressMap } from './address-map.js';
 
@@ -18,7 +21,13 @@ export interface MachineConfig {
   cmdline: string;
   gdt: GdtStyle;
   traceSize: number;
+  /** Confidential-computing configuration (mode none = a plain VM). */
+  vm: VmConfig;
 }
+
+/** Where an SVSM lives when one is modelled: its calling area low, its own memory at the top of RAM. */
+const SVSM_CAA = 0x3000;
+const SVSM_SIZE = 16 << 20;
 
 /**
  * One virtual machine: RAM, CPU, devices and the host in front of the CPU,
@@ -31,22 +40,41 @@ export class Machine {
   readonly ports = new PlatformPorts();
   readonly cpuid: CpuidPolicy;
   readonly host: CpuHost;
+  /** The SEV hypervisor stub, when the VM is confidential. */
+  readonly sev: SevHost | null;
   readonly addresses: AddressMap;
 
   constructor(readonly kernel: KernelImage, readonly config: MachineConfig) {
     this.mem = new SparseMemory(config.memSize, config.poison);
-    this.cpuid = new CpuidPolicy();
-    this.host = new BareMetalHost(this.cpuid, this.ports);
+    const vm = config.vm;
+    this.cpuid = new CpuidPolicy(cpuidOptionsFor(vm));
+    const svsm = vm.svsm ? { caa: SVSM_CAA, base: config.memSize - SVSM_SIZE, size: SVSM_SIZE } : undefined;
+    this.sev = vm.mode === 'none' ? null : new SevHost({ config: vm, memory: this.mem, policy: this.cpuid, ports: this.ports, svsm });
+    this.host = this.sev ?? new BareMetalHost(this.cpuid, this.ports);
     this.cpu = new Cpu(this.mem, this.host, config.traceSize);
+    this.sev?.attach(this.cpu);
     this.cpu.rngState = (Math.imul(config.seed ^ 0x5bd1e995, 0x27d4eb2d) | 1) >>> 0;
     defaultMsrs(this.cpu);
     this.addresses = new AddressMap(kernel, config.loadAddress);
     bootFirmware(this.cpu, this.mem, kernel, {
       loadAddress: config.loadAddress,
       cmdline: config.cmdline,
-      cbit: 0,
+      cbit: vm.mode === 'none' ? 0 : vm.cbit,
       gdt: config.gdt,
       setupDataHead: 0,
+      reservedTop: svsm ? SVSM_SIZE : 0,
     });
+    if (vm.mode === 'snp' && vm.cpuidPage) {
+      // What the PSP and stage0 hand an SNP guest: CPUID page, secrets page, CC blob via setup_data.
+      installSnpBootData(this.mem, {
+        policy: this.cpuid,
+        cpuidPageGpa: LAYOUT.cpuidPage,
+        secretsPageGpa: LAYOUT.secretsPage,
+        ccBlobGpa: LAYOUT.ccBlob,
+        setupDataGpa: LAYOUT.setupData,
+        bootParamsGpa: LAYOUT.zeroPage,
+        svsm: svsm ? { base: BigInt(svsm.base), size: BigInt(svsm.size), caa: BigInt(svsm.caa), maxVersion: 1, guestVmpl: vm.vmpl } : undefined,
+      });
+    }
   }
 }

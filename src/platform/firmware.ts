@@ -40,6 +40,8 @@ export interface FirmwareOptions {
   gdt: GdtStyle;
   /** Physical address of the first setup_data node to hand over (0 = none). */
   setupDataHead: number;
+  /** Bytes at the top of RAM that belong to someone else (an SVSM) and are reported reserved. */
+  reservedTop?: number;
 }
 
 export interface E820Entry {
@@ -49,12 +51,14 @@ export interface E820Entry {
 }
 
 /** The e820 map stage0 reports: low RAM, the VGA/BIOS hole, reserved BIOS area, RAM above 1 MiB. */
-export function e820For(memSize: number): E820Entry[] {
-  return [
+export function e820For(memSize: number, reservedTop = 0): E820Entry[] {
+  const map = [
     { addr: 0, size: 0xa0000, type: 1 },
     { addr: 0xf0000, size: 0x10000, type: 2 },
-    { addr: 0x100000, size: memSize - 0x100000, type: 1 },
+    { addr: 0x100000, size: memSize - reservedTop - 0x100000, type: 1 },
   ];
+  if (reservedTop > 0) map.push({ addr: memSize - reservedTop, size: reservedTop, type: 2 });
+  return map;
 }
 
 /** Write a 64-bit little-endian value (as lo/hi numbers) into guest memory. */
@@ -100,7 +104,7 @@ function buildZeroPage(mem: PhysicalMemory, kernel: KernelImage, options: Firmwa
   mem.write32(zp + 0x21c, 0);
   mem.write32(zp + 0x250, options.setupDataHead >>> 0); // setup_data (low half; high half 0)
   mem.write32(zp + 0x254, 0);
-  const e820 = e820For(mem.size);
+  const e820 = e820For(mem.size, options.reservedTop ?? 0);
   mem.write8(zp + 0x1e8, e820.length);
   e820.forEach((e, k) => {
     const at = zp + 0x2d0 + k * 20;

@@ -1,0 +1,241 @@
+import type { Cpu } from '../cpu/cpu.js';
+import { ACCESS_READ } from '../cpu/mmu.js';
+import { Stop, type CpuHost } from '../cpu/host.js';
+import { RAX, RBX, RCX, RDX } from '../cpu/registers.js';
+import type { PhysicalMemory } from '../memory/physical-memory.js';
+import { MSR_SEV_ES_GHCB, MSR_SEV_STATUS, type PortBus } from '../platform/bare-host.js';
+import type { CpuidPolicy } from '../platform/cpuid-policy.js';
+import { GhcbMsrProtocol } from './ghcb-msr-protocol.js';
+import { GhcbPageProtocol } from './ghcb-page.js';
+import { RmpTable } from './rmp.js';
+import { MinimalSvsm, type SvsmRegs } from './svsm.js';
+import { formatTermination, type Termination } from './termination.js';
+import { hasEncryptedState, sevStatusFor, type VmConfig } from './vm-config.js';
+import { VmgexitDispatcher, type VmgexitEvent } from './vmgexit.js';
+
+/** Exit codes the CPU reports as #VC error codes (SVM exit codes). */
+export const VC_RDTSC = 0x6e, VC_CPUID = 0x72, VC_INVD = 0x76, VC_IOIO = 0x7b, VC_MSR = 0x7c, VC_VMMCALL = 0x81, VC_WBINVD = 0x89;
+/** An SNP guest touched a private page whose RMP entry is not validated. */
+export const VC_PAGE_NOT_VALIDATED = 0x404;
+const VC_VECTOR = 29;
+
+/** One thing the guest asked of its host, for the run report. */
+export interface HostEvent {
+  kind: 'vmgexit-msr' | 'vmgexit-ghcb' | 'vc' | 'pvalidate' | 'rmpadjust' | 'svsm-call';
+  rip: number;
+  /** Exit code, MSR request name, or instruction outcome. */
+  detail: string;
+  result: string;
+}
+
+export interface SevHostOptions {
+  config: VmConfig;
+  memory: PhysicalMemory;
+  policy: CpuidPolicy;
+  ports: PortBus;
+  /** The SVSM's calling area and its reserved memory (with config.svsm). */
+  svsm?: { caa: number; base: number; size: number };
+}
+
+/**
+ * The stub SEV / SEV-ES / SEV-SNP hypervisor in front of the CPU: decides
+ * which instructions become #VC, answers VMGEXIT through the GHCB MSR
+ * protocol and the GHCB page, runs PVALIDATE / RMPADJUST against the RMP
+ * model, and turns a termination request into the run's verdict.
+ */
+export class SevHost implements CpuHost {
+  readonly rmp: RmpTable;
+  readonly events: HostEvent[] = [];
+  termination: Termination | null = null;
+  private ghcbMsr = 0n;
+  private readonly out = new Uint32Array(4);
+  private readonly dispatcher: VmgexitDispatcher;
+  private readonly encryptedState: boolean;
+  private readonly snp: boolean;
+  private cpu: Cpu | null = null;
+  /** Cap so that a guest looping on exits cannot grow the report without bound. */
+  private static readonly MAX_EVENTS = 10_000;
+
+  constructor(private readonly o: SevHostOptions) {
+    const { config, memory, policy } = o;
+    this.encryptedState = hasEncryptedState(config);
+    this.snp = config.mode === 'snp';
+    this.rmp = new RmpTable(memory.size);
+    const regs = this.svsmRegisterView();
+    const svsm = config.svsm && o.svsm
+      ? new MinimalSvsm({ memory, rmp: this.rmp, regs, caa: o.svsm.caa, guestVmpl: config.vmpl as 1 | 2 | 3, base: o.svsm.base, size: o.svsm.size, onEvent: (e) => this.record('svsm-call', `${e.name} rcx=0x${e.rcx.toString(16)}`, e.resultName) })
+      : undefined;
+    const msr = new GhcbMsrProtocol({
+      config,
+      cpuid: policy,
+      rmp: this.rmp,
+      svsm,
+      onEvent: (e) => this.record('vmgexit-msr', `${e.request} 0x${e.valueIn.toString(16)}`, e.valueOut === null ? 'stopped' : `0x${e.valueOut.toString(16)}`),
+    });
+    const ports = o.ports;
+    const page = new GhcbPageProtocol({
+      config,
+      memory,
+      cpuid: policy,
+      registration: msr,
+      rmp: this.rmp,
+      svsm,
+      io: { in: (p, s) => ports.portIn(p, s), out: (p, s, v) => ports.portOut(p, s, v) },
+      onEvent: (e) => this.record('vmgexit-ghcb', `${e.exitName} (0x${e.exitCode.toString(16)}) info1=0x${e.exitInfo1.toString(16)}`, e.result === null ? 'stopped' : `info1=0x${e.result.info1.toString(16)} info2=0x${e.result.info2.toString(16)}`),
+    });
+    this.dispatcher = new VmgexitDispatcher(msr, page);
+  }
+
+  /** Attach to the CPU: install the RMP check on translations. */
+  attach(cpu: Cpu): void {
+    this.cpu = cpu;
+    if (this.snp) {
+      const rmp = this.rmp;
+      cpu.mmu.observer = {
+        onFill: (pa, encrypted) => {
+          if (encrypted && !rmp.isValidated(pa)) cpu.raise(VC_VECTOR, VC_PAGE_NOT_VALIDATED);
+        },
+      };
+    }
+    cpu.exceptionListener = (vector, errorCode) => {
+      if (vector === VC_VECTOR) this.record('vc', `#VC exit 0x${errorCode.toString(16)}`, 'delivered');
+    };
+  }
+
+  private record(kind: HostEvent['kind'], detail: string, result: string): void {
+    if (this.events.length >= SevHost.MAX_EVENTS) return;
+    this.events.push({ kind, rip: this.cpu?.curRipLo ?? 0, detail, result });
+  }
+
+  /** A live BigInt view of the calling CPU's registers for the SVSM. */
+  private svsmRegisterView(): SvsmRegs {
+    const reg = (r: number): { get: () => bigint; set: (v: bigint) => void } => ({
+      get: () => this.cpu!.reg64(r),
+      set: (v: bigint) => this.cpu!.setReg64(r, BigInt.asUintN(64, v)),
+    });
+    const view = {} as SvsmRegs;
+    const map: Record<keyof SvsmRegs, number> = { rax: RAX, rcx: RCX, rdx: RDX, r8: 8, r9: 9 };
+    for (const [name, r] of Object.entries(map)) Object.defineProperty(view, name, { ...reg(r), enumerable: true });
+    return view;
+  }
+
+  private vc(cpu: Cpu, exitCode: number): never {
+    return cpu.raise(VC_VECTOR, exitCode);
+  }
+
+  cpuid(cpu: Cpu): void {
+    if (this.encryptedState) this.vc(cpu, VC_CPUID);
+    this.o.policy.lookup(cpu.regLo[RAX], cpu.regLo[RCX], this.out);
+    cpu.setReg(RAX, 4, this.out[0], 0);
+    cpu.setReg(RBX, 4, this.out[1], 0);
+    cpu.setReg(RCX, 4, this.out[2], 0);
+    cpu.setReg(RDX, 4, this.out[3], 0);
+  }
+
+  rdmsr(cpu: Cpu, msr: number): boolean {
+    if (msr === MSR_SEV_STATUS) {
+      const v = sevStatusFor(this.o.config);
+      cpu.msrLo = Number(v & 0xffffffffn);
+      cpu.msrHi = Number(v >> 32n);
+      return true;
+    }
+    if (msr === MSR_SEV_ES_GHCB) {
+      cpu.msrLo = Number(this.ghcbMsr & 0xffffffffn);
+      cpu.msrHi = Number(this.ghcbMsr >> 32n);
+      return true;
+    }
+    if (this.encryptedState) this.vc(cpu, VC_MSR);
+    return false;
+  }
+
+  wrmsr(cpu: Cpu, msr: number, lo: number, hi: number): boolean {
+    if (msr === MSR_SEV_ES_GHCB) {
+      this.ghcbMsr = (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+      return true;
+    }
+    if (msr === MSR_SEV_STATUS) cpu.gp(0); // read-only
+    if (this.encryptedState) this.vc(cpu, VC_MSR);
+    return false;
+  }
+
+  portIn(cpu: Cpu, port: number, size: number): number {
+    if (this.encryptedState) this.vc(cpu, VC_IOIO);
+    return this.o.ports.portIn(port, size);
+  }
+
+  portOut(cpu: Cpu, port: number, size: number, value: number): void {
+    if (this.encryptedState) this.vc(cpu, VC_IOIO);
+    this.o.ports.portOut(port, size, value);
+  }
+
+  vmgexit(cpu: Cpu): void {
+    if (!this.encryptedState) cpu.ud();
+    const outcome = this.dispatcher.handle(this.ghcbMsr);
+    if (outcome.kind === 'terminate') {
+      this.termination = outcome.reason;
+      cpu.stop = Stop.Terminated;
+      cpu.stopDetail = formatTermination(outcome.reason);
+      return;
+    }
+    this.ghcbMsr = outcome.newMsrValue;
+    // Page-state changes and validations may have changed what a translation may touch.
+    if (this.snp) cpu.flushTlb();
+  }
+
+  vmmcall(cpu: Cpu): void {
+    if (this.encryptedState) this.vc(cpu, VC_VMMCALL);
+    cpu.ud();
+  }
+
+  /** RAX holds a guest-virtual address; the RMP works on its guest-physical page. */
+  private targetGpa(cpu: Cpu): number {
+    // The operand is translated, not accessed: no RMP validation check, and no
+    // TLB entry may survive that skipped the check.
+    const observer = cpu.mmu.observer;
+    cpu.mmu.observer = null;
+    try {
+      return cpu.mmu.translate(cpu.regLo[RAX], cpu.regHi[RAX], ACCESS_READ);
+    } finally {
+      cpu.mmu.observer = observer;
+      cpu.flushTlb();
+    }
+  }
+
+  pvalidate(cpu: Cpu): void {
+    if (!this.snp) cpu.ud();
+    const gpa = this.targetGpa(cpu);
+    const size = cpu.regLo[RCX] & 1;
+    const validate = (cpu.regLo[RDX] & 1) === 1;
+    const r = this.rmp.pvalidate(gpa, size as 0 | 1, validate, this.o.config.vmpl);
+    if ('fault' in r) {
+      this.record('pvalidate', `gpa=0x${gpa.toString(16)} ${validate ? 'validate' : 'rescind'}`, `#GP: ${r.reason}`);
+      cpu.gp(0);
+    }
+    cpu.setReg(RAX, 8, r.rc, 0);
+    cpu.setArith(r.cf ? 1 : 0);
+    this.record('pvalidate', `gpa=0x${gpa.toString(16)} ${size ? '2M' : '4K'} ${validate ? 'validate' : 'rescind'}`, `rc=${r.rc}${r.cf ? ' CF=1' : ''}`);
+    cpu.flushTlb();
+  }
+
+  rmpadjust(cpu: Cpu): void {
+    if (!this.snp) cpu.ud();
+    const gpa = this.targetGpa(cpu);
+    const rdx = cpu.reg64(RDX);
+    const r = this.rmp.rmpadjust(gpa, (cpu.regLo[RCX] & 1) as 0 | 1, rdx, this.o.config.vmpl);
+    cpu.setReg(RAX, 8, r.rc, 0);
+    cpu.setArith(0);
+    this.record('rmpadjust', `gpa=0x${gpa.toString(16)} rdx=0x${rdx.toString(16)} at VMPL${this.o.config.vmpl}`, `rc=${r.rc}`);
+  }
+
+  halt(cpu: Cpu): void {
+    cpu.stop = Stop.Halted;
+    cpu.stopDetail = 'hlt';
+  }
+
+  intercept(cpu: Cpu, exitCode: number): boolean {
+    if (this.encryptedState && (exitCode === VC_WBINVD || exitCode === VC_INVD)) this.vc(cpu, exitCode);
+    return false;
+  }
+}
+
+export type { VmgexitEvent };
