@@ -26,6 +26,11 @@ export function add(cpu: Cpu, size: number, a: number, aHi: number, b: number, b
     return;
   }
   const mask = SIZE_MASK[size];
+  // Operands may arrive wider than the operation (e.g. an imm8 sign-extended to 32 bits for a 16-bit ADD).
+  if (size < 4) {
+    a &= mask;
+    b &= mask;
+  }
   const r0 = a + b + carryIn;
   const r = size === 4 ? r0 >>> 0 : r0 & mask;
   cpu.rLo = r;
@@ -44,6 +49,10 @@ export function sub(cpu: Cpu, size: number, a: number, aHi: number, b: number, b
     cpu.rHi = rh;
     cpu.setArith((h < 0 ? CF : 0) | ((a ^ b ^ rl) & AF) | ((aHi ^ bHi) & (aHi ^ rh) & 0x80000000 ? OF : 0) | szp(8, rl, rh));
     return;
+  }
+  if (size < 4) {
+    a &= SIZE_MASK[size];
+    b &= SIZE_MASK[size];
   }
   const r0 = a - b - borrowIn;
   const r = size === 4 ? r0 >>> 0 : r0 & SIZE_MASK[size];
