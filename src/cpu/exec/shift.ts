@@ -30,7 +30,11 @@ function shiftOp(kind: number): Handler {
     const c = raw & (size === 8 ? 63 : 31);
     const a = cpu.readOp(i, 0);
     const aHi = size === 8 ? cpu.vHi : 0;
-    if (c === 0) return; // no flags, no write
+    if (c === 0) {
+      // No flags change, but a 32-bit register destination is still written (upper half zeroed).
+      if (size === 4 && i.k0 === Operand.Reg) cpu.setReg(i.r0, 4, a, 0);
+      return;
+    }
     let rl = 0, rh = 0, cf = 0, of = 0;
     const mask = SIZE_MASK[size];
     switch (kind) {
@@ -150,7 +154,10 @@ function doubleShift(left: boolean): Handler {
     const aHi = size === 8 ? cpu.vHi : 0;
     const b = cpu.readOp(i, 1);
     const bHi = size === 8 ? cpu.vHi : 0;
-    if (c === 0) return;
+    if (c === 0) {
+      if (size === 4 && i.k0 === Operand.Reg) cpu.setReg(i.r0, 4, a, 0);
+      return;
+    }
     let rl: number, rh = 0, cf: number;
     if (size === 8) {
       if (left) {
