@@ -1,7 +1,7 @@
 import { Mnemonic } from 'iced-x86';
 import type { Cpu } from '../cpu.js';
 import type { Handler, Insn } from '../insn.js';
-import { CF, OF, SIZE_MASK } from '../flags.js';
+import { AF, CF, OF, SIZE_MASK } from '../flags.js';
 import { Operand } from '../insn.js';
 import { szp } from './flags-compute.js';
 import * as P from './pair64.js';
@@ -158,6 +158,17 @@ function doubleShift(left: boolean): Handler {
       if (size === 4 && i.k0 === Operand.Reg) cpu.setReg(i.r0, 4, a, 0);
       return;
     }
+    if (size === 2 && c > 16) {
+      // Undefined architecturally. AMD (checked on Zen 3) rotates the source by c - 16,
+      // clears CF, sets AF; OF is 0 for SHLD and bit 15 ^ bit 14 of the result for SHRD.
+      const n = c - 16;
+      const r = (left ? (b << n) | (b >>> (16 - n)) : (b >>> n) | (b << (16 - n))) & 0xffff;
+      const of = left ? 0 : ((r >>> 15) ^ (r >>> 14)) & 1;
+      cpu.rLo = r; cpu.rHi = 0;
+      cpu.setArith(AF | (of ? OF : 0) | szp(2, r, 0));
+      cpu.writeOp(i, 0, r, 0);
+      return;
+    }
     let rl: number, rh = 0, cf: number;
     if (size === 8) {
       if (left) {
@@ -175,16 +186,15 @@ function doubleShift(left: boolean): Handler {
       if (left) { rl = ((a << c) | (b >>> (32 - c))) >>> 0; cf = (a >>> (32 - c)) & 1; }
       else { rl = ((a >>> c) | (b << (32 - c))) >>> 0; cf = (a >>> (c - 1)) & 1; }
     } else {
-      // 16-bit: shift the 32-bit concatenation; counts above 16 are undefined, follow the concatenation model.
+      // 16-bit, count 1..16 (larger counts are handled above): shift the 32-bit concatenation.
       if (left) {
         const cat = ((a << 16) | b) >>> 0;
-        const wide = c <= 16 ? cat : (cat << 16 | a) >>> 0; // AMD/Intel differ beyond 16; model the 48-bit rotation
-        rl = c <= 16 ? ((cat << c) >>> 16) & 0xffff : ((wide << (c - 16)) >>> 16) & 0xffff;
-        cf = c <= 16 ? (cat >>> (32 - c)) & 1 : (wide >>> (48 - c)) & 1;
+        rl = ((cat << c) >>> 16) & 0xffff;
+        cf = (cat >>> (32 - c)) & 1;
       } else {
         const cat = ((b << 16) | a) >>> 0;
-        rl = c <= 16 ? (cat >>> c) & 0xffff : (((a << 16 | b) >>> 0) >>> (c - 16)) & 0xffff;
-        cf = c <= 16 ? (cat >>> (c - 1)) & 1 : ((((a << 16) | b) >>> 0) >>> (c - 17)) & 1;
+        rl = (cat >>> c) & 0xffff;
+        cf = (cat >>> (c - 1)) & 1;
       }
     }
     const msbNew = size === 8 ? rh >>> 31 : (rl >>> (bits - 1)) & 1;
