@@ -1,6 +1,7 @@
 import { Mnemonic, OpKind, Register } from 'iced-x86';
 import type { Cpu } from '../cpu.js';
 import type { Handler, Insn } from '../insn.js';
+import { Operand } from '../insn.js';
 import { AF, CF, PF, SF, ZF, testCondition } from '../flags.js';
 import { RAX, RDX } from '../registers.js';
 import { add, sub } from './flags-compute.js';
@@ -56,7 +57,8 @@ const cmpxchg: Handler = (cpu, i) => {
     const s = cpu.readOp(i, 1);
     cpu.writeOp(i, 0, s, cpu.vHi);
   } else {
-    cpu.writeOp(i, 0, d, dHi);
+    // Memory gets its write cycle; a register destination is left alone (not even zero-extended).
+    if (i.k0 !== Operand.Reg) cpu.writeOp(i, 0, d, dHi);
     cpu.setReg(RAX, size, d, dHi);
   }
 };
