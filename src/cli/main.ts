@@ -7,6 +7,7 @@ import { debianKernelManifest, ensureDebianKernel } from '../kernel/kernel-cache
 import { kernelInfo, renderInfo } from '../kernel/info.js';
 import { parseBootArgs, UsageError } from './options.js';
 import { renderBoot } from './render.js';
+import { explainExitValue } from '../hypervisor/termination.js';
 
 const USAGE = `usage: bzemu <command> [options]
 
@@ -25,7 +26,16 @@ commands:
       --symbols PATH    a compressed vmlinux ELF naming a bzImage's addresses
       --trace N         print the last N instructions when the run ends
       --json            machine-readable result
+    confidential computing (the stub SEV-SNP hypervisor):
+      --coco none|sev|sev-es|snp   guest type (default none)
+      --cbit N          C-bit position (default 51)
+      --sev-features M  extra SEV_STATUS bits the guest sees
+      --hv-features M   GHCB hypervisor features (default 0x3, as KVM without multi-VMPL)
+      --vmpl N          run the guest at VMPL N (SNP)
+      --svsm            model an SVSM at VMPL0 (guest defaults to VMPL1)
+      --no-cpuid-page   give an SNP guest no CC blob, CPUID page or secrets page
   info KERNEL       setup header, version, payload format, sizes, symbols
+  decode-exit VALUE explain a GHCB MSR value or termination code (e.g. 0x31100, 1:3)
 
 exit codes: 0 reached, 1 guest failed, 2 bad input or usage, 3 emulator gap`;
 
@@ -65,6 +75,7 @@ function runBoot(argv: string[]): number {
     budget: o.budget,
     traceLength: o.trace,
     onProgress: progress,
+    vm: o.vm,
   });
   if (progress) process.stderr.write('\r\x1b[K');
   if (o.json) {
@@ -82,12 +93,24 @@ function runInfo(argv: string[]): number {
   return 0;
 }
 
+function runDecodeExit(argv: string[]): number {
+  if (argv.length !== 1) throw new UsageError('decode-exit takes one value, for example 0x31100');
+  try {
+    process.stdout.write(explainExitValue(argv[0]) + '\n');
+  } catch (e) {
+    if (e instanceof RangeError) throw new UsageError(e.message);
+    throw e;
+  }
+  return 0;
+}
+
 export function main(argv: string[]): number {
   const [command, ...rest] = argv;
   try {
     switch (command) {
       case 'boot': return runBoot(rest);
       case 'info': return runInfo(rest);
+      case 'decode-exit': return runDecodeExit(rest);
       case undefined: case '-h': case '--help': case 'help':
         process.stdout.write(USAGE + '\n');
         return command === undefined ? 2 : 0;

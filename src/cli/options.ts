@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { parsePoison, type PoisonPolicy } from '../memory/poison.js';
 import { UNTIL_CHOICES, type MilestoneName } from '../kernel/verdict.js';
 import type { GdtStyle } from '../platform/firmware.js';
+import { makeVmConfig, VmConfigError, type CocoMode, type Vmpl, type VmConfig } from '../hypervisor/vm-config.js';
 
 /** A usage mistake: reported in one line, exit code 2. */
 export class UsageError extends Error {}
@@ -20,7 +21,7 @@ export interface BootCliOptions {
   budget: number;
   json: boolean;
   trace: number;
-  coco: string;
+  vm: VmConfig;
 }
 
 export const DEFAULT_KERNEL = 'debian-6.12';
@@ -33,6 +34,11 @@ export function parseSize(text: string, what: string): number {
   const base = Number(m[1]);
   const unit = m[2].toLowerCase();
   return base * (unit === 'k' ? 1024 : unit === 'm' ? 1 << 20 : unit === 'g' ? 1 << 30 : 1);
+}
+
+function parseBig(text: string, what: string): bigint {
+  if (!/^(0x[0-9a-f]+|\d+)$/i.test(text)) throw new UsageError(`${what}: not a number: '${text}'`);
+  return BigInt(text);
 }
 
 export function parseNumber(text: string, what: string): number {
@@ -61,6 +67,12 @@ export function parseBootArgs(argv: string[]): BootCliOptions {
         bzimage: { type: 'string' },
         symbols: { type: 'string' },
         coco: { type: 'string', default: 'none' },
+        cbit: { type: 'string', default: '51' },
+        'sev-features': { type: 'string' },
+        'hv-features': { type: 'string' },
+        vmpl: { type: 'string' },
+        svsm: { type: 'boolean', default: false },
+        'no-cpuid-page': { type: 'boolean', default: false },
       },
     });
   } catch (e) {
@@ -85,7 +97,23 @@ export function parseBootArgs(argv: string[]): BootCliOptions {
   if (loadAddress % 0x1000 !== 0 || loadAddress < 0x100000) throw new UsageError('--load-addr must be page aligned and at or above 1 MiB');
   if (v.gdt !== 'boot-protocol' && v.gdt !== 'stage0') throw new UsageError('--gdt must be boot-protocol or stage0');
   const budget = v.budget !== undefined ? parseNumber(v.budget, '--budget') : until === 'kernel-entry' ? 4e9 : 2e8;
-  if (!['none'].includes(v.coco!)) throw new UsageError(`--coco ${v.coco}: only 'none' is available in this build`);
+  const mode = v.coco!;
+  if (!['none', 'sev', 'sev-es', 'snp'].includes(mode)) throw new UsageError(`--coco must be none, sev, sev-es or snp (got '${mode}')`);
+  let vm: VmConfig;
+  try {
+    vm = makeVmConfig({
+      mode: mode as CocoMode,
+      cbit: parseNumber(v.cbit!, '--cbit'),
+      ...(v['sev-features'] !== undefined ? { sevFeatures: parseBig(v['sev-features'], '--sev-features') } : {}),
+      ...(v['hv-features'] !== undefined ? { hvFeatures: parseBig(v['hv-features'], '--hv-features') } : {}),
+      ...(v.vmpl !== undefined ? { vmpl: parseNumber(v.vmpl, '--vmpl') as Vmpl } : {}),
+      svsm: v.svsm!,
+      cpuidPage: !v['no-cpuid-page'],
+    });
+  } catch (e) {
+    if (e instanceof VmConfigError) throw new UsageError(e.message);
+    throw e;
+  }
   return {
     kernel: parsed.positionals[0] ?? DEFAULT_KERNEL,
     bzImage: v.bzimage,
@@ -100,6 +128,6 @@ export function parseBootArgs(argv: string[]): BootCliOptions {
     budget,
     json: v.json!,
     trace: parseNumber(v.trace!, '--trace'),
-    coco: v.coco!,
+    vm,
   };
 }

@@ -12,7 +12,10 @@ export function renderBoot(r: BootResult): string {
     lines.push(`  ${m.name.padEnd(15)} ${m.rip.padEnd(12)} ${(m.symbol || '').padEnd(24)} instruction ${m.instruction}`);
   }
   if (r.kernelEntry) lines.push(`kernel entry ${r.kernelEntry}`);
+  if (r.coco) lines.push(`guest        ${r.coco.mode}${r.coco.mode === 'snp' ? ` at VMPL${r.coco.vmpl}${r.coco.svsm ? ' under an SVSM' : ''}` : ''}, SEV_STATUS ${r.coco.sevStatus}, ${r.events.length} host events`);
   lines.push(`verdict      ${r.verdict}: ${r.reason}`);
+  if (r.termination) lines.push(`termination  set ${r.termination.set} code ${r.termination.code}: ${r.termination.name}${r.termination.detail ? ` (detail ${r.termination.detail})` : ''}`);
+  for (const f of r.findings) lines.push(`finding      ${f}`);
   if (r.gap) lines.push(`             bytes ${r.gap.bytes}  ${r.gap.disassembly}`);
   lines.push(`instructions ${r.instructions} in ${secs.toFixed(2)} s (${(r.instructions / Math.max(secs, 1e-3) / 1e6).toFixed(1)} MIPS), trace hash ${r.traceHash}`);
   if (r.console) {
@@ -20,6 +23,10 @@ export function renderBoot(r: BootResult): string {
     for (const l of r.console.replace(/\n$/, '').split('\n')) lines.push(`  | ${l}`);
   } else {
     lines.push('console      (nothing printed)');
+  }
+  if (r.trace.length && r.events.length) {
+    lines.push('host events (last 20)');
+    for (const e of r.events.slice(-20)) lines.push(`  ${e.kind.padEnd(13)} ${e.rip.padEnd(12)} ${(e.symbol || '').padEnd(24)} ${e.detail} -> ${e.result}`);
   }
   if (r.trace.length) {
     lines.push(`last ${r.trace.length} instructions`);
