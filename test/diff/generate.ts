@@ -196,7 +196,8 @@ function parseTokens(name: string): Token[] {
     if ((m = /^r(8|16|32|64)$/.exec(p))) out.push({ t: 'r', bits: Number(m[1]) });
     else if ((m = /^rm(8|16|32|64)$/.exec(p))) out.push({ t: 'rm', bits: Number(m[1]) });
     else if (p === 'm') out.push({ t: 'm', bits: 0 });
-    else if ((m = /^imm(8|16|32)$/.exec(p))) out.push({ t: 'imm', bits: Number(m[1]) });
+    else if ((m = /^m(8|16|32|64)$/.exec(p))) out.push({ t: 'm', bits: Number(m[1]) });
+    else if ((m = /^imm(8|16|32|64)$/.exec(p))) out.push({ t: 'imm', bits: Number(m[1]) });
     else if (p === 'AL') out.push({ t: 'fixed', reg: 0, bits: 8 });
     else if (p === 'AX') out.push({ t: 'fixed', reg: 0, bits: 16 });
     else if (p === 'EAX') out.push({ t: 'fixed', reg: 0, bits: 32 });
@@ -352,13 +353,14 @@ export function makeMemory(ctx: Ctx, target: number, avoid: Set<number>, p32 = 0
   }
 }
 
-type Arg = Register | MemoryOperand | { imm: number; signed: boolean };
+type Imm = { imm: number; signed: boolean; big?: bigint };
+type Arg = Register | MemoryOperand | Imm;
 
 function isMem(a: Arg): a is MemoryOperand {
   return a instanceof MemoryOperand;
 }
 
-function isImm(a: Arg): a is { imm: number; signed: boolean } {
+function isImm(a: Arg): a is Imm {
   return typeof a === 'object' && !(a instanceof MemoryOperand);
 }
 
@@ -377,7 +379,9 @@ export function createInstruction(code: Code, args: Arg[]): Instruction {
     case 'RR': return Instruction.createRegReg(code, R(0), R(1));
     case 'RM': return Instruction.createRegMem(code, R(0), M(1));
     case 'MR': return Instruction.createMemReg(code, M(0), R(1));
-    case 'RI': return signed ? Instruction.createRegI32(code, R(0), I(1)) : Instruction.createRegU32(code, R(0), I(1));
+    case 'RI':
+      if (imm?.big !== undefined) return Instruction.createRegU64(code, R(0), imm.big);
+      return signed ? Instruction.createRegI32(code, R(0), I(1)) : Instruction.createRegU32(code, R(0), I(1));
     case 'MI': return signed ? Instruction.createMemI32(code, M(0), I(1)) : Instruction.createMemU32(code, M(0), I(1));
     case 'RRR': return Instruction.createRegRegReg(code, R(0), R(1), R(2));
     case 'RRM': return Instruction.createRegRegMem(code, R(0), R(1), M(2));
@@ -430,7 +434,11 @@ export interface GenericOptions {
   distinct?: boolean;
 }
 
-function immediate(g: Rng, bits: number, kind: ImmKind, opBits: number): { imm: number; signed: boolean } {
+function immediate(g: Rng, bits: number, kind: ImmKind, opBits: number): Imm {
+  if (bits === 64) {
+    const big = edgeValue(g, 64);
+    return { imm: Number(big & 0xffffffffn), signed: false, big };
+  }
   if (kind === 'count') return { imm: countValue(g, opBits), signed: false };
   if (kind === 'bitoff') return { imm: g.chance(0.6) ? g.below(opBits) : g.below(256), signed: false };
   const v = Number(BigInt.asIntN(bits, edgeValue(g, bits)));
@@ -510,7 +518,7 @@ export function buildGeneric(g: Rng, family: string, code: Code, rip: number, op
         break;
       case 'm':
         args.push(mem!);
-        ctx.ops.push({ kind: 'mem', bits: 0, off: memOff });
+        ctx.ops.push({ kind: 'mem', bits: t.bits, off: memOff });
         break;
       case 'fixed':
         args.push(icedReg(t.reg, t.bits, false));
@@ -525,6 +533,7 @@ export function buildGeneric(g: Rng, family: string, code: Code, rip: number, op
         const im = immediate(g, t.bits, opt.imm ?? 'signed', opBits);
         args.push(im);
         ctx.ops.push({ kind: 'imm', bits: t.bits, value: im.imm });
+        if (im.big !== undefined) ctx.note = `imm64=0x${im.big.toString(16)}`;
         break;
       }
     }
@@ -782,6 +791,8 @@ export function families(env: GenEnv): Family[] {
     generic('cmovcc', /^Cmov(o|no|b|ae|e|ne|be|a|s|ns|p|np|l|ge|le|g)_/),
     generic('movzx-movsx-movsxd', /^(Movzx|Movsx|Movsxd)_/),
     { name: 'lea', make: (g, rip) => leaCase(g, rip) },
+    generic('mov', /^Mov_(r|rm)(8|16|32|64)_(r|rm|imm)(8|16|32|64)$/),
+    generic('movbe', /^Movbe_/, {}, ['movbe']),
     generic('xchg', /^Xchg_/),
     generic('cmpxchg', /^Cmpxchg_rm/, {
       implicit: 0b1,
