@@ -63,7 +63,7 @@ export class SevHost implements CpuHost {
     this.rmp = new RmpTable(memory.size);
     const regs = this.svsmRegisterView();
     const svsm = config.svsm && o.svsm
-      ? new MinimalSvsm({ memory, rmp: this.rmp, regs, caa: o.svsm.caa, guestVmpl: config.vmpl as 1 | 2 | 3, base: o.svsm.base, size: o.svsm.size, onEvent: (e) => this.record('svsm-call', `${e.name} rcx=0x${e.rcx.toString(16)}`, e.resultName) })
+      ? new MinimalSvsm({ memory, rmp: this.rmp, regs, caa: o.svsm.caa, guestVmpl: config.vmpl as 1 | 2 | 3, base: o.svsm.base, size: o.svsm.size, onEvent: (e) => this.record('svsm-call', `${e.name} (caa 0x${e.caa.toString(16)}, rax=0x${e.result.toString(16)}, rcx=0x${e.rcx.toString(16)})${e.detail ? ': ' + e.detail : ''}`, e.resultName) })
       : undefined;
     const msr = new GhcbMsrProtocol({
       config,

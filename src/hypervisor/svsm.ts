@@ -122,7 +122,23 @@ export class MinimalSvsm implements SvsmHandler {
   enter(targetVmpl: number, _via: 'msr' | 'ghcb'): SvsmEntry {
     if (targetVmpl !== 0) return { entered: false, reason: `the SVSM runs at VMPL0, not VMPL${targetVmpl}` };
     const caa = this.caaGpa;
-    if (this.mem.read8(caa + SVSM_CA_CALL_PENDING) === 0) return { entered: true, call: null };
+    if (this.mem.read8(caa + SVSM_CA_CALL_PENDING) === 0) {
+      // Entered, but the calling area holds no request: the guest wrote it somewhere else.
+      const rax = BigInt.asUintN(64, this.regs.rax);
+      const call: SvsmCallEvent = {
+        kind: 'svsm-call',
+        protocol: Number(rax >> 32n),
+        callId: Number(rax & 0xffffffffn),
+        name: 'no call pending',
+        rcx: BigInt.asUintN(64, this.regs.rcx),
+        result: rax,
+        resultName: 'nothing done',
+        caa,
+        detail: `call_pending is 0 in the calling area ${hex(caa)}; the guest asked for call 0x${rax.toString(16)} somewhere else`,
+      };
+      this.onEvent?.(call);
+      return { entered: true, call };
+    }
 
     const rax = BigInt.asUintN(64, this.regs.rax);
     const rcx = BigInt.asUintN(64, this.regs.rcx);

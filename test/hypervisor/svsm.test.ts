@@ -171,10 +171,10 @@ describe('calls, protocols and the calling area', () => {
     expect(t.svsm.caa).toBe(0xa000);
   });
 
-  it('no pending call: registers untouched', () => {
+  it('no pending call: registers untouched, and the event says the request was not in the calling area', () => {
     const t = setup();
     t.regs.rax = 1n;
-    expect(t.svsm.enter(0, 'msr')).toEqual({ entered: true, call: null });
+    expect(t.svsm.enter(0, 'msr')).toMatchObject({ entered: true, call: { name: 'no call pending', callId: 1, resultName: 'nothing done' } });
     expect(t.regs.rax).toBe(1n);
   });
 
