@@ -16,6 +16,10 @@ export function renderBoot(r: BootResult): string {
   lines.push(`verdict      ${r.verdict}: ${r.reason}`);
   if (r.termination) lines.push(`termination  set ${r.termination.set} code ${r.termination.code}: ${r.termination.name}${r.termination.detail ? ` (detail ${r.termination.detail})` : ''}`);
   for (const f of r.findings) lines.push(`finding      ${f}`);
+  for (const u of r.uninitializedReads.slice(0, 10)) {
+    lines.push(`uninit read  ${u.symbol || u.address} (${u.size} byte${u.size > 1 ? 's' : ''} at ${u.address}) read by ${u.reader || u.rip} at instruction ${u.instruction} before anything wrote it; it held ${u.value}`);
+  }
+  if (r.uninitializedReads.length > 10) lines.push(`             ... ${r.uninitializedReads.length - 10} more uninitialized reads (see --json)`);
   if (r.gap) lines.push(`             bytes ${r.gap.bytes}  ${r.gap.disassembly}`);
   lines.push(`instructions ${r.instructions} in ${secs.toFixed(2)} s (${(r.instructions / Math.max(secs, 1e-3) / 1e6).toFixed(1)} MIPS), trace hash ${r.traceHash}`);
   if (r.console) {

@@ -7,10 +7,13 @@ import { Stop, type CpuHost } from './host.js';
 import { decodeInsn } from './decode.js';
 import { deliverException } from './interrupts.js';
 
-/** Page-write watching that the decode cache needs from memory. */
-export interface CodeWatch {
+/** What the CPU needs from memory beyond plain access: page-write watching for the decode cache, and uninitialized-read tracking. */
+export interface CpuMemoryHooks {
   readonly watched: Uint8Array;
   setWriteListener(listener: ((pfn: number) => void) | null): void;
+  /** Per page: 1 when reads must be checked for never-written bytes. */
+  readonly tracked: Uint8Array;
+  unwrittenBytes(pa: number, size: number): number;
 }
 
 const TWO32 = 4294967296;
@@ -66,6 +69,8 @@ export class Cpu implements PagingControl {
   icount = 0;
   /** State of the RDRAND/RDSEED generator (xorshift32, seeded by the run's seed). */
   rngState = 0x2545f491;
+  /** Told when an instruction reads bytes of a tracked page that nothing ever wrote. */
+  uninitializedReadListener: ((pa: number, size: number, valueLo: number, valueHi: number) => void) | null = null;
   /** Told about every exception before it is delivered (events, diagnostics). */
   exceptionListener: ((vector: number, errorCode: number, hasErrorCode: boolean) => void) | null = null;
 
@@ -112,7 +117,7 @@ export class Cpu implements PagingControl {
   private fetchGen = -1;
 
   constructor(
-    readonly mem: PhysicalMemory & CodeWatch,
+    readonly mem: PhysicalMemory & CpuMemoryHooks,
     public host: CpuHost,
     traceSize = 4096,
   ) {
@@ -197,6 +202,7 @@ export class Cpu implements PagingControl {
 
   private readPhys(pa: number, size: number): number {
     const mem = this.mem;
+    if (mem.tracked[pa >>> 12] === 1) return this.readTracked(pa, size);
     switch (size) {
       case 1: return mem.read8(pa);
       case 2: return mem.read16(pa);
@@ -205,6 +211,15 @@ export class Cpu implements PagingControl {
         this.vHi = mem.read32(pa + 4);
         return mem.read32(pa);
     }
+  }
+
+  private readTracked(pa: number, size: number): number {
+    const mem = this.mem;
+    const lo = size === 1 ? mem.read8(pa) : size === 2 ? mem.read16(pa) : mem.read32(pa);
+    const hi = size === 8 ? mem.read32(pa + 4) : 0;
+    if (mem.unwrittenBytes(pa, size) > 0) this.uninitializedReadListener?.(pa, size, lo, hi);
+    this.vHi = hi;
+    return lo;
   }
 
   private readCrossing(lo: number, hi: number, size: number): number {
@@ -487,23 +502,47 @@ export class Cpu implements PagingControl {
    */
   run(limit: number): void {
     this.stop = Stop.Running;
+    // Faults unwind out of the hot loop; the loop is re-entered after delivery.
+    for (;;) {
+      try {
+        this.runUntilFault(limit);
+        break;
+      } catch (e) {
+        if (e !== this.fault) throw e;
+        this.ripLo = this.curRipLo;
+        this.ripHi = this.curRipHi;
+        deliverException(this, this.fault.vector, this.fault.hasErrorCode, this.fault.errorCode);
+        if (this.stop !== Stop.Running) return;
+      }
+    }
+    if (this.stop === Stop.Running) this.stop = Stop.Budget;
+  }
+
+  private runUntilFault(limit: number): void {
     const traceMask = this.traceSize - 1;
     const traceLo = this.traceLo, traceHi = this.traceHi;
     const bpFilter = this.bpFilter;
-    while (this.icount < limit) {
-      const lo = this.ripLo;
-      if (bpFilter[lo & 0xffff] !== 0 && this.ripHi === 0 && this.breakpoints.has(lo) && this.resumeFrom !== lo) {
-        this.hitBreakpoint = lo;
-        this.resumeFrom = lo;
-        this.stop = Stop.Breakpoint;
-        return;
-      }
-      this.resumeFrom = -1;
-      const hi = this.ripHi;
-      this.curRipLo = lo;
-      this.curRipHi = hi;
-      try {
-        const insn = this.fetch();
+    let icount = this.icount;
+    let hash = this.traceHash;
+    try {
+      while (icount < limit) {
+        const lo = this.ripLo;
+        const hi = this.ripHi;
+        if (bpFilter[lo & 0xffff] !== 0 && hi === 0 && this.breakpoints.has(lo) && this.resumeFrom !== lo) {
+          this.hitBreakpoint = lo;
+          this.resumeFrom = lo;
+          this.stop = Stop.Breakpoint;
+          return;
+        }
+        this.resumeFrom = -1;
+        this.curRipLo = lo;
+        this.curRipHi = hi;
+        let insn: Insn | undefined;
+        const page = this.fetchPage;
+        if (page !== null && (lo >>> 12) === this.fetchVpn && hi === this.fetchVhi && this.fetchGen === this.mmu.generation) {
+          insn = page[lo & 0xfff];
+        }
+        if (insn === undefined) insn = this.fetch();
         const next = lo + insn.len;
         if (next > 0xffffffff) {
           this.ripLo = next - TWO32;
@@ -511,23 +550,19 @@ export class Cpu implements PagingControl {
         } else {
           this.ripLo = next;
         }
+        this.icount = icount; // handlers (RDTSC) read the retired count
         insn.exec(this, insn);
-      } catch (e) {
-        if (e !== this.fault) throw e;
-        this.ripLo = lo;
-        this.ripHi = hi;
-        deliverException(this, this.fault.vector, this.fault.hasErrorCode, this.fault.errorCode);
+        const t = icount & traceMask;
+        traceLo[t] = lo;
+        traceHi[t] = hi;
+        hash = Math.imul(hash ^ lo, 0x01000193) ^ hi;
+        icount++;
         if (this.stop !== Stop.Running) return;
-        continue;
       }
-      const t = this.icount & traceMask;
-      traceLo[t] = lo;
-      traceHi[t] = hi;
-      this.traceHash = Math.imul(this.traceHash ^ lo, 0x01000193) ^ hi;
-      this.icount++;
-      if (this.stop !== Stop.Running) return;
+    } finally {
+      this.icount = icount;
+      this.traceHash = hash;
     }
-    if (this.stop === Stop.Running) this.stop = Stop.Budget;
   }
 
   /** The last `n` retired RIPs, oldest first, as [lo, hi] pairs. */

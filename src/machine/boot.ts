@@ -8,6 +8,7 @@ import type { MilestoneName, VerdictKind } from '../kernel/verdict.js';
 import type { PoisonPolicy } from '../memory/poison.js';
 import type { GdtStyle } from '../platform/firmware.js';
 import { Machine } from './machine.js';
+import { UninitializedReadDetector, type UninitializedRead } from '../analysis/uninitialized-reads.js';
 import { makeVmConfig, sevStatusFor, type VmConfig } from '../hypervisor/vm-config.js';
 import type { HostEvent } from '../hypervisor/sev-host.js';
 
@@ -77,6 +78,8 @@ export interface BootResult {
   events: Array<Omit<HostEvent, 'rip'> & { rip: string; symbol: string }>;
   /** RMP misuse found during the run (double validation and such). */
   findings: string[];
+  /** Reads of the loaded image's .bss before anything wrote it (firmware leaves it as poison). */
+  uninitializedReads: UninitializedRead[];
   /** A termination request, decoded. */
   termination: { set: number; code: number; name: string; detail: string | null } | null;
 }
@@ -106,6 +109,8 @@ export function bootImage(kernel: KernelImage, options: BootOptions): BootResult
     vm: options.vm ?? makeVmConfig({ mode: 'none' }),
   });
   const { cpu, addresses } = machine;
+  const uninit = new UninitializedReadDetector(machine);
+  uninit.install();
   const started = Date.now();
   const milestones: MilestoneHit[] = [];
   const hit = (name: MilestoneName): void => {
@@ -228,6 +233,7 @@ export function bootImage(kernel: KernelImage, options: BootOptions): BootResult
     events: (machine.sev?.events ?? []).map((e) => ({ ...e, rip: hex(e.rip), symbol: addresses.describe(e.rip) })),
     findings: (machine.sev?.rmp.findings ?? []).map((f) => `${f.severity} ${f.code} at 0x${f.gpa.toString(16)}: ${f.detail}`),
     termination: terminationOf(machine),
+    uninitializedReads: uninit.reads,
   };
 }
 

@@ -15,6 +15,10 @@ export class SparseMemory implements PhysicalMemory {
   /** Per page: 1 when someone cares about writes (decoded code lives there). */
   readonly watched: Uint8Array;
   private listener: PageWriteListener | null = null;
+  /** Per page: 1 when reads of never-written bytes are reported (uninitialized-read detection). */
+  readonly tracked: Uint8Array;
+  /** For tracked pages: 1 per byte once something wrote it. */
+  private readonly written = new Map<number, Uint8Array>();
 
   constructor(size: number, private readonly poison: PoisonPolicy) {
     if (size % PAGE_SIZE !== 0 || size <= 0 || size > 0x100000000) {
@@ -23,6 +27,43 @@ export class SparseMemory implements PhysicalMemory {
     this.size = size;
     this.pages = new Array(size / PAGE_SIZE);
     this.watched = new Uint8Array(size / PAGE_SIZE);
+    this.tracked = new Uint8Array(size / PAGE_SIZE);
+  }
+
+  /** Start reporting reads of bytes in [pa, pa + length) that nobody has written since. */
+  trackUninitialized(pa: number, length: number): void {
+    for (let a = pa; a < pa + length; ) {
+      const pfn = a >>> PAGE_SHIFT;
+      const o = a & PAGE_MASK;
+      const n = Math.min(PAGE_SIZE - o, pa + length - a);
+      if (pfn >= this.tracked.length) break;
+      let w = this.written.get(pfn);
+      if (w === undefined) {
+        // Bytes outside the requested range count as written (not ours to judge).
+        w = new Uint8Array(PAGE_SIZE).fill(1);
+        this.written.set(pfn, w);
+      }
+      w.fill(0, o, o + n);
+      this.tracked[pfn] = 1;
+      a += n;
+    }
+  }
+
+  /** How many of `size` bytes at pa (inside one tracked page) were never written; 0 when all were. */
+  unwrittenBytes(pa: number, size: number): number {
+    const w = this.written.get(pa >>> PAGE_SHIFT);
+    if (w === undefined) return 0;
+    const o = pa & PAGE_MASK;
+    let n = 0;
+    for (let k = 0; k < size && o + k < PAGE_SIZE; k++) if (w[o + k] === 0) n++;
+    return n;
+  }
+
+  private markWritten(pa: number, length: number): void {
+    const w = this.written.get(pa >>> PAGE_SHIFT);
+    if (w === undefined) return;
+    const o = pa & PAGE_MASK;
+    w.fill(1, o, Math.min(PAGE_SIZE, o + length));
   }
 
   setWriteListener(listener: PageWriteListener | null): void {
@@ -44,7 +85,10 @@ export class SparseMemory implements PhysicalMemory {
     return pa >= 0 && pa < this.size;
   }
 
-  private touched(pfn: number): void {
+  /** After a write of `length` bytes at pa within one page. */
+  private wrote(pa: number, length: number): void {
+    const pfn = pa >>> PAGE_SHIFT;
+    if (this.tracked[pfn] !== 0) this.markWritten(pa, length);
     if (this.watched[pfn] !== 0 && this.listener !== null) this.listener(pfn);
   }
 
@@ -73,9 +117,8 @@ export class SparseMemory implements PhysicalMemory {
 
   write8(pa: number, value: number): void {
     if (pa >= this.size) return;
-    const pfn = pa >>> PAGE_SHIFT;
-    this.page(pfn)[pa & PAGE_MASK] = value;
-    this.touched(pfn);
+    this.page(pa >>> PAGE_SHIFT)[pa & PAGE_MASK] = value;
+    this.wrote(pa, 1);
   }
 
   write16(pa: number, value: number): void {
@@ -85,7 +128,7 @@ export class SparseMemory implements PhysicalMemory {
       const p = this.page(pfn);
       p[o] = value;
       p[o + 1] = value >>> 8;
-      this.touched(pfn);
+      this.wrote(pa, 2);
       return;
     }
     this.write8(pa, value);
@@ -101,7 +144,7 @@ export class SparseMemory implements PhysicalMemory {
       p[o + 1] = value >>> 8;
       p[o + 2] = value >>> 16;
       p[o + 3] = value >>> 24;
-      this.touched(pfn);
+      this.wrote(pa, 4);
       return;
     }
     for (let i = 0; i < 4; i++) this.write8(pa + i, value >>> (8 * i));
@@ -130,7 +173,7 @@ export class SparseMemory implements PhysicalMemory {
       if (a < this.size) {
         const pfn = a >>> PAGE_SHIFT;
         this.page(pfn).set(data.subarray(done, done + n), o);
-        this.touched(pfn);
+        this.wrote(a, n);
       }
       done += n;
     }
@@ -145,7 +188,7 @@ export class SparseMemory implements PhysicalMemory {
       if (a < this.size) {
         const pfn = a >>> PAGE_SHIFT;
         this.page(pfn).fill(byte, o, o + n);
-        this.touched(pfn);
+        this.wrote(a, n);
       }
       done += n;
     }
