@@ -25,7 +25,8 @@ function hex(v: number): string {
  * it: every byte of [_bss, _end) of the loaded image starts "never written";
  * an instruction that reads such a byte before anything wrote it is reported
  * with the symbol it belongs to, the reader and the value it got. The
- * relocated copy is cleared at .Lrelocated, so only the loaded copy matters.
+ * relocated copy is cleared at .Lrelocated, so only the loaded copy matters,
+ * and only until then.
  */
 export class UninitializedReadDetector {
   readonly reads: UninitializedRead[] = [];
@@ -44,6 +45,15 @@ export class UninitializedReadDetector {
     mem.trackUninitialized(start, end - start);
     cpu.uninitializedReadListener = (pa, size, lo, hi) => this.record(pa, size, lo, hi);
     return { start, end };
+  }
+
+  /**
+   * Stop at the .bss clear: from then on the loaded copy is dead memory that
+   * the decompressed kernel overwrites (zstd's wild copies over-read it).
+   */
+  stop(): void {
+    this.machine.cpu.uninitializedReadListener = null;
+    this.machine.mem.tracked.fill(0);
   }
 
   private record(pa: number, size: number, lo: number, hi: number): void {

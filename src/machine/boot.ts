@@ -166,6 +166,7 @@ export function bootImage(kernel: KernelImage, options: BootOptions): BootResult
           }
         } else if (what !== undefined) {
           if (!milestones.some((m) => m.name === what)) hit(what);
+          if (what === 'bss-clear') uninit.stop();
           if (what === options.until) {
             verdict = 'reached';
             reason = `reached ${what}`;
