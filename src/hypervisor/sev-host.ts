@@ -18,6 +18,8 @@ export const VC_RDTSC = 0x6e, VC_CPUID = 0x72, VC_INVD = 0x76, VC_IOIO = 0x7b, V
 /** An SNP guest touched a private page whose RMP entry is not validated. */
 export const VC_PAGE_NOT_VALIDATED = 0x404;
 const VC_VECTOR = 29;
+/** MSR_SVSM_CAA: the calling area's GPA, answered by the host (an SVSM is present). */
+export const MSR_SVSM_CAA = 0xc001f000;
 
 /** One thing the guest asked of its host, for the run report. */
 export interface HostEvent {
@@ -81,6 +83,11 @@ export class SevHost implements CpuHost {
       rmp: this.rmp,
       svsm,
       io: { in: (p, s) => ports.portIn(p, s), out: (p, s, v) => ports.portOut(p, s, v) },
+      msr: {
+        // The SVSM calling-area MSR is the one a guest may ask for through the GHCB; others get #GP.
+        read: (m) => (m === MSR_SVSM_CAA && svsm ? BigInt(svsm.caa) : null),
+        write: () => false,
+      },
       onEvent: (e) => this.record('vmgexit-ghcb', `${e.exitName} (0x${e.exitCode.toString(16)}) info1=0x${e.exitInfo1.toString(16)}`, e.result === null ? 'stopped' : `info1=0x${e.result.info1.toString(16)} info2=0x${e.result.info2.toString(16)}`),
     });
     this.dispatcher = new VmgexitDispatcher(msr, page);
