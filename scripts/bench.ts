@@ -1,0 +1,98 @@
+/**
+ * npm run bench: guest instructions, wall time and guest MIPS of real boots of
+ * the Debian kernels (to extract_kernel and to kernel-entry), plus one SEV-SNP
+ * boot of 6.1 to kernel-entry. Prints figures only; asserts nothing.
+ *
+ * Each row is a fresh boot of a fresh machine in this process, so the first
+ * rows also pay for JIT warm-up (as every CLI run does).
+ */
+import { ensureDebianKernel } from '../src/kernel/kernel-cache.js';
+import { boot, type BootOptions, type BootResult } from '../src/machine/boot.js';
+import { makeVmConfig, type VmConfig } from '../src/hypervisor/vm-config.js';
+import type { MilestoneName } from '../src/kernel/verdict.js';
+
+interface Case {
+  kernel: string;
+  label: string;
+  until: MilestoneName;
+  vm?: VmConfig;
+}
+
+const CASES: Case[] = [
+  { kernel: 'debian-6.12', label: 'plain', until: 'extract_kernel' },
+  { kernel: 'debian-6.12', label: 'plain', until: 'kernel-entry' },
+  { kernel: 'debian-6.1-cloud', label: 'plain', until: 'extract_kernel' },
+  { kernel: 'debian-6.1-cloud', label: 'plain', until: 'kernel-entry' },
+  { kernel: 'debian-6.1-cloud', label: 'snp', until: 'kernel-entry', vm: makeVmConfig({ mode: 'snp' }) },
+];
+
+function options(kernelPath: string, c: Case): BootOptions {
+  return {
+    kernelPath,
+    memSize: 1 << 30,
+    poison: { kind: 'zero' },
+    seed: 1,
+    cmdline: 'nokaslr console=ttyS0',
+    loadAddress: 0x2000000,
+    gdt: 'boot-protocol',
+    until: c.until,
+    budget: 4e9,
+    traceLength: 0,
+    vm: c.vm,
+  };
+}
+
+interface Row {
+  kernel: string;
+  vm: string;
+  until: string;
+  verdict: string;
+  instructions: number;
+  seconds: number;
+  mips: number;
+  extractAt: number | null;
+  hash: string;
+}
+
+function run(c: Case): Row {
+  const path = ensureDebianKernel(c.kernel);
+  const t0 = process.hrtime.bigint();
+  const r: BootResult = boot(options(path, c));
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const ek = r.milestones.find((m) => m.name === 'extract_kernel');
+  return {
+    kernel: c.kernel,
+    vm: c.label,
+    until: c.until,
+    verdict: r.verdict,
+    instructions: r.instructions,
+    seconds,
+    mips: r.instructions / seconds / 1e6,
+    extractAt: ek ? ek.instruction : null,
+    hash: r.traceHash,
+  };
+}
+
+function pad(s: string, n: number, right = false): string {
+  return right ? s.padStart(n) : s.padEnd(n);
+}
+
+function main(): void {
+  const header = ['kernel', 'vm', 'until', 'verdict', 'instructions', 'wall s', 'MIPS', 'trace hash'];
+  const widths = [18, 6, 15, 10, 14, 9, 7, 10];
+  const line = (cells: string[]): string => cells.map((c, k) => pad(c, widths[k], k >= 4 && k <= 6)).join('  ');
+  console.log(`node ${process.version}, ${process.arch}`);
+  console.log(line(header));
+  const all = Date.now();
+  let total = 0;
+  let totalSeconds = 0;
+  for (const c of CASES) {
+    const r = run(c);
+    total += r.instructions;
+    totalSeconds += r.seconds;
+    console.log(line([r.kernel, r.vm, r.until, r.verdict, r.instructions.toLocaleString('en-US'), r.seconds.toFixed(2), r.mips.toFixed(2), r.hash]));
+  }
+  console.log(`total ${total.toLocaleString('en-US')} instructions in ${totalSeconds.toFixed(1)} s: ${(total / totalSeconds / 1e6).toFixed(2)} MIPS (${((Date.now() - all) / 1000).toFixed(1)} s with kernel loading)`);
+}
+
+main();
