@@ -190,6 +190,40 @@ export class Cpu implements PagingControl {
 
   // ======================= linear memory =======================
 
+  /** Sized forms of readLinear/writeLinear for handlers whose operand size is fixed. */
+  read8(lo: number, hi: number): number {
+    return this.readLinear(lo, hi, 1);
+  }
+
+  read16(lo: number, hi: number): number {
+    return this.readLinear(lo, hi, 2);
+  }
+
+  read32(lo: number, hi: number): number {
+    return this.readLinear(lo, hi, 4);
+  }
+
+  /** Returns the low half, high half in vHi. */
+  read64(lo: number, hi: number): number {
+    return this.readLinear(lo, hi, 8);
+  }
+
+  write8(lo: number, hi: number, v: number): void {
+    this.writeLinear(lo, hi, 1, v, 0);
+  }
+
+  write16(lo: number, hi: number, v: number): void {
+    this.writeLinear(lo, hi, 2, v, 0);
+  }
+
+  write32(lo: number, hi: number, v: number): void {
+    this.writeLinear(lo, hi, 4, v, 0);
+  }
+
+  write64(lo: number, hi: number, vlo: number, vhi: number): void {
+    this.writeLinear(lo, hi, 8, vlo, vhi);
+  }
+
   /** Read `size` (1, 2, 4, 8) bytes at a linear address; 8-byte reads set vHi. */
   readLinear(lo: number, hi: number, size: number): number {
     const off = lo & 0xfff;

@@ -2,7 +2,7 @@ import { Code, Mnemonic } from 'iced-x86';
 import type { Cpu } from '../cpu.js';
 import type { Handler, Insn } from '../insn.js';
 import { Operand } from '../insn.js';
-import { POPF_MASK, ZF, testCondition } from '../flags.js';
+import { CF, OF, PF, POPF_MASK, SF, ZF, testCondition } from '../flags.js';
 import { RCX, RSP } from '../registers.js';
 import type { Registry } from './table.js';
 
@@ -19,6 +19,27 @@ const jmpIndirect: Handler = (cpu, i) => {
 const jcc: Handler = (cpu, i) => {
   if (testCondition(i.cc, cpu.rflags)) cpu.jumpRel(i.rel);
 };
+
+/** Jcc specialised per condition code at decode time (index = iced ConditionCode), same tests as testCondition. */
+const JCC_BY_CC: readonly Handler[] = [
+  jcc,
+  (cpu, i) => { if ((cpu.rflags & OF) !== 0) cpu.jumpRel(i.rel); }, // o
+  (cpu, i) => { if ((cpu.rflags & OF) === 0) cpu.jumpRel(i.rel); }, // no
+  (cpu, i) => { if ((cpu.rflags & CF) !== 0) cpu.jumpRel(i.rel); }, // b
+  (cpu, i) => { if ((cpu.rflags & CF) === 0) cpu.jumpRel(i.rel); }, // ae
+  (cpu, i) => { if ((cpu.rflags & ZF) !== 0) cpu.jumpRel(i.rel); }, // e
+  (cpu, i) => { if ((cpu.rflags & ZF) === 0) cpu.jumpRel(i.rel); }, // ne
+  (cpu, i) => { if ((cpu.rflags & (CF | ZF)) !== 0) cpu.jumpRel(i.rel); }, // be
+  (cpu, i) => { if ((cpu.rflags & (CF | ZF)) === 0) cpu.jumpRel(i.rel); }, // a
+  (cpu, i) => { if ((cpu.rflags & SF) !== 0) cpu.jumpRel(i.rel); }, // s
+  (cpu, i) => { if ((cpu.rflags & SF) === 0) cpu.jumpRel(i.rel); }, // ns
+  (cpu, i) => { if ((cpu.rflags & PF) !== 0) cpu.jumpRel(i.rel); }, // p
+  (cpu, i) => { if ((cpu.rflags & PF) === 0) cpu.jumpRel(i.rel); }, // np
+  (cpu, i) => { const f = cpu.rflags; if (((f & SF) !== 0) !== ((f & OF) !== 0)) cpu.jumpRel(i.rel); }, // l
+  (cpu, i) => { const f = cpu.rflags; if (((f & SF) !== 0) === ((f & OF) !== 0)) cpu.jumpRel(i.rel); }, // ge
+  (cpu, i) => { const f = cpu.rflags; if ((f & ZF) !== 0 || ((f & SF) !== 0) !== ((f & OF) !== 0)) cpu.jumpRel(i.rel); }, // le
+  (cpu, i) => { const f = cpu.rflags; if ((f & ZF) === 0 && ((f & SF) !== 0) === ((f & OF) !== 0)) cpu.jumpRel(i.rel); }, // g
+];
 
 const callRel: Handler = (cpu, i) => {
   cpu.push64(cpu.ripLo, cpu.ripHi);
@@ -158,8 +179,9 @@ export function registerControlFlow(r: Registry): void {
     return (cpu: Cpu) => cpu.gap('far or 16/32-bit indirect CALL is not implemented');
   });
   r.handle([Mnemonic.Ret], ret);
-  r.handle([Mnemonic.Jo, Mnemonic.Jno, Mnemonic.Jb, Mnemonic.Jae, Mnemonic.Je, Mnemonic.Jne, Mnemonic.Jbe, Mnemonic.Ja,
-    Mnemonic.Js, Mnemonic.Jns, Mnemonic.Jp, Mnemonic.Jnp, Mnemonic.Jl, Mnemonic.Jge, Mnemonic.Jle, Mnemonic.Jg], jcc);
+  r.pick([Mnemonic.Jo, Mnemonic.Jno, Mnemonic.Jb, Mnemonic.Jae, Mnemonic.Je, Mnemonic.Jne, Mnemonic.Jbe, Mnemonic.Ja,
+    Mnemonic.Js, Mnemonic.Jns, Mnemonic.Jp, Mnemonic.Jnp, Mnemonic.Jl, Mnemonic.Jge, Mnemonic.Jle, Mnemonic.Jg],
+  (insn) => (insn.k0 === Operand.Imm && insn.cc >= 1 && insn.cc <= 16 ? JCC_BY_CC[insn.cc] : jcc));
   r.handle([Mnemonic.Loop], loop(LOOP));
   r.handle([Mnemonic.Loope], loop(LOOPE));
   r.handle([Mnemonic.Loopne], loop(LOOPNE));

@@ -7,6 +7,8 @@ import { RAX, RDX } from '../registers.js';
 import { add, sub } from './flags-compute.js';
 import { movFromControl, movFromSegment, movToControl, movToSegment, prepareMov } from './system.js';
 import type { Registry } from './table.js';
+import { pickForm, type FormSet } from './forms.js';
+import { HIGH8 } from '../registers.js';
 
 /** MOV and friends: MOVZX/MOVSX/MOVSXD, LEA, XCHG, CMPXCHG, XADD, CBW..CQO, SETcc, CMOVcc, LAHF/SAHF, MOVBE. */
 
@@ -130,6 +132,127 @@ function isSegment(reg: Register): boolean {
   return reg >= Register.ES && reg <= Register.GS;
 }
 
+/*
+ * Operand-form specialisations of MOV, MOVZX and LEA (see forms.ts): same
+ * effects as the generic handlers above, in the same order (a faulting read
+ * or write leaves the destination untouched).
+ */
+
+const movRR8: Handler = (cpu, i) => {
+  const s = i.r1, d = i.r0;
+  cpu.regLo[d] = cpu.regLo[s];
+  cpu.regHi[d] = cpu.regHi[s];
+};
+const movRR4: Handler = (cpu, i) => {
+  const d = i.r0;
+  cpu.regLo[d] = cpu.regLo[i.r1];
+  cpu.regHi[d] = 0;
+};
+const movRI8: Handler = (cpu, i) => {
+  const d = i.r0;
+  cpu.regLo[d] = i.immLo;
+  cpu.regHi[d] = i.immHi;
+};
+const movRI4: Handler = (cpu, i) => {
+  const d = i.r0;
+  cpu.regLo[d] = i.immLo;
+  cpu.regHi[d] = 0;
+};
+const movRM8: Handler = (cpu, i) => {
+  cpu.calcEA(i);
+  const v = cpu.read64(cpu.eaLo, cpu.eaHi);
+  const d = i.r0;
+  cpu.regLo[d] = v;
+  cpu.regHi[d] = cpu.vHi;
+};
+const movRM4: Handler = (cpu, i) => {
+  cpu.calcEA(i);
+  const v = cpu.read32(cpu.eaLo, cpu.eaHi);
+  const d = i.r0;
+  cpu.regLo[d] = v;
+  cpu.regHi[d] = 0;
+};
+const movRM2: Handler = (cpu, i) => {
+  cpu.calcEA(i);
+  const v = cpu.read16(cpu.eaLo, cpu.eaHi);
+  const d = i.r0;
+  cpu.regLo[d] = (cpu.regLo[d] & 0xffff0000) | v;
+};
+const movRM1: Handler = (cpu, i) => {
+  cpu.calcEA(i);
+  const v = cpu.read8(cpu.eaLo, cpu.eaHi);
+  const d = i.r0;
+  cpu.regLo[d] = (cpu.regLo[d] & 0xffffff00) | v;
+};
+const movMR8: Handler = (cpu, i) => {
+  cpu.calcEA(i);
+  const s = i.r1;
+  cpu.write64(cpu.eaLo, cpu.eaHi, cpu.regLo[s], cpu.regHi[s]);
+};
+const movMR4: Handler = (cpu, i) => {
+  cpu.calcEA(i);
+  cpu.write32(cpu.eaLo, cpu.eaHi, cpu.regLo[i.r1]);
+};
+const movMR2: Handler = (cpu, i) => {
+  cpu.calcEA(i);
+  cpu.write16(cpu.eaLo, cpu.eaHi, cpu.regLo[i.r1] & 0xffff);
+};
+const movMR1: Handler = (cpu, i) => {
+  cpu.calcEA(i);
+  cpu.write8(cpu.eaLo, cpu.eaHi, cpu.regLo[i.r1] & 0xff);
+};
+const movMI8: Handler = (cpu, i) => {
+  cpu.calcEA(i);
+  cpu.write64(cpu.eaLo, cpu.eaHi, i.immLo, i.immHi);
+};
+const movMI: Handler = (cpu, i) => {
+  cpu.calcEA(i);
+  cpu.writeLinear(cpu.eaLo, cpu.eaHi, i.s0, i.immLo, 0);
+};
+const MOV_FORMS: FormSet = {
+  rr8: movRR8, rr4: movRR4, ri8: movRI8, ri4: movRI4, rm8: movRM8, rm4: movRM4, rm2: movRM2, rm1: movRM1,
+  mr8: movMR8, mr4: movMR4, mr2: movMR2, mr1: movMR1, mi8: movMI8, mi4: movMI, mi2: movMI, mi1: movMI,
+};
+
+/** MOVZX to a 32/64-bit register (the upper half is zeroed either way). */
+const movzxRM1: Handler = (cpu, i) => {
+  cpu.calcEA(i);
+  const v = cpu.read8(cpu.eaLo, cpu.eaHi);
+  const d = i.r0;
+  cpu.regLo[d] = v;
+  cpu.regHi[d] = 0;
+};
+const movzxRM2: Handler = (cpu, i) => {
+  cpu.calcEA(i);
+  const v = cpu.read16(cpu.eaLo, cpu.eaHi);
+  const d = i.r0;
+  cpu.regLo[d] = v;
+  cpu.regHi[d] = 0;
+};
+const movzxRR1: Handler = (cpu, i) => {
+  const d = i.r0;
+  cpu.regLo[d] = cpu.regLo[i.r1] & 0xff;
+  cpu.regHi[d] = 0;
+};
+const movzxRR2: Handler = (cpu, i) => {
+  const d = i.r0;
+  cpu.regLo[d] = cpu.regLo[i.r1] & 0xffff;
+  cpu.regHi[d] = 0;
+};
+
+const lea8: Handler = (cpu, i) => {
+  cpu.calcEA(i);
+  const d = i.r0;
+  cpu.regLo[d] = cpu.eaLo;
+  cpu.regHi[d] = cpu.eaHi;
+};
+const lea4: Handler = (cpu, i) => {
+  cpu.calcEA(i);
+  const d = i.r0;
+  cpu.regLo[d] = cpu.eaLo;
+  cpu.regHi[d] = 0;
+};
+
 export function registerDataMovement(r: Registry): void {
   r.pick([Mnemonic.Mov], (insn, ins) => {
     if (ins.op0Kind === OpKind.Register) prepareMov(insn, ins.op0Register);
@@ -140,13 +263,19 @@ export function registerDataMovement(r: Registry): void {
     if (ins.op1Kind === OpKind.Register && isSegment(ins.op1Register)) return movFromSegment;
     if (ins.op0Kind === OpKind.Register && ins.op0Register >= Register.DR0 && ins.op0Register <= Register.DR15) return movToDebug;
     if (ins.op1Kind === OpKind.Register && ins.op1Register >= Register.DR0 && ins.op1Register <= Register.DR15) return movFromDebug;
-    return mov;
+    return pickForm(insn, MOV_FORMS, mov);
   });
-  r.handle([Mnemonic.Movzx], movzx);
+  r.pick([Mnemonic.Movzx], (insn) => {
+    if (insn.k0 !== Operand.Reg || insn.s0 < 4 || insn.r0 >= HIGH8) return movzx;
+    if (insn.k1 === Operand.Mem) return insn.s1 === 1 ? movzxRM1 : insn.s1 === 2 ? movzxRM2 : movzx;
+    if (insn.k1 === Operand.Reg && insn.r1 < HIGH8) return insn.s1 === 1 ? movzxRR1 : insn.s1 === 2 ? movzxRR2 : movzx;
+    return movzx;
+  });
   r.handle([Mnemonic.Movsx, Mnemonic.Movsxd], movsx);
   r.pick([Mnemonic.Lea], (insn) => {
     insn.memSeg = -1; // LEA never adds a segment base
-    return lea;
+    if (insn.r0 >= HIGH8 || insn.k0 !== Operand.Reg) return lea;
+    return insn.s0 === 8 ? lea8 : insn.s0 === 4 ? lea4 : lea;
   });
   r.handle([Mnemonic.Xchg], xchg);
   r.handle([Mnemonic.Cmpxchg], cmpxchg);

@@ -227,18 +227,133 @@ function bmiShift(kind: number): Handler {
   };
 }
 
+/*
+ * Operand-form specialisations (decode time): SHL/SHR/SAR of a 32/64-bit
+ * register by an immediate, and the all-register SHLX/SHRX. Same results and
+ * flags as shiftOp/bmiShift.
+ */
+
+const shlRI8: Handler = (cpu, i) => {
+  const c = i.immLo & 63;
+  if (c === 0) return;
+  const R = cpu.regLo, H = cpu.regHi, d = i.r0;
+  const a = R[d], aHi = H[d];
+  P.shl64(a, aHi, c);
+  const rl = P.outLo, rh = P.outHi;
+  const cf = P.bit64(a, aHi, 64 - c);
+  const of = (rh >>> 31) ^ cf;
+  cpu.setArith((cf ? CF : 0) | (of ? OF : 0) | szp(8, rl, rh));
+  R[d] = rl;
+  H[d] = rh;
+};
+const shlRI4: Handler = (cpu, i) => {
+  const c = i.immLo & 31;
+  const R = cpu.regLo, d = i.r0;
+  const a = R[d];
+  cpu.regHi[d] = 0;
+  if (c === 0) return;
+  const rl = (a << c) >>> 0;
+  const cf = (a >>> (32 - c)) & 1;
+  const of = (rl >>> 31) ^ cf;
+  cpu.setArith((cf ? CF : 0) | (of ? OF : 0) | szp(4, rl, 0));
+  R[d] = rl;
+};
+const shrRI8: Handler = (cpu, i) => {
+  const c = i.immLo & 63;
+  if (c === 0) return;
+  const R = cpu.regLo, H = cpu.regHi, d = i.r0;
+  const a = R[d], aHi = H[d];
+  P.shr64(a, aHi, c);
+  const rl = P.outLo, rh = P.outHi;
+  const cf = P.bit64(a, aHi, c - 1);
+  cpu.setArith((cf ? CF : 0) | (aHi >>> 31 ? OF : 0) | szp(8, rl, rh));
+  R[d] = rl;
+  H[d] = rh;
+};
+const shrRI4: Handler = (cpu, i) => {
+  const c = i.immLo & 31;
+  const R = cpu.regLo, d = i.r0;
+  const a = R[d];
+  cpu.regHi[d] = 0;
+  if (c === 0) return;
+  const rl = a >>> c;
+  const cf = (a >>> (c - 1)) & 1;
+  cpu.setArith((cf ? CF : 0) | (a >>> 31 ? OF : 0) | szp(4, rl, 0));
+  R[d] = rl;
+};
+const sarRI8: Handler = (cpu, i) => {
+  const c = i.immLo & 63;
+  if (c === 0) return;
+  const R = cpu.regLo, H = cpu.regHi, d = i.r0;
+  const a = R[d], aHi = H[d];
+  P.sar64(a, aHi, c);
+  const rl = P.outLo, rh = P.outHi;
+  const cf = P.bit64(a, aHi, c - 1);
+  cpu.setArith((cf ? CF : 0) | szp(8, rl, rh));
+  R[d] = rl;
+  H[d] = rh;
+};
+const sarRI4: Handler = (cpu, i) => {
+  const c = i.immLo & 31;
+  const R = cpu.regLo, d = i.r0;
+  const a = R[d];
+  cpu.regHi[d] = 0;
+  if (c === 0) return;
+  const signed = a | 0;
+  const rl = (signed >> c) >>> 0;
+  const cf = (signed >> (c - 1)) & 1;
+  cpu.setArith((cf ? CF : 0) | szp(4, rl, 0));
+  R[d] = rl;
+};
+
+const shlxRRR8: Handler = (cpu, i) => {
+  const R = cpu.regLo, H = cpu.regHi, s = i.r1;
+  P.shl64(R[s], H[s], R[i.r2] & 63);
+  R[i.r0] = P.outLo;
+  H[i.r0] = P.outHi;
+};
+const shlxRRR4: Handler = (cpu, i) => {
+  const R = cpu.regLo;
+  R[i.r0] = (R[i.r1] << (R[i.r2] & 31)) >>> 0;
+  cpu.regHi[i.r0] = 0;
+};
+const shrxRRR8: Handler = (cpu, i) => {
+  const R = cpu.regLo, H = cpu.regHi, s = i.r1;
+  P.shr64(R[s], H[s], R[i.r2] & 63);
+  R[i.r0] = P.outLo;
+  H[i.r0] = P.outHi;
+};
+const shrxRRR4: Handler = (cpu, i) => {
+  const R = cpu.regLo;
+  R[i.r0] = R[i.r1] >>> (R[i.r2] & 31);
+  cpu.regHi[i.r0] = 0;
+};
+
+/** Register destination (not AH..BH) shifted by an immediate: the 32/64-bit specialisation, else `generic`. */
+function pickShiftImm(insn: Insn, h8: Handler, h4: Handler, generic: Handler): Handler {
+  if (insn.opCount !== 2 || insn.k0 !== Operand.Reg || insn.r0 >= 16 || insn.k1 !== Operand.Imm || insn.lock) return generic;
+  return insn.s0 === 8 ? h8 : insn.s0 === 4 ? h4 : generic;
+}
+
+function pickBmiShift(insn: Insn, h8: Handler, h4: Handler, generic: Handler): Handler {
+  if (insn.k1 !== Operand.Reg || insn.k2 !== Operand.Reg) return generic;
+  return insn.s0 === 8 ? h8 : insn.s0 === 4 ? h4 : generic;
+}
+
 export function registerShifts(r: Registry): void {
-  r.handle([Mnemonic.Shl, Mnemonic.Sal], shiftOp(SHL));
-  r.handle([Mnemonic.Shr], shiftOp(SHR));
-  r.handle([Mnemonic.Sar], shiftOp(SAR));
+  const shl = shiftOp(SHL), shr = shiftOp(SHR), sar = shiftOp(SAR);
+  r.pick([Mnemonic.Shl, Mnemonic.Sal], (insn) => pickShiftImm(insn, shlRI8, shlRI4, shl));
+  r.pick([Mnemonic.Shr], (insn) => pickShiftImm(insn, shrRI8, shrRI4, shr));
+  r.pick([Mnemonic.Sar], (insn) => pickShiftImm(insn, sarRI8, sarRI4, sar));
   r.handle([Mnemonic.Rol], shiftOp(ROL));
   r.handle([Mnemonic.Ror], shiftOp(ROR));
   r.handle([Mnemonic.Rcl], shiftOp(RCL));
   r.handle([Mnemonic.Rcr], shiftOp(RCR));
   r.handle([Mnemonic.Shld], doubleShift(true));
   r.handle([Mnemonic.Shrd], doubleShift(false));
-  r.handle([Mnemonic.Shlx], bmiShift(SHL));
-  r.handle([Mnemonic.Shrx], bmiShift(SHR));
+  const shlx = bmiShift(SHL), shrx = bmiShift(SHR);
+  r.pick([Mnemonic.Shlx], (insn) => pickBmiShift(insn, shlxRRR8, shlxRRR4, shlx));
+  r.pick([Mnemonic.Shrx], (insn) => pickBmiShift(insn, shrxRRR8, shrxRRR4, shrx));
   r.handle([Mnemonic.Sarx], bmiShift(SAR));
   r.handle([Mnemonic.Rorx], bmiShift(ROR));
 }
