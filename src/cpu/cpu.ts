@@ -1,6 +1,6 @@
 import type { PhysicalMemory } from '../memory/physical-memory.js';
 import { CpuFault, EmulatorGap } from './fault.js';
-import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Mmu, type PagingControl } from './mmu.js';
+import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Mmu, TLB_MASK, type PagingControl } from './mmu.js';
 import { Operand, type Insn } from './insn.js';
 import { HIGH8, RSP } from './registers.js';
 import { Stop, type CpuHost } from './host.js';
@@ -14,6 +14,10 @@ export interface CpuMemoryHooks {
   /** Per page: 1 when reads must be checked for never-written bytes. */
   readonly tracked: Uint8Array;
   unwrittenBytes(pa: number, size: number): number;
+  /** Told the page number whenever a page's read tracking changes. */
+  setTrackListener(listener: ((pfn: number) => void) | null): void;
+  /** A view of a backed RAM page (materialised on demand), null when unbacked. */
+  pageData(pfn: number): DataView | null;
 }
 
 const TWO32 = 4294967296;
@@ -126,6 +130,8 @@ export class Cpu implements PagingControl {
     this.traceLo = new Uint32Array(traceSize);
     this.traceHi = new Uint32Array(traceSize);
     mem.setWriteListener((pfn) => this.invalidateCode(pfn));
+    mem.setTrackListener((pfn) => this.mmu.pageAttributesChanged(pfn));
+    this.mmu.pages = mem;
   }
 
   // ======================= faults =======================
@@ -189,43 +195,142 @@ export class Cpu implements PagingControl {
   }
 
   // ======================= linear memory =======================
+  //
+  // Fast paths: a hit in the MMU's TLB whose slot carries a direct page
+  // (mmu.rpage / mmu.wpage) reads or writes the page's bytes in place. Such a
+  // slot exists only when the slow path would do nothing else (no fault, no
+  // accessed/dirty update, no write watch, no read tracking), so both paths
+  // have the same effects. Everything else takes the translate-and-access path.
 
-  /** Sized forms of readLinear/writeLinear for handlers whose operand size is fixed. */
+  /** Read 1 byte at a linear address. */
   read8(lo: number, hi: number): number {
-    return this.readLinear(lo, hi, 1);
+    const vpn = lo >>> 12;
+    const slot = (vpn ^ hi) & TLB_MASK;
+    const mmu = this.mmu;
+    if (mmu.tagLo[slot] === vpn && mmu.tagHi[slot] === (hi | 0)) {
+      const p = mmu.rpage[slot];
+      if (p !== null) return p.getUint8(lo & 0xfff);
+    }
+    return this.readSlow(lo, hi, 1);
   }
 
+  /** Read 2 bytes at a linear address. */
   read16(lo: number, hi: number): number {
-    return this.readLinear(lo, hi, 2);
+    const vpn = lo >>> 12;
+    const slot = (vpn ^ hi) & TLB_MASK;
+    const mmu = this.mmu;
+    const o = lo & 0xfff;
+    if (mmu.tagLo[slot] === vpn && mmu.tagHi[slot] === (hi | 0) && o <= 4094) {
+      const p = mmu.rpage[slot];
+      if (p !== null) return p.getUint16(o, true);
+    }
+    return this.readSlow(lo, hi, 2);
   }
 
+  /** Read 4 bytes at a linear address (unsigned). */
   read32(lo: number, hi: number): number {
-    return this.readLinear(lo, hi, 4);
+    const vpn = lo >>> 12;
+    const slot = (vpn ^ hi) & TLB_MASK;
+    const mmu = this.mmu;
+    const o = lo & 0xfff;
+    if (mmu.tagLo[slot] === vpn && mmu.tagHi[slot] === (hi | 0) && o <= 4092) {
+      const p = mmu.rpage[slot];
+      if (p !== null) return p.getUint32(o, true);
+    }
+    return this.readSlow(lo, hi, 4);
   }
 
-  /** Returns the low half, high half in vHi. */
+  /** Read 8 bytes at a linear address: returns the low half, high half in vHi. */
   read64(lo: number, hi: number): number {
-    return this.readLinear(lo, hi, 8);
+    const vpn = lo >>> 12;
+    const slot = (vpn ^ hi) & TLB_MASK;
+    const mmu = this.mmu;
+    const o = lo & 0xfff;
+    if (mmu.tagLo[slot] === vpn && mmu.tagHi[slot] === (hi | 0) && o <= 4088) {
+      const p = mmu.rpage[slot];
+      if (p !== null) {
+        this.vHi = p.getUint32(o + 4, true);
+        return p.getUint32(o, true);
+      }
+    }
+    return this.readSlow(lo, hi, 8);
   }
 
+  /** Write 1 byte at a linear address. */
   write8(lo: number, hi: number, v: number): void {
-    this.writeLinear(lo, hi, 1, v, 0);
+    const vpn = lo >>> 12;
+    const slot = (vpn ^ hi) & TLB_MASK;
+    const mmu = this.mmu;
+    if (mmu.tagLo[slot] === vpn && mmu.tagHi[slot] === (hi | 0)) {
+      const p = mmu.wpage[slot];
+      if (p !== null) {
+        p.setUint8(lo & 0xfff, v);
+        return;
+      }
+    }
+    this.writeSlow(lo, hi, 1, v, 0);
   }
 
+  /** Write 2 bytes at a linear address. */
   write16(lo: number, hi: number, v: number): void {
-    this.writeLinear(lo, hi, 2, v, 0);
+    const vpn = lo >>> 12;
+    const slot = (vpn ^ hi) & TLB_MASK;
+    const mmu = this.mmu;
+    const o = lo & 0xfff;
+    if (mmu.tagLo[slot] === vpn && mmu.tagHi[slot] === (hi | 0) && o <= 4094) {
+      const p = mmu.wpage[slot];
+      if (p !== null) {
+        p.setUint16(o, v, true);
+        return;
+      }
+    }
+    this.writeSlow(lo, hi, 2, v, 0);
   }
 
+  /** Write 4 bytes at a linear address. */
   write32(lo: number, hi: number, v: number): void {
-    this.writeLinear(lo, hi, 4, v, 0);
+    const vpn = lo >>> 12;
+    const slot = (vpn ^ hi) & TLB_MASK;
+    const mmu = this.mmu;
+    const o = lo & 0xfff;
+    if (mmu.tagLo[slot] === vpn && mmu.tagHi[slot] === (hi | 0) && o <= 4092) {
+      const p = mmu.wpage[slot];
+      if (p !== null) {
+        p.setUint32(o, v, true);
+        return;
+      }
+    }
+    this.writeSlow(lo, hi, 4, v, 0);
   }
 
+  /** Write 8 bytes (halves vlo, vhi) at a linear address. */
   write64(lo: number, hi: number, vlo: number, vhi: number): void {
-    this.writeLinear(lo, hi, 8, vlo, vhi);
+    const vpn = lo >>> 12;
+    const slot = (vpn ^ hi) & TLB_MASK;
+    const mmu = this.mmu;
+    const o = lo & 0xfff;
+    if (mmu.tagLo[slot] === vpn && mmu.tagHi[slot] === (hi | 0) && o <= 4088) {
+      const p = mmu.wpage[slot];
+      if (p !== null) {
+        p.setUint32(o, vlo, true);
+        p.setUint32(o + 4, vhi, true);
+        return;
+      }
+    }
+    this.writeSlow(lo, hi, 8, vlo, vhi);
   }
 
   /** Read `size` (1, 2, 4, 8) bytes at a linear address; 8-byte reads set vHi. */
   readLinear(lo: number, hi: number, size: number): number {
+    switch (size) {
+      case 1: return this.read8(lo, hi);
+      case 2: return this.read16(lo, hi);
+      case 4: return this.read32(lo, hi);
+      default: return this.read64(lo, hi);
+    }
+  }
+
+  private readSlow(lo: number, hi: number, size: number): number {
     const off = lo & 0xfff;
     if (off + size <= 4096) {
       const pa = this.mmu.translate(lo, hi, ACCESS_READ);
@@ -271,6 +376,15 @@ export class Cpu implements PagingControl {
 
   /** Write `size` bytes at a linear address (hi word used for 8-byte writes). */
   writeLinear(lo: number, hi: number, size: number, vlo: number, vhi: number): void {
+    switch (size) {
+      case 1: this.write8(lo, hi, vlo); return;
+      case 2: this.write16(lo, hi, vlo); return;
+      case 4: this.write32(lo, hi, vlo); return;
+      default: this.write64(lo, hi, vlo, vhi);
+    }
+  }
+
+  private writeSlow(lo: number, hi: number, size: number, vlo: number, vhi: number): void {
     const off = lo & 0xfff;
     if (off + size <= 4096) {
       const pa = this.mmu.translate(lo, hi, ACCESS_WRITE);
@@ -457,13 +571,21 @@ export class Cpu implements PagingControl {
 
   private invalidateCode(pfn: number): void {
     this.codeCache.delete(pfn);
-    this.mem.watched[pfn] = 0;
+    this.setWatched(pfn, 0);
     if (this.crossers.has(pfn - 1)) {
       this.crossers.delete(pfn - 1);
       this.codeCache.delete(pfn - 1);
-      this.mem.watched[pfn - 1] = 0;
+      this.setWatched(pfn - 1, 0);
     }
     if (pfn === this.fetchPfn || pfn - 1 === this.fetchPfn) this.fetchPage = null;
+  }
+
+  /** Set a page's write watch; the MMU's direct write pointers must follow it. */
+  private setWatched(pfn: number, value: number): void {
+    const watched = this.mem.watched;
+    if (watched[pfn] === value) return;
+    watched[pfn] = value;
+    this.mmu.pageAttributesChanged(pfn);
   }
 
   /** Find (or decode and cache) the instruction at the current RIP. */
@@ -480,7 +602,7 @@ export class Cpu implements PagingControl {
     if (page === undefined) {
       page = new Array<Insn | undefined>(4096);
       this.codeCache.set(pfn, page);
-      this.mem.watched[pfn] = 1;
+      this.setWatched(pfn, 1);
     }
     this.fetchVpn = vpn;
     this.fetchVhi = hi;
@@ -494,7 +616,7 @@ export class Cpu implements PagingControl {
       if (off + insn.len > 4096) {
         this.crossers.add(pfn);
         const next = Math.floor((pa - off + 4096) / 4096);
-        if (next < this.mem.watched.length) this.mem.watched[next] = 1;
+        if (next < this.mem.watched.length) this.setWatched(next, 1);
       }
       page[off] = insn;
     }

@@ -6,7 +6,7 @@ export const ACCESS_READ = 0, ACCESS_WRITE = 1, ACCESS_EXEC = 2;
 
 const TLB_BITS = 10;
 const TLB_SIZE = 1 << TLB_BITS;
-const TLB_MASK = TLB_SIZE - 1;
+export const TLB_MASK = TLB_SIZE - 1;
 
 /** Translation permissions cached per TLB entry. */
 const PERM_WRITE = 1, PERM_NX = 2, PERM_DIRTY = 4, PERM_USER = 8, PERM_PRIVATE = 16;
@@ -20,6 +20,17 @@ export interface PagingControl {
   efer: number;
   cr2Lo: number;
   cr2Hi: number;
+}
+
+/**
+ * Where the MMU finds RAM pages for its direct-access cache: the backing bytes
+ * of a physical page (null when unbacked) and whether plain reads or writes of
+ * it may bypass the memory interface (no write watch, no read tracking).
+ */
+export interface PageSource {
+  pageData(pfn: number): DataView | null;
+  readonly watched: Uint8Array;
+  readonly tracked: Uint8Array;
 }
 
 /** Observer of translations: SEV's C-bit/RMP model hooks in here without the MMU knowing about SEV. */
@@ -39,10 +50,24 @@ const EFER_NXE = 0x800;
  * from table entries and reported as "encrypted" to the observer.
  */
 export class Mmu {
-  private readonly tagLo = new Int32Array(TLB_SIZE).fill(-1);
-  private readonly tagHi = new Int32Array(TLB_SIZE);
+  /** TLB tags (linear page number, high half); a slot is (vpn ^ hi) & TLB_MASK. */
+  readonly tagLo = new Int32Array(TLB_SIZE).fill(-1);
+  readonly tagHi = new Int32Array(TLB_SIZE);
   private readonly frame = new Float64Array(TLB_SIZE);
   private readonly perm = new Uint8Array(TLB_SIZE);
+  /**
+   * Direct page access per TLB slot, valid exactly while the slot's tag
+   * matches: the RAM page behind it when a read (rpage) or write (wpage) that
+   * hits this slot needs nothing but the bytes (see Cpu's fast accessors), else
+   * null. A write needs a writable, already-dirty translation of a page with
+   * no write watch and no read tracking; a read a page without tracking.
+   */
+  readonly rpage: (DataView | null)[] = new Array<DataView | null>(TLB_SIZE).fill(null);
+  readonly wpage: (DataView | null)[] = new Array<DataView | null>(TLB_SIZE).fill(null);
+  /** Physical page number per slot (for attribute changes), -1 when unbacked. */
+  private readonly slotPfn = new Float64Array(TLB_SIZE).fill(-1);
+  /** Supplies rpage/wpage; without it the direct-access cache stays empty. */
+  pages: PageSource | null = null;
   /** Bumped on every flush so that callers caching translations can notice. */
   generation = 0;
   /** Mask of physical-address bits 63:32 kept from a table entry (C-bit and reserved bits removed). */
@@ -71,14 +96,41 @@ export class Mmu {
 
   flush(): void {
     this.tagLo.fill(-1);
+    this.rpage.fill(null);
+    this.wpage.fill(null);
     this.generation++;
+  }
+
+  /** Recompute the direct-access pointers of every slot mapping page `pfn` (its watch or tracking changed). */
+  pageAttributesChanged(pfn: number): void {
+    const slotPfn = this.slotPfn;
+    for (let i = 0; i < TLB_SIZE; i++) {
+      if (slotPfn[i] === pfn && this.tagLo[i] !== -1) this.setDirect(i, pfn);
+    }
+  }
+
+  private setDirect(slot: number, pfn: number): void {
+    const src = this.pages;
+    const data = src === null ? null : src.pageData(pfn);
+    if (data === null || src === null || src.tracked[pfn] !== 0) {
+      this.rpage[slot] = null;
+      this.wpage[slot] = null;
+      return;
+    }
+    this.rpage[slot] = data;
+    const p = this.perm[slot];
+    this.wpage[slot] = src.watched[pfn] === 0 && (p & (PERM_WRITE | PERM_DIRTY)) === (PERM_WRITE | PERM_DIRTY) ? data : null;
   }
 
   /** INVLPG: drop one page's translation. */
   flushPage(lo: number, hi: number): void {
     const vpn = lo >>> 12;
     const i = (vpn ^ hi) & TLB_MASK;
-    if (this.tagLo[i] === (vpn | 0) && this.tagHi[i] === (hi | 0)) this.tagLo[i] = -1;
+    if (this.tagLo[i] === (vpn | 0) && this.tagHi[i] === (hi | 0)) {
+      this.tagLo[i] = -1;
+      this.rpage[i] = null;
+      this.wpage[i] = null;
+    }
     this.generation++;
   }
 
@@ -169,6 +221,9 @@ export class Mmu {
     if (user) p |= PERM_USER;
     if (encrypted) p |= PERM_PRIVATE;
     this.perm[slot] = p;
+    const pfn = Math.floor(frame / 4096);
+    this.slotPfn[slot] = pfn;
+    this.setDirect(slot, pfn);
     return frame + (lo & 0xfff);
   }
 

@@ -12,9 +12,12 @@ const PAGE_MASK = PAGE_SIZE - 1;
 export class SparseMemory implements PhysicalMemory {
   readonly size: number;
   private readonly pages: (Uint8Array | undefined)[];
+  /** DataViews of materialised pages, made on first direct access. */
+  private readonly views: (DataView | undefined)[];
   /** Per page: 1 when someone cares about writes (decoded code lives there). */
   readonly watched: Uint8Array;
   private listener: PageWriteListener | null = null;
+  private trackListener: PageWriteListener | null = null;
   /** Per page: 1 when reads of never-written bytes are reported (uninitialized-read detection). */
   readonly tracked: Uint8Array;
   /** For tracked pages: 1 per byte once something wrote it. */
@@ -26,6 +29,7 @@ export class SparseMemory implements PhysicalMemory {
     }
     this.size = size;
     this.pages = new Array(size / PAGE_SIZE);
+    this.views = new Array(size / PAGE_SIZE);
     this.watched = new Uint8Array(size / PAGE_SIZE);
     this.tracked = new Uint8Array(size / PAGE_SIZE);
   }
@@ -45,6 +49,7 @@ export class SparseMemory implements PhysicalMemory {
       }
       w.fill(0, o, o + n);
       this.tracked[pfn] = 1;
+      this.trackListener?.(pfn);
       a += n;
     }
   }
@@ -68,6 +73,27 @@ export class SparseMemory implements PhysicalMemory {
 
   setWriteListener(listener: PageWriteListener | null): void {
     this.listener = listener;
+  }
+
+  /** Told the page number whenever trackUninitialized changes a page's tracking (caches of direct page access must drop it). */
+  setTrackListener(listener: PageWriteListener | null): void {
+    this.trackListener = listener;
+  }
+
+  /**
+   * A view of page `pfn` for direct access, materialised on demand; null
+   * when the page is not backed. Writing through it bypasses the write watch
+   * and the uninitialized-read tracking: only for pages with neither.
+   */
+  pageData(pfn: number): DataView | null {
+    if (pfn < 0 || pfn >= this.pages.length) return null;
+    let v = this.views[pfn];
+    if (v === undefined) {
+      const p = this.page(pfn);
+      v = new DataView(p.buffer, p.byteOffset, PAGE_SIZE);
+      this.views[pfn] = v;
+    }
+    return v;
   }
 
   /** The backing page for an in-range physical page number, materialised on demand. */
