@@ -35,8 +35,12 @@ export interface PageSource {
 
 /** Observer of translations: SEV's C-bit/RMP model hooks in here without the MMU knowing about SEV. */
 export interface TranslationObserver {
-  /** Called when a TLB entry is filled: may throw a fault (for example #VC for an unvalidated private page). */
-  onFill(pa: number, encrypted: boolean, access: number): void;
+  /**
+   * Called when a TLB entry is filled: may throw a fault (for example #VC for an
+   * unvalidated private page). Returns an offset added to the physical frame:
+   * 0, or a view base (a shared mapping of a private page sees ciphertext).
+   */
+  onFill(pa: number, encrypted: boolean, access: number): number;
 }
 
 const CR0_PG = 0x80000000, CR0_WP = 0x10000;
@@ -210,7 +214,7 @@ export class Mmu {
     } else {
       frame = tableHi * 4294967296 + ((tableLo & 0xc0000000) >>> 0) + (lo & 0x3ffff000);
     }
-    if (this.observer !== null) this.observer.onFill(frame, encrypted, access);
+    if (this.observer !== null) frame += this.observer.onFill(frame, encrypted, access);
     this.tagLo[slot] = lo >>> 12;
     this.tagHi[slot] = hi;
     this.frame[slot] = frame;

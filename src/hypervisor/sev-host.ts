@@ -1,5 +1,6 @@
 import type { Cpu } from '../cpu/cpu.js';
-import { ACCESS_READ } from '../cpu/mmu.js';
+import { ACCESS_READ, ACCESS_WRITE } from '../cpu/mmu.js';
+import { CIPHERTEXT_VIEW_BASE } from '../memory/sparse-memory.js';
 import { Stop, type CpuHost } from '../cpu/host.js';
 import { RAX, RBX, RCX, RDX } from '../cpu/registers.js';
 import type { PhysicalMemory } from '../memory/physical-memory.js';
@@ -23,7 +24,7 @@ export const MSR_SVSM_CAA = 0xc001f000;
 
 /** One thing the guest asked of its host, for the run report. */
 export interface HostEvent {
-  kind: 'vmgexit-msr' | 'vmgexit-ghcb' | 'vc' | 'pvalidate' | 'rmpadjust' | 'svsm-call';
+  kind: 'vmgexit-msr' | 'vmgexit-ghcb' | 'vc' | 'pvalidate' | 'rmpadjust' | 'svsm-call' | 'shared-access';
   rip: number;
   /** Exit code, MSR request name, or instruction outcome. */
   detail: string;
@@ -99,8 +100,16 @@ export class SevHost implements CpuHost {
     if (this.snp) {
       const rmp = this.rmp;
       cpu.mmu.observer = {
-        onFill: (pa, encrypted) => {
-          if (encrypted && !rmp.isValidated(pa)) cpu.raise(VC_VECTOR, VC_PAGE_NOT_VALIDATED);
+        onFill: (pa, encrypted, access) => {
+          if (pa >= rmp.ramSize) return 0;
+          if (encrypted) {
+            if (!rmp.isValidated(pa)) cpu.raise(VC_VECTOR, VC_PAGE_NOT_VALIDATED);
+            return 0;
+          }
+          if (!rmp.isPrivate(pa)) return 0;
+          // A shared (C=0) mapping of a private page: reads see ciphertext, writes do not reach the plaintext.
+          if (access === ACCESS_WRITE) this.record('shared-access', `shared write to private page 0x${pa.toString(16)}`, 'dropped');
+          return CIPHERTEXT_VIEW_BASE;
         },
       };
     }

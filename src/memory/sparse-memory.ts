@@ -3,6 +3,12 @@ import { poisonPage, type PoisonPolicy } from './poison.js';
 
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 4096;
+/**
+ * Physical addresses from here on are a read-only "ciphertext view" of RAM:
+ * byte (BASE + pa) reads as a deterministic scramble of byte pa, tweaked by
+ * its address, the way a shared (C=0) access to private SEV memory sees it.
+ */
+export const CIPHERTEXT_VIEW_BASE = 2 ** 40;
 const PAGE_MASK = PAGE_SIZE - 1;
 
 /**
@@ -107,6 +113,17 @@ export class SparseMemory implements PhysicalMemory {
     return p;
   }
 
+  /** Unbacked addresses float high; the ciphertext view scrambles the plaintext. */
+  private unbackedRead(pa: number): number {
+    const plain = pa - CIPHERTEXT_VIEW_BASE;
+    if (plain < 0 || plain >= this.size) return 0xff;
+    const b = this.page(plain >>> PAGE_SHIFT)[plain & PAGE_MASK];
+    let x = Math.imul((plain >>> 4) ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(b + 1, 0xc2b2ae35);
+    x ^= x >>> 15;
+    x = Math.imul(x, 0x2c1b3c6d);
+    return ((x >>> 16) ^ (plain & 0xf) * 0x3b) & 0xff;
+  }
+
   isBacked(pa: number): boolean {
     return pa >= 0 && pa < this.size;
   }
@@ -119,7 +136,7 @@ export class SparseMemory implements PhysicalMemory {
   }
 
   read8(pa: number): number {
-    if (pa >= this.size) return 0xff;
+    if (pa >= this.size) return this.unbackedRead(pa);
     return this.page(pa >>> PAGE_SHIFT)[pa & PAGE_MASK];
   }
 
