@@ -58,29 +58,13 @@ function progressPrinter(): ((p: { instructions: number; elapsedMs: number; last
 }
 
 function runBoot(argv: string[]): number {
-  const o = parseBootArgs(argv);
-  const progress = o.json ? undefined : progressPrinter();
-  let result: BootResult;
-  result = boot({
-    kernelPath: resolveKernel(o.kernel),
-    bzImage: o.bzImage,
-    symbols: o.symbols,
-    memSize: o.memSize,
-    poison: o.poison,
-    seed: o.seed,
-    cmdline: o.cmdline,
-    loadAddress: o.loadAddress,
-    gdt: o.gdt,
-    until: o.until,
-    budget: o.budget,
-    traceLength: o.trace,
-    onProgress: progress,
-    vm: o.vm,
-  });
+  const { kernel, json, trace, ...bootOptions } = parseBootArgs(argv);
+  const progress = json ? undefined : progressPrinter();
+  const result: BootResult = boot({ ...bootOptions, kernelPath: resolveKernel(kernel), traceLength: trace, onProgress: progress });
   if (progress) process.stderr.write('\r\x1b[K');
-  if (o.json) {
-    const { trace, ...rest } = result;
-    process.stdout.write(JSON.stringify(o.trace > 0 ? result : rest, null, 2) + '\n');
+  if (json) {
+    const { trace: lastInstructions, ...rest } = result;
+    process.stdout.write(JSON.stringify(trace > 0 ? { ...rest, trace: lastInstructions } : rest, null, 2) + '\n');
   } else {
     process.stdout.write(renderBoot(result) + '\n');
   }

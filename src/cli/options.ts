@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { parsePoison, type PoisonPolicy } from '../memory/poison.js';
+import type { BootOptions } from '../machine/boot.js';
 import { UNTIL_CHOICES, type MilestoneName } from '../kernel/verdict.js';
 import type { GdtStyle } from '../platform/firmware.js';
 import { makeVmConfig, VmConfigError, type CocoMode, type Vmpl, type VmConfig } from '../hypervisor/vm-config.js';
@@ -7,21 +8,13 @@ import { makeVmConfig, VmConfigError, type CocoMode, type Vmpl, type VmConfig } 
 /** A usage mistake: reported in one line, exit code 2. */
 export class UsageError extends Error {}
 
-export interface BootCliOptions {
+/** What `bzemu boot` was asked: the boot itself, plus how to show it. */
+export interface BootCliOptions extends Omit<BootOptions, 'kernelPath' | 'traceLength' | 'onProgress' | 'inspect' | 'vm'> {
+  /** A path or a Debian series id. */
   kernel: string;
-  bzImage?: string;
-  symbols?: string;
-  memSize: number;
-  poison: PoisonPolicy;
-  seed: number;
-  cmdline: string;
-  loadAddress: number;
-  gdt: GdtStyle;
-  until: MilestoneName;
-  budget: number;
+  vm: VmConfig;
   json: boolean;
   trace: number;
-  vm: VmConfig;
 }
 
 export const DEFAULT_KERNEL = 'debian-6.12';
