@@ -1,11 +1,13 @@
 import type { PhysicalMemory } from '../memory/physical-memory.js';
 import { CpuFault, EmulatorGap } from './fault.js';
 import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Mmu, TLB_MASK, type PagingControl } from './mmu.js';
-import { Operand, type Insn } from './insn.js';
+import { DOUBLE_ZERO, Operand, type Insn } from './insn.js';
 import { HIGH8, RSP } from './registers.js';
 import { Stop, type CpuHost } from './host.js';
 import { decodeInsn } from './decode.js';
 import { deliverException } from './interrupts.js';
+import { Block, continuesBlock, translateBlock, type BlockInsn } from './block.js';
+import { undefinedOpcode } from './exec/table.js';
 
 /** What the CPU needs from memory beyond plain access: page-write watching for the decode cache, and uninitialized-read tracking. */
 export interface CpuMemoryHooks {
@@ -21,6 +23,14 @@ export interface CpuMemoryHooks {
 }
 
 const TWO32 = 4294967296;
+/** Most instructions in one basic block. */
+const MAX_BLOCK = 64;
+
+/** Decoded instructions and translated blocks of one physical code page, by page offset. */
+class CodePage {
+  readonly insns = new Array<Insn | undefined>(4096);
+  readonly blocks = new Array<Block | undefined>(4096);
+}
 
 /**
  * The x86-64 CPU: architectural state, memory access through the MMU, operand
@@ -29,39 +39,42 @@ const TWO32 = 4294967296;
  */
 export class Cpu implements PagingControl {
   // ---- architectural state (64-bit values as unsigned 32-bit halves) ----
+  // Fields that hold 32-bit halves start as DOUBLE_ZERO (see insn.ts): V8 then
+  // stores them as doubles from the start instead of switching the first time
+  // one holds 2^31 or more, which would deoptimize all code compiled so far.
   readonly regLo = new Uint32Array(16);
   readonly regHi = new Uint32Array(16);
-  ripLo = 0;
-  ripHi = 0;
+  ripLo = DOUBLE_ZERO;
+  ripHi = DOUBLE_ZERO;
   /** RIP of the instruction being executed (RIP itself already points past it). */
-  curRipLo = 0;
-  curRipHi = 0;
+  curRipLo = DOUBLE_ZERO;
+  curRipHi = DOUBLE_ZERO;
   rflags = 0x2;
   readonly seg = new Uint16Array(6);
-  fsBaseLo = 0;
-  fsBaseHi = 0;
-  gsBaseLo = 0;
-  gsBaseHi = 0;
-  kernelGsBaseLo = 0;
-  kernelGsBaseHi = 0;
+  fsBaseLo = DOUBLE_ZERO;
+  fsBaseHi = DOUBLE_ZERO;
+  gsBaseLo = DOUBLE_ZERO;
+  gsBaseHi = DOUBLE_ZERO;
+  kernelGsBaseLo = DOUBLE_ZERO;
+  kernelGsBaseHi = DOUBLE_ZERO;
   cr0 = 0x80050033;
-  cr2Lo = 0;
-  cr2Hi = 0;
-  cr3Lo = 0;
-  cr3Hi = 0;
+  cr2Lo = DOUBLE_ZERO;
+  cr2Hi = DOUBLE_ZERO;
+  cr3Lo = DOUBLE_ZERO;
+  cr3Hi = DOUBLE_ZERO;
   cr4 = 0x20;
   cr8 = 0;
   efer = 0x500;
   xcr0 = 1;
-  gdtrBaseLo = 0;
-  gdtrBaseHi = 0;
+  gdtrBaseLo = DOUBLE_ZERO;
+  gdtrBaseHi = DOUBLE_ZERO;
   gdtrLimit = 0;
-  idtrBaseLo = 0;
-  idtrBaseHi = 0;
+  idtrBaseLo = DOUBLE_ZERO;
+  idtrBaseHi = DOUBLE_ZERO;
   idtrLimit = 0;
   trSel = 0;
-  trBaseLo = 0;
-  trBaseHi = 0;
+  trBaseLo = DOUBLE_ZERO;
+  trBaseHi = DOUBLE_ZERO;
   trLimit = 0;
   /** Descriptor of the current code segment: true when CS.L = 1 (64-bit mode). */
   csLong = true;
@@ -80,16 +93,16 @@ export class Cpu implements PagingControl {
 
   // ---- scratch outputs (no allocation on the hot path) ----
   /** High half of the last 64-bit value read. */
-  vHi = 0;
+  vHi = DOUBLE_ZERO;
   /** Result halves written by ALU helpers. */
-  rLo = 0;
-  rHi = 0;
+  rLo = DOUBLE_ZERO;
+  rHi = DOUBLE_ZERO;
   /** Last effective (linear) address and, for read-modify-write operands, its physical address. */
-  eaLo = 0;
-  eaHi = 0;
-  private rmwPa = -1;
-  msrLo = 0;
-  msrHi = 0;
+  eaLo = DOUBLE_ZERO;
+  eaHi = DOUBLE_ZERO;
+  private rmwPa = -1.5;
+  msrLo = DOUBLE_ZERO;
+  msrHi = DOUBLE_ZERO;
 
   // ---- run control ----
   stop: Stop = Stop.Running;
@@ -110,14 +123,27 @@ export class Cpu implements PagingControl {
   private readonly traceHi: Uint32Array;
   traceHash = 0x811c9dc5;
 
-  // ---- decode cache: per physical page, decoded instructions by page offset ----
-  private readonly codeCache = new Map<number, (Insn | undefined)[]>();
+  // ---- decode cache: per physical page, decoded instructions and translated blocks by page offset ----
+  private readonly codeCache = new Map<number, CodePage>();
   /** Pages holding an instruction that continues into the next page. */
   private readonly crossers = new Set<number>();
   private fetchVpn = -1;
-  private fetchVhi = -1;
+  /** A double (see DOUBLE_ZERO) that matches no high half. */
+  private fetchVhi = -0.5;
   private fetchPage: (Insn | undefined)[] | null = null;
+  private fetchBlocks: (Block | undefined)[] | null = null;
   private fetchPfn = -1;
+  /** Bumped whenever decoded code is dropped (a write to a code page): a running block stops after the writing instruction. */
+  codeEpoch = 0;
+  /** Bumped when a breakpoint is added: blocks built before may run over it. */
+  private blockGen = 0;
+  /**
+   * Entries into a basic block before it is translated (the run loop steps
+   * through it until then): only hot code is worth V8's compile time, which
+   * competes with the run itself on a busy machine. Tests set 0 to run
+   * translated code at once.
+   */
+  translateAfter = 2000;
   private fetchGen = -1;
 
   constructor(
@@ -125,6 +151,7 @@ export class Cpu implements PagingControl {
     public host: CpuHost,
     traceSize = 4096,
   ) {
+    this.rmwPa = -1;
     this.mmu = new Mmu(this, mem, this.fault);
     this.traceSize = traceSize;
     this.traceLo = new Uint32Array(traceSize);
@@ -558,6 +585,7 @@ export class Cpu implements PagingControl {
   addBreakpoint(lo: number): void {
     this.breakpoints.add(lo >>> 0);
     this.bpFilter[lo & 0xffff] = 1;
+    this.blockGen++;
   }
 
   removeBreakpoint(lo: number): void {
@@ -570,6 +598,7 @@ export class Cpu implements PagingControl {
   // ======================= decode cache =======================
 
   private invalidateCode(pfn: number): void {
+    this.codeEpoch++;
     this.codeCache.delete(pfn);
     this.setWatched(pfn, 0);
     if (this.crossers.has(pfn - 1)) {
@@ -577,7 +606,10 @@ export class Cpu implements PagingControl {
       this.codeCache.delete(pfn - 1);
       this.setWatched(pfn - 1, 0);
     }
-    if (pfn === this.fetchPfn || pfn - 1 === this.fetchPfn) this.fetchPage = null;
+    if (pfn === this.fetchPfn || pfn - 1 === this.fetchPfn) {
+      this.fetchPage = null;
+      this.fetchBlocks = null;
+    }
   }
 
   /** Set a page's write watch; the MMU's direct write pointers must follow it. */
@@ -598,15 +630,17 @@ export class Cpu implements PagingControl {
     }
     const pa = this.mmu.translate(lo, hi, ACCESS_EXEC);
     const pfn = Math.floor(pa / 4096);
-    let page = this.codeCache.get(pfn);
-    if (page === undefined) {
-      page = new Array<Insn | undefined>(4096);
-      this.codeCache.set(pfn, page);
+    let code = this.codeCache.get(pfn);
+    if (code === undefined) {
+      code = new CodePage();
+      this.codeCache.set(pfn, code);
       this.setWatched(pfn, 1);
     }
+    const page = code.insns;
     this.fetchVpn = vpn;
     this.fetchVhi = hi;
     this.fetchPage = page;
+    this.fetchBlocks = code.blocks;
     this.fetchPfn = pfn;
     this.fetchGen = this.mmu.generation;
     const off = lo & 0xfff;
@@ -621,6 +655,40 @@ export class Cpu implements PagingControl {
       page[off] = insn;
     }
     return insn;
+  }
+
+  /**
+   * The block starting at `lo` (the instruction there is `first`, already
+   * fetched: the fetch page is this page). Later instructions are taken from
+   * the decode cache or decoded from this page's bytes alone (no translation,
+   * nothing else touched); the block ends at the page end, at an instruction
+   * that cannot be followed (control transfer, system), at a possible
+   * breakpoint, or at bytes that do not decode inside the page.
+   */
+  private buildBlock(lo: number, hi: number, first: Insn): Block {
+    const blocks = this.fetchBlocks!;
+    if (first.len + (lo & 0xfff) > 4096) return new Block(lo, hi, this.blockGen, [], blocks);
+    const page = this.fetchPage!;
+    const items: BlockInsn[] = [{ insn: first, lo }];
+    let off = (lo & 0xfff) + first.len;
+    let last = first;
+    while (items.length < MAX_BLOCK && continuesBlock(last) && off < 4096) {
+      const at = (lo & 0xfffff000) + off;
+      if (hi === 0 && this.bpFilter[at & 0xffff] !== 0) break;
+      let insn = page[off];
+      if (insn === undefined) {
+        const bytes = this.mem.readBytes(this.fetchPfn * 4096 + off, Math.min(15, 4096 - off));
+        const decoded = decodeInsn(bytes, at, hi);
+        if (decoded === null || decoded.exec === undefinedOpcode) break;
+        insn = decoded;
+        page[off] = insn;
+      }
+      if (off + insn.len > 4096) break;
+      items.push({ insn, lo: at });
+      off += insn.len;
+      last = insn;
+    }
+    return new Block(lo, hi, this.blockGen, items, blocks);
   }
 
   private decodeAt(lo: number, hi: number, pa: number): Insn {
@@ -699,6 +767,59 @@ export class Cpu implements PagingControl {
           insn = page[lo & 0xfff];
         }
         if (insn === undefined) insn = this.fetch();
+        // The fetch page is now lo's page: run the block starting here (translating it first if need be).
+        const blocks = this.fetchBlocks!;
+        let b = blocks[lo & 0xfff];
+        if (b === undefined || b.lo !== lo || b.hi !== hi || b.gen !== this.blockGen) {
+          b = this.buildBlock(lo, hi, insn);
+          blocks[lo & 0xfff] = b;
+        }
+        let run = b.run;
+        if (run === null && b.translatable && ++b.heat > this.translateAfter) {
+          run = b.run = translateBlock(b, this.traceLo, this.traceHi, this.bpFilter);
+          if (run === null) b.translatable = false;
+        }
+        if (run !== null) {
+          this.icount = icount;
+          this.traceHash = hash;
+          try {
+            run(this, limit, 0);
+          } finally {
+            icount = this.icount;
+            hash = this.traceHash;
+          }
+          if (this.stop !== Stop.Running) return;
+          continue;
+        }
+        const items = b.items;
+        if (items.length > 1) {
+          // Interpret the block: the loop's own steps, without coming back here between its instructions.
+          const epoch = this.codeEpoch;
+          for (let k = 0; k < items.length; k++) {
+            const item = items[k].insn;
+            const ilo = items[k].lo;
+            if (k > 0) {
+              if (icount >= limit || this.codeEpoch !== epoch) break;
+              this.curRipLo = ilo;
+            }
+            const inext = ilo + item.len;
+            if (inext > 0xffffffff) {
+              this.ripLo = inext - TWO32;
+              this.ripHi = (hi + 1) >>> 0;
+            } else {
+              this.ripLo = inext;
+            }
+            this.icount = icount;
+            item.exec(this, item);
+            const t = icount & traceMask;
+            traceLo[t] = ilo;
+            traceHi[t] = hi;
+            hash = Math.imul(hash ^ ilo, 0x01000193) ^ hi;
+            icount++;
+            if (this.stop !== Stop.Running) return;
+          }
+          continue;
+        }
         const next = lo + insn.len;
         if (next > 0xffffffff) {
           this.ripLo = next - TWO32;

@@ -8,6 +8,15 @@ export const enum Operand {
   Imm = 3,
 }
 
+/**
+ * Initial value for number fields that will hold unsigned 32-bit values: -0 is
+ * a double, so V8 gives the field a double representation from the start
+ * (a field first seen holding small integers switches when it first holds
+ * 2^31 or more, deoptimizing all code compiled against the object's shape).
+ * It is 0 in every arithmetic use.
+ */
+export const DOUBLE_ZERO = -0;
+
 /** Executes one decoded instruction; RIP already points at the next instruction. */
 export type Handler = (cpu: Cpu, insn: Insn) => void;
 
@@ -34,16 +43,16 @@ export class Insn {
   s1 = 0;
   s2 = 0;
   /** Immediate, sign- or zero-extended as the instruction defines, split in 32-bit halves. */
-  immLo = 0;
-  immHi = 0;
+  immLo = DOUBLE_ZERO;
+  immHi = DOUBLE_ZERO;
   /** Second immediate (ENTER's nesting level). */
   imm2 = 0;
   /** Memory operand: base/index register (-1 none, 16 = RIP), scale, 64-bit displacement halves. */
   memBase = -1;
   memIndex = -1;
   memScale = 1;
-  dispLo = 0;
-  dispHi = 0;
+  dispLo = DOUBLE_ZERO;
+  dispHi = DOUBLE_ZERO;
   /** Segment override whose base applies in 64-bit mode: -1, or FS/GS register number. */
   memSeg = -1;
   /** 4 when a 0x67 prefix truncates addresses to 32 bits, else 8. */

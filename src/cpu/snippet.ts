@@ -34,6 +34,7 @@ export function runSnippet(code: Uint8Array, state: SnippetState, codeAddr = 0x4
   mem.writeBytes(codeAddr, code);
   for (const m of state.memory ?? []) mem.writeBytes(m.addr, m.bytes);
   const cpu = new Cpu(mem, new BareMetalHost(new CpuidPolicy()));
+  cpu.translateAfter = 0; // run translated blocks from the first instruction, so tests cover them
   cpu.cr0 = 0x11; // protected mode, paging off: linear = physical
   cpu.cr4 = 0x40620; // OSXSAVE etc. so XGETBV works
   cpu.efer = 0x500;

@@ -3,7 +3,7 @@ import type { Cpu } from '../cpu.js';
 import type { Handler, Insn } from '../insn.js';
 import { CF } from '../flags.js';
 import { add, add32, add64, sub, sub32, sub64 } from './flags-compute.js';
-import { pickForm } from './forms.js';
+import { pickForm, type FormSet } from './forms.js';
 import { Operand } from '../insn.js';
 import { HIGH8 } from '../registers.js';
 import type { Registry } from './table.js';
@@ -179,16 +179,20 @@ const neg4: Handler = (cpu, i) => {
   cpu.regHi[d] = 0;
 };
 
+/** The specialised forms (block translation recognises them by identity). */
+export const ADD_FORMS = { rr8: addRR8, rr4: addRR4, ri8: addRI8, ri4: addRI4, rm8: addRM8, rm4: addRM4 } as const satisfies FormSet;
+export const SUB_FORMS = { rr8: subRR8, rr4: subRR4, ri8: subRI8, ri4: subRI4, rm8: subRM8, rm4: subRM4 } as const satisfies FormSet;
+export const CMP_FORMS = {
+  rr8: cmpRR8, rr4: cmpRR4, ri8: cmpRI8, ri4: cmpRI4, ri1: cmpRI1, rm8: cmpRM8, rm4: cmpRM4, mr8: cmpMR8, mr4: cmpMR4, mi8: cmpMI8, mi4: cmpMI4,
+} as const satisfies FormSet;
+
 export function registerArithmetic(r: Registry): void {
   const addG = binary(add, false, true), subG = binary(sub, false, true), cmpG = binary(sub, false, false);
-  const addF = { rr8: addRR8, rr4: addRR4, ri8: addRI8, ri4: addRI4, rm8: addRM8, rm4: addRM4 };
-  const subF = { rr8: subRR8, rr4: subRR4, ri8: subRI8, ri4: subRI4, rm8: subRM8, rm4: subRM4 };
-  const cmpF = { rr8: cmpRR8, rr4: cmpRR4, ri8: cmpRI8, ri4: cmpRI4, ri1: cmpRI1, rm8: cmpRM8, rm4: cmpRM4, mr8: cmpMR8, mr4: cmpMR4, mi8: cmpMI8, mi4: cmpMI4 };
-  r.pick([Mnemonic.Add], (insn) => pickForm(insn, addF, addG));
+  r.pick([Mnemonic.Add], (insn) => pickForm(insn, ADD_FORMS, addG));
   r.handle([Mnemonic.Adc], binary(add, true, true));
-  r.pick([Mnemonic.Sub], (insn) => pickForm(insn, subF, subG));
+  r.pick([Mnemonic.Sub], (insn) => pickForm(insn, SUB_FORMS, subG));
   r.handle([Mnemonic.Sbb], binary(sub, true, true));
-  r.pick([Mnemonic.Cmp], (insn) => pickForm(insn, cmpF, cmpG));
+  r.pick([Mnemonic.Cmp], (insn) => pickForm(insn, CMP_FORMS, cmpG));
   r.handle([Mnemonic.Inc], incDec(false));
   r.handle([Mnemonic.Dec], incDec(true));
   r.pick([Mnemonic.Neg], (insn) => {

@@ -209,10 +209,10 @@ const movMI: Handler = (cpu, i) => {
   cpu.calcEA(i);
   cpu.writeLinear(cpu.eaLo, cpu.eaHi, i.s0, i.immLo, 0);
 };
-const MOV_FORMS: FormSet = {
+export const MOV_FORMS = {
   rr8: movRR8, rr4: movRR4, ri8: movRI8, ri4: movRI4, rm8: movRM8, rm4: movRM4, rm2: movRM2, rm1: movRM1,
   mr8: movMR8, mr4: movMR4, mr2: movMR2, mr1: movMR1, mi8: movMI8, mi4: movMI, mi2: movMI, mi1: movMI,
-};
+} as const satisfies FormSet;
 
 /** MOVZX to a 32/64-bit register (the upper half is zeroed either way). */
 const movzxRM1: Handler = (cpu, i) => {
@@ -252,6 +252,10 @@ const lea4: Handler = (cpu, i) => {
   cpu.regLo[d] = cpu.eaLo;
   cpu.regHi[d] = 0;
 };
+
+/** MOVZX and LEA specialisations (block translation recognises them by identity). */
+export const MOVZX_FORMS = { rm1: movzxRM1, rm2: movzxRM2, rr1: movzxRR1, rr2: movzxRR2 } as const;
+export const LEA_FORMS = { r8: lea8, r4: lea4 } as const;
 
 export function registerDataMovement(r: Registry): void {
   r.pick([Mnemonic.Mov], (insn, ins) => {

@@ -139,16 +139,18 @@ const testRI4: Handler = (cpu, i) => {
   logic32(cpu, (cpu.regLo[i.r0] & i.immLo) >>> 0);
 };
 
+/** The specialised forms (block translation recognises them by identity). */
+export const AND_FORMS = { rr8: andRR8, rr4: andRR4, ri8: andRI8, ri4: andRI4 } as const satisfies FormSet;
+export const OR_FORMS = { rr8: orRR8, rr4: orRR4, ri8: orRI8, ri4: orRI4 } as const satisfies FormSet;
+export const XOR_FORMS = { rr8: xorRR8, rr4: xorRR4, ri8: xorRI8, ri4: xorRI4 } as const satisfies FormSet;
+export const TEST_FORMS = { rr8: testRR8, rr4: testRR4, rr1: testRR1, ri8: testRI8, ri4: testRI4 } as const satisfies FormSet;
+
 export function registerLogic(r: Registry): void {
-  const andF: FormSet = { rr8: andRR8, rr4: andRR4, ri8: andRI8, ri4: andRI4 };
-  const orF: FormSet = { rr8: orRR8, rr4: orRR4, ri8: orRI8, ri4: orRI4 };
-  const xorF: FormSet = { rr8: xorRR8, rr4: xorRR4, ri8: xorRI8, ri4: xorRI4 };
-  const testF: FormSet = { rr8: testRR8, rr4: testRR4, rr1: testRR1, ri8: testRI8, ri4: testRI4 };
   const andG = bitwise(AND, true), orG = bitwise(OR, true), xorG = bitwise(XOR, true), testG = bitwise(AND, false);
-  r.pick([Mnemonic.And], (insn) => pickForm(insn, andF, andG));
-  r.pick([Mnemonic.Or], (insn) => pickForm(insn, orF, orG));
-  r.pick([Mnemonic.Xor], (insn) => pickForm(insn, xorF, xorG));
-  r.pick([Mnemonic.Test], (insn) => pickForm(insn, testF, testG));
+  r.pick([Mnemonic.And], (insn) => pickForm(insn, AND_FORMS, andG));
+  r.pick([Mnemonic.Or], (insn) => pickForm(insn, OR_FORMS, orG));
+  r.pick([Mnemonic.Xor], (insn) => pickForm(insn, XOR_FORMS, xorG));
+  r.pick([Mnemonic.Test], (insn) => pickForm(insn, TEST_FORMS, testG));
   r.handle([Mnemonic.Not], not);
   r.handle([Mnemonic.Andn], andn);
 }

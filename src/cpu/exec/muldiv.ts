@@ -10,30 +10,33 @@ import type { Registry } from './table.js';
 
 // 128-bit product words, least significant first (module scratch, no allocation).
 const W = new Uint32Array(4);
-const limbs = new Float64Array(8);
+/** High half of the last mul32 (the low half is returned). */
+let mulHi = 0;
 
-/** Unsigned 64x64 -> 128 using 16-bit limbs (exact in doubles). */
+/** Unsigned 32x32 -> 64, exact: returns the low 32 bits, high 32 bits in mulHi. */
+function mul32(a: number, b: number): number {
+  const al = a & 0xffff, ah = a >>> 16, bl = b & 0xffff, bh = b >>> 16;
+  const mid = ah * bl + al * bh; // < 2^33
+  const low = al * bl + (mid % 65536) * 65536; // < 2^33
+  const carry = low > 0xffffffff ? 1 : 0;
+  mulHi = ah * bh + Math.floor(mid / 65536) + carry;
+  return low >>> 0;
+}
+
+/** Unsigned 64x64 -> 128 into W, from four exact 32x32 products. */
 function mulu64(aLo: number, aHi: number, bLo: number, bHi: number): void {
-  const a0 = aLo & 0xffff, a1 = aLo >>> 16, a2 = aHi & 0xffff, a3 = aHi >>> 16;
-  const b0 = bLo & 0xffff, b1 = bLo >>> 16, b2 = bHi & 0xffff, b3 = bHi >>> 16;
-  limbs[0] = a0 * b0;
-  limbs[1] = a0 * b1 + a1 * b0;
-  limbs[2] = a0 * b2 + a1 * b1 + a2 * b0;
-  limbs[3] = a0 * b3 + a1 * b2 + a2 * b1 + a3 * b0;
-  limbs[4] = a1 * b3 + a2 * b2 + a3 * b1;
-  limbs[5] = a2 * b3 + a3 * b2;
-  limbs[6] = a3 * b3;
-  limbs[7] = 0;
-  let carry = 0;
-  for (let k = 0; k < 8; k += 2) {
-    const v0 = limbs[k] + carry;
-    const l0 = v0 % 65536;
-    const c0 = Math.floor(v0 / 65536);
-    const v1 = limbs[k + 1] + c0;
-    const l1 = v1 % 65536;
-    carry = Math.floor(v1 / 65536);
-    W[k >> 1] = l0 + l1 * 65536;
-  }
+  const p00 = mul32(aLo, bLo), p00h = mulHi;
+  const p01 = mul32(aLo, bHi), p01h = mulHi;
+  const p10 = mul32(aHi, bLo), p10h = mulHi;
+  const p11 = mul32(aHi, bHi), p11h = mulHi;
+  // Column sums below 2^35: exact in doubles.
+  const c1 = p00h + p01 + p10;
+  const c2 = p01h + p10h + p11 + Math.floor(c1 / 4294967296);
+  const c3 = p11h + Math.floor(c2 / 4294967296);
+  W[0] = p00;
+  W[1] = c1 % 4294967296;
+  W[2] = c2 % 4294967296;
+  W[3] = c3;
 }
 
 /** Signed 64x64 -> 128: unsigned product corrected in the high half. */
@@ -113,6 +116,17 @@ function imulCore(cpu: Cpu, size: number, a: number, aHi: number, b: number, bHi
   cpu.rLo = lo;
   cpu.rHi = (p >> (size * 8)) & mask;
   mulFlags(cpu, signExtend(lo, size) !== p, size, lo, 0);
+}
+
+/**
+ * The flags of IMUL with a 64-bit operand size (as imulCore sets them, without
+ * the result): CF = OF = the signed product does not fit in 64 bits.
+ */
+export function imul64Flags(cpu: Cpu, a: number, aHi: number, b: number, bHi: number): void {
+  muls64(a, aHi, b, bHi);
+  const lo = W[0], hi = W[1];
+  const ext = hi >>> 31 ? 0xffffffff : 0;
+  mulFlags(cpu, W[2] !== ext || W[3] !== ext, 8, lo, hi);
 }
 
 const imul: Handler = (cpu, i) => {

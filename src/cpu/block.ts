@@ -1,0 +1,508 @@
+import { Mnemonic } from 'iced-x86';
+import type { Cpu } from './cpu.js';
+import { Operand, type Handler, type Insn } from './insn.js';
+import { PARITY } from './flags.js';
+import { ADD_FORMS, CMP_FORMS, SUB_FORMS } from './exec/arithmetic.js';
+import { AND_FORMS, OR_FORMS, TEST_FORMS, XOR_FORMS } from './exec/logic.js';
+import { LEA_FORMS, MOVZX_FORMS, MOV_FORMS } from './exec/data.js';
+import { imul64Flags } from './exec/muldiv.js';
+import { add32, add64, logic32, logic64, sub32, sub64 } from './exec/flags-compute.js';
+
+/*
+ * Block translation. A basic block (a straight-line run of instructions
+ * inside one code page, see Cpu.buildBlock) that the run loop has entered
+ * often enough becomes one JavaScript function (built with `new Function`),
+ * entered only at its first instruction and only for the linear address it
+ * was built for. The function does, instruction by instruction, exactly what
+ * the run loop does around a handler: curRip/rip/icount as the handler sees
+ * them, then trace ring, trace hash and retired count, so a fault (thrown from
+ * inside, as from a handler) leaves the same state as in the loop. The hottest
+ * operand forms become inline code that mirrors their specialised handler;
+ * every other instruction
+ * calls its handler. Register-only inline code cannot fault or be observed,
+ * so the curRip/rip/icount stores are made only before code that can (and
+ * before leaving the block).
+ *
+ * Only the last instruction of a block may change RIP, stop the CPU or change
+ * paging or modes (CONTINUES lists the mnemonics that can be followed by more
+ * of the block). The function returns, after a whole instruction, when the
+ * instruction budget is reached or when a write dropped decoded code
+ * (cpu.codeEpoch changed), so self-modifying code is seen as in the loop.
+ * A jump back to its own start loops inside the function, and a jump or
+ * fall-through to another translated block of the same page enters that
+ * block's function directly (a bounded chain) instead of returning to the
+ * run loop; breakpoints are never inside a block or at a target entered
+ * this way (adding one invalidates every block).
+ */
+
+/**
+ * Runs a translated block: at most `limit - cpu.icount` instructions. `depth`
+ * counts blocks entered from other blocks without returning to the run loop.
+ */
+export type BlockFn = (cpu: Cpu, limit: number, depth: number) => void;
+
+/** One instruction of a block with its linear address. */
+export interface BlockInsn {
+  insn: Insn;
+  lo: number;
+}
+
+/** Blocks one translated block may enter directly before returning to the run loop. */
+const MAX_CHAIN = 16;
+
+/**
+ * A basic block found at a linear address: its instructions (none when the
+ * first one runs into the next page), run by the run loop until it has been
+ * entered often enough to be translated.
+ */
+export class Block {
+  /** The translation (null: not yet, or not worth it). */
+  run: BlockFn | null = null;
+  /** Entries so far while untranslated. */
+  heat = 0;
+  /** False once translation was found pointless (a lone instruction without inline code). */
+  translatable = true;
+  /** Successor blocks entered directly, by exit (0: taken branch or jump, 1: fall-through). */
+  readonly next: (Block | null)[] = [null, null];
+
+  constructor(
+    readonly lo: number,
+    readonly hi: number,
+    /** cpu.blockGen when built (breakpoints added later invalidate it). */
+    readonly gen: number,
+    readonly items: readonly BlockInsn[],
+    /** The blocks of the code page this one is in, by page offset (for successors). */
+    readonly page: readonly (Block | undefined)[],
+  ) {}
+}
+
+/**
+ * The translated successor at `target` on exit `exit` of `from`, or null: it
+ * must be a current block of the same page (same linear mapping and
+ * breakpoint generation) that is already translated.
+ */
+export function successor(from: Block, exit: number, target: number): Block | null {
+  const cached = from.next[exit];
+  if (cached !== null && cached.lo === target) return cached;
+  const b = from.page[target & 0xfff];
+  if (b === undefined || b.lo !== target || b.hi !== from.hi || b.gen !== from.gen || b.run === null) return null;
+  from.next[exit] = b;
+  return b;
+}
+
+/** Instructions after which a block may continue: no RIP change, no stop, no paging or mode change. */
+const CONTINUES = new Set<number>([
+  Mnemonic.Mov, Mnemonic.Movzx, Mnemonic.Movsx, Mnemonic.Movsxd, Mnemonic.Lea, Mnemonic.Movbe,
+  Mnemonic.Add, Mnemonic.Adc, Mnemonic.Sub, Mnemonic.Sbb, Mnemonic.Cmp, Mnemonic.Inc, Mnemonic.Dec, Mnemonic.Neg,
+  Mnemonic.And, Mnemonic.Or, Mnemonic.Xor, Mnemonic.Test, Mnemonic.Not, Mnemonic.Andn,
+  Mnemonic.Shl, Mnemonic.Sal, Mnemonic.Shr, Mnemonic.Sar, Mnemonic.Rol, Mnemonic.Ror, Mnemonic.Rcl, Mnemonic.Rcr,
+  Mnemonic.Shld, Mnemonic.Shrd, Mnemonic.Shlx, Mnemonic.Shrx, Mnemonic.Sarx, Mnemonic.Rorx,
+  Mnemonic.Mul, Mnemonic.Imul, Mnemonic.Mulx, Mnemonic.Div, Mnemonic.Idiv,
+  Mnemonic.Bt, Mnemonic.Bts, Mnemonic.Btr, Mnemonic.Btc, Mnemonic.Bsf, Mnemonic.Bsr, Mnemonic.Tzcnt, Mnemonic.Lzcnt,
+  Mnemonic.Popcnt, Mnemonic.Bzhi, Mnemonic.Blsr, Mnemonic.Blsi, Mnemonic.Blsmsk, Mnemonic.Bextr, Mnemonic.Bswap,
+  Mnemonic.Xchg, Mnemonic.Cmpxchg, Mnemonic.Xadd,
+  Mnemonic.Cbw, Mnemonic.Cwde, Mnemonic.Cdqe, Mnemonic.Cwd, Mnemonic.Cdq, Mnemonic.Cqo,
+  Mnemonic.Seto, Mnemonic.Setno, Mnemonic.Setb, Mnemonic.Setae, Mnemonic.Sete, Mnemonic.Setne, Mnemonic.Setbe, Mnemonic.Seta,
+  Mnemonic.Sets, Mnemonic.Setns, Mnemonic.Setp, Mnemonic.Setnp, Mnemonic.Setl, Mnemonic.Setge, Mnemonic.Setle, Mnemonic.Setg,
+  Mnemonic.Cmovo, Mnemonic.Cmovno, Mnemonic.Cmovb, Mnemonic.Cmovae, Mnemonic.Cmove, Mnemonic.Cmovne, Mnemonic.Cmovbe, Mnemonic.Cmova,
+  Mnemonic.Cmovs, Mnemonic.Cmovns, Mnemonic.Cmovp, Mnemonic.Cmovnp, Mnemonic.Cmovl, Mnemonic.Cmovge, Mnemonic.Cmovle, Mnemonic.Cmovg,
+  Mnemonic.Lahf, Mnemonic.Sahf, Mnemonic.Clc, Mnemonic.Stc, Mnemonic.Cmc, Mnemonic.Cld, Mnemonic.Std,
+  Mnemonic.Push, Mnemonic.Pop, Mnemonic.Pushf, Mnemonic.Pushfq, Mnemonic.Enter, Mnemonic.Leave,
+  Mnemonic.Nop, Mnemonic.Pause, Mnemonic.Endbr64, Mnemonic.Lfence, Mnemonic.Mfence, Mnemonic.Sfence,
+  Mnemonic.Prefetch, Mnemonic.Prefetchw, Mnemonic.Prefetcht0, Mnemonic.Prefetcht1, Mnemonic.Prefetcht2, Mnemonic.Prefetchnta,
+  Mnemonic.Movsb, Mnemonic.Movsw, Mnemonic.Movsd, Mnemonic.Movsq, Mnemonic.Stosb, Mnemonic.Stosw, Mnemonic.Stosd, Mnemonic.Stosq,
+  Mnemonic.Lodsb, Mnemonic.Lodsw, Mnemonic.Lodsd, Mnemonic.Lodsq, Mnemonic.Cmpsb, Mnemonic.Cmpsw, Mnemonic.Cmpsd, Mnemonic.Cmpsq,
+  Mnemonic.Scasb, Mnemonic.Scasw, Mnemonic.Scasd, Mnemonic.Scasq,
+]);
+
+/** Whether a block may go on after this instruction (operands that are not GPR/memory/immediate end it: segment, control, vector registers). */
+export function continuesBlock(insn: Insn): boolean {
+  if (!CONTINUES.has(insn.mnemonic)) return false;
+  const n = Math.min(insn.opCount, 3);
+  if (n > 0 && insn.k0 === Operand.None) return false;
+  if (n > 1 && insn.k1 === Operand.None) return false;
+  if (n > 2 && insn.k2 === Operand.None) return false;
+  return true;
+}
+
+const TWO32 = 4294967296;
+
+/** RIP after a near branch (Cpu.jumpRel's arithmetic at translation time). */
+function branchTarget(nextLo: number, nextHi: number, rel: number): [number, number] {
+  const t = nextLo + rel;
+  if (t < 0) return [t + TWO32, (nextHi - 1) >>> 0];
+  if (t > 0xffffffff) return [t - TWO32, (nextHi + 1) >>> 0];
+  return [t, nextHi];
+}
+
+/** testCondition(cc, f) as an expression on a local `f`. */
+function conditionSource(cc: number): string {
+  switch (cc) {
+    case 1: return '(f & 2048) !== 0';
+    case 2: return '(f & 2048) === 0';
+    case 3: return '(f & 1) !== 0';
+    case 4: return '(f & 1) === 0';
+    case 5: return '(f & 64) !== 0';
+    case 6: return '(f & 64) === 0';
+    case 7: return '(f & 65) !== 0';
+    case 8: return '(f & 65) === 0';
+    case 9: return '(f & 128) !== 0';
+    case 10: return '(f & 128) === 0';
+    case 11: return '(f & 4) !== 0';
+    case 12: return '(f & 4) === 0';
+    case 13: return '((f & 128) !== 0) !== ((f & 2048) !== 0)';
+    case 14: return '((f & 128) !== 0) === ((f & 2048) !== 0)';
+    case 15: return '(f & 64) !== 0 || ((f & 128) !== 0) !== ((f & 2048) !== 0)';
+    case 16: return '(f & 64) === 0 && ((f & 128) !== 0) === ((f & 2048) !== 0)';
+    default: return 'true';
+  }
+}
+
+const JCC = new Set<number>([
+  Mnemonic.Jo, Mnemonic.Jno, Mnemonic.Jb, Mnemonic.Jae, Mnemonic.Je, Mnemonic.Jne, Mnemonic.Jbe, Mnemonic.Ja,
+  Mnemonic.Js, Mnemonic.Jns, Mnemonic.Jp, Mnemonic.Jnp, Mnemonic.Jl, Mnemonic.Jge, Mnemonic.Jle, Mnemonic.Jg,
+]);
+
+/** Arithmetic-flag mask complement: rflags & ~0x8d5. */
+const KEEP = '-2262';
+
+/**
+ * Effective address of the memory operand into locals `el`/`eh`, as
+ * Cpu.calcEA computes it; forms it does not specialise call calcEA.
+ */
+function eaSource(i: Insn, k: number, nextLo: number, nextHi: number): string {
+  if (i.memSeg === -1 && i.addrSize === 8) {
+    const b = i.memBase, x = i.memIndex;
+    if (x === -1) {
+      if (b === -1) return `el = ${i.dispLo}; eh = ${i.dispHi};`;
+      if (b === 16) {
+        let lo = i.dispLo + nextLo;
+        let hi = i.dispHi + nextHi;
+        if (lo > 0xffffffff) {
+          hi += Math.floor(lo / TWO32);
+          lo = lo >>> 0;
+        }
+        return `el = ${lo}; eh = ${hi >>> 0};`;
+      }
+      return `el = R[${b}] + ${i.dispLo}; eh = (RH[${b}] + ${i.dispHi} + (el > 4294967295 ? 1 : 0)) >>> 0; el >>>= 0;`;
+    }
+    if (b >= 0 && b !== 16) {
+      const s = i.memScale;
+      return `el = ${i.dispLo} + R[${b}] + R[${x}] * ${s}; eh = ${i.dispHi} + RH[${b}] + RH[${x}] * ${s};` +
+        ` if (el > 4294967295) { eh += Math.floor(el / 4294967296); el >>>= 0; } eh >>>= 0;`;
+    }
+  }
+  return `cpu.calcEA(i${k}); el = cpu.eaLo; eh = cpu.eaHi;`;
+}
+
+/*
+ * Memory access at (el, eh) through the Cpu's sized accessors (their TLB-hit
+ * path is small enough for V8 to inline where it pays). Reads leave the value
+ * in `m` (and `mh` for 8 bytes), unsigned.
+ */
+function readSource(size: number): string {
+  if (size === 8) return 'm = cpu.read64(el, eh); mh = cpu.vHi;';
+  return `m = cpu.read${size * 8}(el, eh);`;
+}
+
+function writeSource(size: number, v: string, vh: string): string {
+  if (size === 8) return `cpu.write64(el, eh, ${v}, ${vh});`;
+  return `cpu.write${size * 8}(el, eh, ${v});`;
+}
+
+type AluKind = 'add' | 'sub' | 'cmp' | 'and' | 'or' | 'xor' | 'test';
+
+/*
+ * Deferred flags. An instruction whose arithmetic flags are all overwritten
+ * by a later instruction of the block, with nothing in between that reads
+ * flags or calls a handler, need not compute them: it records its operands
+ * in the block's pending-flags locals (pk = kind, pa/pah/pb/pbh) instead, and
+ * the flags are materialised, exactly as the instruction would have set them,
+ * only if the block is left before they are overwritten (budget, dropped
+ * code, a fault: see `materialize`).
+ */
+const PEND_ADD64 = 1, PEND_ADD32 = 2, PEND_SUB64 = 3, PEND_SUB32 = 4, PEND_LOGIC64 = 5, PEND_LOGIC32 = 6, PEND_IMUL64 = 7;
+
+/** Set the flags a deferred instruction would have set. */
+function materialize(cpu: Cpu, kind: number, a: number, ah: number, b: number, bh: number): void {
+  switch (kind) {
+    case PEND_ADD64: add64(cpu, a, ah, b, bh); return;
+    case PEND_ADD32: add32(cpu, a, b); return;
+    case PEND_SUB64: sub64(cpu, a, ah, b, bh); return;
+    case PEND_SUB32: sub32(cpu, a, b); return;
+    case PEND_LOGIC64: logic64(cpu, a, ah); return;
+    case PEND_LOGIC32: logic32(cpu, a); return;
+    case PEND_IMUL64: imul64Flags(cpu, a, ah, b, bh); return;
+  }
+}
+
+/** The flags statement of an instruction: computed now, or recorded as pending. */
+function flagsSource(defer: boolean, pend: string, now: string): string {
+  return defer ? pend : `${now} pk = 0;`;
+}
+
+/**
+ * ADD/SUB/CMP/AND/OR/XOR/TEST with flags exactly as flags-compute's
+ * add64/add32/sub64/sub32/logic64/logic32. Operands are expressions
+ * (`a`, `ah` the destination or first source; `b`, `bh` the second);
+ * `dest` the register written (null: flags only).
+ */
+function aluSource(kind: AluKind, size: number, a: string, ah: string, b: string, bh: string, dest: number | null, defer: boolean): string {
+  const out: string[] = [];
+  if (size === 8) {
+    out.push(`const a = ${a}, ah = ${ah}, b = ${b}, bh = ${bh};`);
+    if (kind === 'add') {
+      out.push('const l = a + b, rl = l >>> 0, hh = ah + bh + (l > 4294967295 ? 1 : 0), rh = hh >>> 0;');
+      out.push(flagsSource(defer, `pk = ${PEND_ADD64}; pa = a; pah = ah; pb = b; pbh = bh;`,
+        `cpu.rflags = (cpu.rflags & ${KEEP}) | (hh > 4294967295 ? 1 : 0) | ((a ^ b ^ rl) & 16) | ((ah ^ rh) & (bh ^ rh) & 0x80000000 ? 2048 : 0) | P[rl & 255] | ((rl | rh) === 0 ? 64 : 0) | ((rh >>> 24) & 128);`));
+    } else if (kind === 'sub' || kind === 'cmp') {
+      out.push('const l = a - b, rl = l >>> 0, hh = ah - bh - (l < 0 ? 1 : 0), rh = hh >>> 0;');
+      out.push(flagsSource(defer, `pk = ${PEND_SUB64}; pa = a; pah = ah; pb = b; pbh = bh;`,
+        `cpu.rflags = (cpu.rflags & ${KEEP}) | (hh < 0 ? 1 : 0) | ((a ^ b ^ rl) & 16) | ((ah ^ bh) & (ah ^ rh) & 0x80000000 ? 2048 : 0) | P[rl & 255] | ((rl | rh) === 0 ? 64 : 0) | ((rh >>> 24) & 128);`));
+    } else {
+      const op = kind === 'or' ? '|' : kind === 'xor' ? '^' : '&';
+      out.push(`const rl = (a ${op} b) >>> 0, rh = (ah ${op} bh) >>> 0;`);
+      out.push(flagsSource(defer, `pk = ${PEND_LOGIC64}; pa = rl; pah = rh;`,
+        `cpu.rflags = (cpu.rflags & ${KEEP}) | P[rl & 255] | ((rl | rh) === 0 ? 64 : 0) | ((rh >>> 24) & 128);`));
+    }
+    if (dest !== null) out.push(`R[${dest}] = rl; RH[${dest}] = rh;`);
+  } else {
+    out.push(`const a = ${a}, b = ${b};`);
+    if (kind === 'add') {
+      out.push('const r0 = a + b, r = r0 >>> 0;');
+      out.push(flagsSource(defer, `pk = ${PEND_ADD32}; pa = a; pb = b;`,
+        `cpu.rflags = (cpu.rflags & ${KEEP}) | (r0 > 4294967295 ? 1 : 0) | ((a ^ b ^ r) & 16) | ((a ^ r) & (b ^ r) & 0x80000000 ? 2048 : 0) | P[r & 255] | (r === 0 ? 64 : 0) | ((r >>> 24) & 128);`));
+    } else if (kind === 'sub' || kind === 'cmp') {
+      out.push('const r0 = a - b, r = r0 >>> 0;');
+      out.push(flagsSource(defer, `pk = ${PEND_SUB32}; pa = a; pb = b;`,
+        `cpu.rflags = (cpu.rflags & ${KEEP}) | (r0 < 0 ? 1 : 0) | ((a ^ b ^ r) & 16) | ((a ^ b) & (a ^ r) & 0x80000000 ? 2048 : 0) | P[r & 255] | (r === 0 ? 64 : 0) | ((r >>> 24) & 128);`));
+    } else {
+      const op = kind === 'or' ? '|' : kind === 'xor' ? '^' : '&';
+      out.push(`const r = (a ${op} b) >>> 0;`);
+      out.push(flagsSource(defer, `pk = ${PEND_LOGIC32}; pa = r;`,
+        `cpu.rflags = (cpu.rflags & ${KEEP}) | P[r & 255] | (r === 0 ? 64 : 0) | ((r >>> 24) & 128);`));
+    }
+    if (dest !== null) out.push(`R[${dest}] = r; RH[${dest}] = 0;`);
+  }
+  return out.join(' ');
+}
+
+/**
+ * IMUL r64 (two- and three-operand forms): the low 64 bits of the product
+ * from exact 32-bit pieces; flags by imul64Flags (the full signed product).
+ */
+function imulSource(a: string, ah: string, b: string, bh: string, dest: number, defer: boolean): string {
+  return `const a = ${a}, ah = ${ah}, b = ${b}, bh = ${bh};` +
+    ' const u = a * (b >>> 16), t = a * (b & 65535);' +
+    ' const rl = Math.imul(a, b) >>> 0, rh = (Math.floor(u / 65536) + Math.floor(((u % 65536) * 65536 + t) / 4294967296) + Math.imul(a, bh) + Math.imul(ah, b)) >>> 0;' +
+    ` ${flagsSource(defer, `pk = ${PEND_IMUL64}; pa = a; pah = ah; pb = b; pbh = bh;`, 'IMF(cpu, a, ah, b, bh);')}` +
+    ` R[${dest}] = rl; RH[${dest}] = rh;`;
+}
+
+interface AluForms {
+  rr8?: Handler; rr4?: Handler; ri8?: Handler; ri4?: Handler; rm8?: Handler; rm4?: Handler; mr8?: Handler; mr4?: Handler; mi8?: Handler; mi4?: Handler;
+}
+
+const ALU: Array<[AluKind, AluForms]> = [
+  ['add', ADD_FORMS], ['sub', SUB_FORMS], ['cmp', CMP_FORMS], ['and', AND_FORMS], ['or', OR_FORMS], ['xor', XOR_FORMS], ['test', TEST_FORMS],
+];
+
+/** Inline code for instruction k (its handler's exact effects), or null to call the handler. */
+function inlineSource(i: Insn, k: number, nextLo: number, nextHi: number, defer: boolean): Inline | null {
+  const r = inlineCode(i, k, nextLo, nextHi, defer);
+  if (r === null) return null;
+  // Memory access can fault or be observed (uninitialized reads); calcEA reads cpu.ripLo.
+  return { code: r.code, writes: r.writes, observable: r.writes || /cpu\.(read|write|calcEA)/.test(r.code), setsFlags: /pk = /.test(r.code) };
+}
+
+interface Inline {
+  code: string;
+  /** Writes memory (a running block must check for dropped code after it). */
+  writes: boolean;
+  /** Needs curRip/rip/icount stored first (can fault, read RIP, or be seen by a listener). */
+  observable: boolean;
+  /** Sets all six arithmetic flags (and can have them deferred). */
+  setsFlags: boolean;
+}
+
+function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: boolean): { code: string; writes: boolean } | null {
+  const h = i.exec;
+  const d = i.r0, s = i.r1;
+  const ea = (): string => eaSource(i, k, nextLo, nextHi);
+  const rd = (size: number): string => `${ea()} let m = 0, mh = 0; ${readSource(size)}`;
+  // MOV
+  if (h === MOV_FORMS.rr8) return { code: `R[${d}] = R[${s}]; RH[${d}] = RH[${s}];`, writes: false };
+  if (h === MOV_FORMS.rr4) return { code: `R[${d}] = R[${s}]; RH[${d}] = 0;`, writes: false };
+  if (h === MOV_FORMS.ri8) return { code: `R[${d}] = ${i.immLo}; RH[${d}] = ${i.immHi};`, writes: false };
+  if (h === MOV_FORMS.ri4) return { code: `R[${d}] = ${i.immLo}; RH[${d}] = 0;`, writes: false };
+  if (h === MOV_FORMS.rm8) return { code: `${rd(8)} R[${d}] = m; RH[${d}] = mh;`, writes: false };
+  if (h === MOV_FORMS.rm4) return { code: `${rd(4)} R[${d}] = m; RH[${d}] = 0;`, writes: false };
+  if (h === MOV_FORMS.rm2) return { code: `${rd(2)} R[${d}] = (R[${d}] & 0xffff0000) | m;`, writes: false };
+  if (h === MOV_FORMS.rm1) return { code: `${rd(1)} R[${d}] = (R[${d}] & 0xffffff00) | m;`, writes: false };
+  if (h === MOV_FORMS.mr8) return { code: `${ea()} ${writeSource(8, `R[${s}]`, `RH[${s}]`)}`, writes: true };
+  if (h === MOV_FORMS.mr4) return { code: `${ea()} ${writeSource(4, `R[${s}]`, '0')}`, writes: true };
+  if (h === MOV_FORMS.mr2) return { code: `${ea()} ${writeSource(2, `R[${s}] & 0xffff`, '0')}`, writes: true };
+  if (h === MOV_FORMS.mr1) return { code: `${ea()} ${writeSource(1, `R[${s}] & 0xff`, '0')}`, writes: true };
+  if (h === MOV_FORMS.mi8) return { code: `${ea()} ${writeSource(8, `${i.immLo}`, `${i.immHi}`)}`, writes: true };
+  if (h === MOV_FORMS.mi4) {
+    if (i.s0 === 4 || i.s0 === 2 || i.s0 === 1) return { code: `${ea()} ${writeSource(i.s0, `${i.immLo}`, '0')}`, writes: true };
+    return null;
+  }
+  // MOVZX, LEA
+  if (h === MOVZX_FORMS.rm1) return { code: `${rd(1)} R[${d}] = m; RH[${d}] = 0;`, writes: false };
+  if (h === MOVZX_FORMS.rm2) return { code: `${rd(2)} R[${d}] = m; RH[${d}] = 0;`, writes: false };
+  if (h === MOVZX_FORMS.rr1) return { code: `R[${d}] = R[${s}] & 0xff; RH[${d}] = 0;`, writes: false };
+  if (h === MOVZX_FORMS.rr2) return { code: `R[${d}] = R[${s}] & 0xffff; RH[${d}] = 0;`, writes: false };
+  if (h === LEA_FORMS.r8) return { code: `${ea()} R[${d}] = el; RH[${d}] = eh;`, writes: false };
+  if (h === LEA_FORMS.r4) return { code: `${ea()} R[${d}] = el; RH[${d}] = 0;`, writes: false };
+  // ALU
+  for (const [kind, f] of ALU) {
+    const dest = kind === 'cmp' || kind === 'test' ? null : d;
+    if (h === f.rr8) return { code: aluSource(kind, 8, `R[${d}]`, `RH[${d}]`, `R[${s}]`, `RH[${s}]`, dest, defer), writes: false };
+    if (h === f.rr4) return { code: aluSource(kind, 4, `R[${d}]`, '0', `R[${s}]`, '0', dest, defer), writes: false };
+    if (h === f.ri8) return { code: aluSource(kind, 8, `R[${d}]`, `RH[${d}]`, `${i.immLo}`, `${i.immHi}`, dest, defer), writes: false };
+    if (h === f.ri4) return { code: aluSource(kind, 4, `R[${d}]`, '0', `${i.immLo}`, '0', dest, defer), writes: false };
+    if (h === f.rm8) return { code: `${rd(8)} ${aluSource(kind, 8, `R[${d}]`, `RH[${d}]`, 'm', 'mh', dest, defer)}`, writes: false };
+    if (h === f.rm4) return { code: `${rd(4)} ${aluSource(kind, 4, `R[${d}]`, '0', 'm', '0', dest, defer)}`, writes: false };
+    if (kind === 'cmp') {
+      if (h === f.mr8) return { code: `${rd(8)} ${aluSource(kind, 8, 'm', 'mh', `R[${s}]`, `RH[${s}]`, null, defer)}`, writes: false };
+      if (h === f.mr4) return { code: `${rd(4)} ${aluSource(kind, 4, 'm', '0', `R[${s}]`, '0', null, defer)}`, writes: false };
+      if (h === f.mi8) return { code: `${rd(8)} ${aluSource(kind, 8, 'm', 'mh', `${i.immLo}`, `${i.immHi}`, null, defer)}`, writes: false };
+      if (h === f.mi4) return { code: `${rd(4)} ${aluSource(kind, 4, 'm', '0', `${i.immLo}`, '0', null, defer)}`, writes: false };
+    }
+  }
+  // IMUL r64, r/m64 and IMUL r64, r/m64, imm
+  if (i.mnemonic === Mnemonic.Imul && i.s0 === 8 && i.k0 === Operand.Reg && d < 16 && (i.opCount === 2 || (i.opCount === 3 && i.k2 === Operand.Imm))) {
+    const src = i.k1;
+    const srcReg = i.r1;
+    const [b, bh] = i.opCount === 3 ? [`${i.immLo}`, `${i.immHi}`] : [`R[${srcReg}]`, `RH[${srcReg}]`];
+    if (i.opCount === 2) {
+      if (src === Operand.Reg && srcReg < 16) return { code: imulSource(`R[${d}]`, `RH[${d}]`, b, bh, d, defer), writes: false };
+      if (src === Operand.Mem && i.s1 === 8) return { code: `${rd(8)} ${imulSource(`R[${d}]`, `RH[${d}]`, 'm', 'mh', d, defer)}`, writes: false };
+    } else {
+      if (src === Operand.Reg && srcReg < 16) return { code: imulSource(`R[${srcReg}]`, `RH[${srcReg}]`, b, bh, d, defer), writes: false };
+      if (src === Operand.Mem && i.s1 === 8) return { code: `${rd(8)} ${imulSource('m', 'mh', b, bh, d, defer)}`, writes: false };
+    }
+  }
+  return null;
+}
+
+/** Whether the instruction is translated to inline code (not a handler call). */
+function hasInlineForm(item: BlockInsn): boolean {
+  const i = item.insn;
+  if (inlineSource(i, 0, 0, 0, false) !== null) return true;
+  return (JCC.has(i.mnemonic) || i.mnemonic === Mnemonic.Jmp) && i.k0 === Operand.Imm;
+}
+
+type Factory = (
+  insns: readonly Insn[], handlers: readonly Handler[], traceLo: Uint32Array, traceHi: Uint32Array, parity: Uint8Array,
+  materialize: (cpu: Cpu, kind: number, a: number, ah: number, b: number, bh: number) => void,
+  imulFlags: (cpu: Cpu, a: number, ah: number, b: number, bh: number) => void,
+  self: Block, successorOf: (from: Block, exit: number, target: number) => Block | null,
+) => BlockFn;
+
+/**
+ * Translate instructions at consecutive addresses (all in one page, high half
+ * `hi`) into a block function (null for a lone instruction without inline
+ * code). The trace ring arrays are the CPU's own.
+ */
+export function translateBlock(block: Block, traceLo: Uint32Array, traceHi: Uint32Array, bpFilter: Uint8Array): BlockFn | null {
+  const items = block.items, hi = block.hi;
+  if (items.length === 0 || (items.length === 1 && !hasInlineForm(items[0]))) return null; // nothing to gain over the run loop
+  const n = items.length;
+  const mask = traceLo.length - 1;
+  // Which instructions are inline, and which of those set all arithmetic flags.
+  const inlineAt: boolean[] = [];
+  const setsFlags: boolean[] = [];
+  for (let k = 0; k < n; k++) {
+    const probe = inlineSource(items[k].insn, k, 0, 0, false);
+    inlineAt.push(probe !== null);
+    setsFlags.push(probe !== null && probe.setsFlags);
+  }
+  // defer[k]: a later inline instruction sets all flags before anything reads them (only inline code in between).
+  const defer: boolean[] = new Array<boolean>(n).fill(false);
+  for (let k = 0; k < n; k++) {
+    if (!setsFlags[k]) continue;
+    for (let j = k + 1; j < n && inlineAt[j]; j++) {
+      if (setsFlags[j]) {
+        defer[k] = true;
+        break;
+      }
+    }
+  }
+  const anyDeferred = defer.some((x) => x);
+  const lines: string[] = [];
+  const insns: Insn[] = [];
+  const handlers: Handler[] = [];
+  const consts: string[] = [];
+  const start = items[0].lo;
+  const flush = 'if (pk !== 0) M(cpu, pk, pa, pah, pb, pbh);';
+  /**
+   * Leave the block for (tLo, tHi) by exit `exit`: enter the successor block
+   * directly when it is in this page, translated, and nothing stops it (budget,
+   * dropped code, chain depth, a possible breakpoint there); else return to
+   * the run loop (RIP is already set).
+   */
+  const leaveTo = (exit: number, tLo: number, tHi: number): string => {
+    if (tHi !== hi || Math.floor(tLo / 4096) !== Math.floor(start / 4096) || (hi === 0 && bpFilter[tLo & 0xffff] !== 0)) return 'return;';
+    return `if (ic < limit && depth < ${MAX_CHAIN} && cpu.codeEpoch === e0) { const nb = S(B, ${exit}, ${tLo});` +
+      ' if (nb !== null) { cpu.icount = ic; cpu.traceHash = h; try { nb.run(cpu, limit, depth + 1); } finally { ic = cpu.icount; h = cpu.traceHash; } } } return;';
+  };
+  lines.push('return function block(cpu, limit, depth) {');
+  lines.push('const R = cpu.regLo, RH = cpu.regHi, e0 = cpu.codeEpoch;');
+  lines.push('let ic = cpu.icount, h = cpu.traceHash, el = 0, eh = 0, pk = 0, pa = 0, pah = 0, pb = 0, pbh = 0;');
+  lines.push(`cpu.curRipHi = ${hi};`);
+  lines.push('try {');
+  lines.push('for (;;) {');
+  let prevLo = 0, prevNext = 0;
+  let pending = false;
+  for (let k = 0; k < n; k++) {
+    const { insn: i, lo } = items[k];
+    insns.push(i);
+    handlers.push(i.exec);
+    consts.push(`const i${k} = I[${k}];`);
+    const next = lo + i.len;
+    const nextLo = next > 0xffffffff ? next - TWO32 : next;
+    const nextHi = next > 0xffffffff ? (hi + 1) >>> 0 : hi;
+    const last = k === n - 1;
+    const leave = pending ? `${flush} return;` : 'return;';
+    // Budget reached between instructions: RIP and curRip as the loop leaves them.
+    if (k > 0) lines.push(`if (ic >= limit) { cpu.curRipLo = ${prevLo}; cpu.ripLo = ${prevNext}; ${leave} }`);
+    const state = `cpu.curRipLo = ${lo}; cpu.ripLo = ${nextLo};${nextHi !== hi ? ` cpu.ripHi = ${nextHi};` : ''} cpu.icount = ic;`;
+    const retire = `TL[ic & ${mask}] = ${lo}; TH[ic & ${mask}] = ${hi}; h = Math.imul(h ^ ${lo}, 0x01000193) ^ ${hi}; ic++;`;
+    const inline = inlineSource(i, k, nextLo, nextHi, defer[k]);
+    if (inline !== null) {
+      // Register-only code cannot fault or be observed: the state stores wait for an instruction that can (or the end).
+      if (inline.observable || last || nextHi !== hi) lines.push(state);
+      lines.push(`{ ${inline.code} }`);
+      lines.push(retire);
+      if (inline.setsFlags) pending = defer[k];
+      if (inline.writes && !last) lines.push(`if (cpu.codeEpoch !== e0) { ${pending ? flush : ''} return; }`);
+      if (last) lines.push(pending ? 'return;' : leaveTo(1, nextLo, nextHi));
+    } else if (last && ((JCC.has(i.mnemonic) && i.cc >= 1 && i.cc <= 16) || i.mnemonic === Mnemonic.Jmp) && i.k0 === Operand.Imm) {
+      const [tLo, tHi] = branchTarget(nextLo, nextHi, i.rel);
+      // A jump back to the block's own start loops here, unless the loop would have to look at it first (breakpoint).
+      const loops = tLo === start && tHi === hi && !(hi === 0 && bpFilter[start & 0xffff] !== 0);
+      const taken = `cpu.ripLo = ${tLo};${tHi !== nextHi ? ` cpu.ripHi = ${tHi};` : ''} ${retire} ${loops ? 'if (ic >= limit || cpu.codeEpoch !== e0) return; continue;' : leaveTo(0, tLo, tHi)}`;
+      lines.push(state);
+      if (i.mnemonic === Mnemonic.Jmp) lines.push(taken);
+      else lines.push(`{ const f = cpu.rflags; if (${conditionSource(i.cc)}) { ${taken} } } ${retire} ${leaveTo(1, nextLo, nextHi)}`);
+    } else {
+      consts.push(`const x${k} = X[${k}];`);
+      lines.push(state);
+      lines.push(`x${k}(cpu, i${k});`);
+      lines.push(retire);
+      if (!last) lines.push('if (cpu.codeEpoch !== e0) return;');
+      else lines.push('return;');
+    }
+    prevLo = lo;
+    prevNext = nextLo;
+  }
+  lines.push('}');
+  if (anyDeferred) lines.push(`} catch (e) { ${flush} throw e;`);
+  lines.push('} finally { cpu.icount = ic; cpu.traceHash = h; }');
+  lines.push('};');
+  const source = `"use strict";\n${consts.join('\n')}\n${lines.join('\n')}`;
+  const factory = new Function('I', 'X', 'TL', 'TH', 'P', 'M', 'IMF', 'B', 'S', source) as Factory;
+  return factory(insns, handlers, traceLo, traceHi, PARITY, materialize, imul64Flags, block, successor);
+}
