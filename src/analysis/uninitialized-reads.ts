@@ -1,17 +1,22 @@
 import type { Machine } from '../machine/machine.js';
 
-/** One read of memory nothing had written: the first per address. */
+/** Reads of one location by one instruction, of memory nothing had written. */
 export interface UninitializedRead {
   address: string;
-  /** The data it read, by symbol when the image has symbols. */
+  /** The data it read, by symbol when the image has symbols, else by section (".bss+0x12"). */
   symbol: string;
+  /** ".bss+0x12": the location by the image's own layout, whatever the symbols say. */
+  section: string | null;
   size: number;
-  /** What the bytes held (poison): little-endian hex of `size` bytes. */
+  /** What the bytes held (poison) the first time: little-endian hex of `size` bytes. */
   value: string;
   rip: string;
   /** The function that read it. */
   reader: string;
+  /** Instruction count at the first such read. */
   instruction: number;
+  /** How many times this instruction read this location before anything wrote it. */
+  count: number;
 }
 
 const MAX_REPORTS = 200;
@@ -24,13 +29,18 @@ function hex(v: number): string {
  * Shadow-memory detector for the decompressor's `.bss` as the firmware left
  * it: every byte of [_bss, _end) of the loaded image starts "never written";
  * an instruction that reads such a byte before anything wrote it is reported
- * with the symbol it belongs to, the reader and the value it got. The
- * relocated copy is cleared at .Lrelocated, so only the loaded copy matters,
- * and only until then.
+ * with the symbol it belongs to, the reader and the value it got, once per
+ * (reader, location) with a count. The relocated copy is cleared at
+ * .Lrelocated, so only the loaded copy matters, and only until then.
  */
 export class UninitializedReadDetector {
   readonly reads: UninitializedRead[] = [];
-  private readonly seen = new Set<number>();
+  /** Reports by (address, reader RIP). */
+  private readonly byKey = new Map<string, UninitializedRead>();
+  /** Every byte address some read touched while it was unwritten (the search space of a fuzz minimizer). */
+  private readonly bytes = new Set<number>();
+  /** Reads beyond the report cap (still counted in `bytes`). */
+  dropped = 0;
 
   constructor(private readonly machine: Machine) {}
 
@@ -38,8 +48,8 @@ export class UninitializedReadDetector {
   install(): { start: number; end: number } | null {
     const { kernel, addresses, mem, cpu } = this.machine;
     if (kernel.end === null) return null;
-    const bssOffset = kernel.symbols?.get('_bss')?.offset ?? kernel.image.length;
-    const start = addresses.loadBase + bssOffset;
+    const bssOffset = addresses.bss?.start ?? kernel.image.length;
+    const start = addresses.loadBase + Math.min(bssOffset, kernel.image.length);
     const end = addresses.loadBase + kernel.end;
     if (end <= start) return null;
     mem.trackUninitialized(start, end - start);
@@ -56,20 +66,38 @@ export class UninitializedReadDetector {
     this.machine.mem.tracked.fill(0);
   }
 
+  /** Physical addresses of the never-written bytes the run read, ascending. */
+  unwrittenBytesRead(): number[] {
+    return [...this.bytes].sort((a, b) => a - b);
+  }
+
   private record(pa: number, size: number, lo: number, hi: number): void {
-    if (this.seen.has(pa) || this.reads.length >= MAX_REPORTS) return;
-    this.seen.add(pa);
-    const { cpu, addresses } = this.machine;
+    const { cpu, addresses, mem } = this.machine;
+    for (let k = 0; k < size; k++) if (mem.unwrittenBytes(pa + k, 1) > 0) this.bytes.add(pa + k);
+    const key = `${pa}:${cpu.curRipLo}:${cpu.curRipHi}`;
+    const known = this.byKey.get(key);
+    if (known !== undefined) {
+      known.count++;
+      return;
+    }
+    if (this.reads.length >= MAX_REPORTS) {
+      this.dropped++;
+      return;
+    }
     const bytes: string[] = [];
     for (let k = 0; k < size; k++) bytes.push((((k < 4 ? lo >>> (8 * k) : hi >>> (8 * (k - 4))) & 0xff)).toString(16).padStart(2, '0'));
-    this.reads.push({
+    const read: UninitializedRead = {
       address: hex(pa),
-      symbol: addresses.describe(pa),
+      symbol: addresses.describeData(pa),
+      section: addresses.sectionOffset(pa),
       size,
       value: '0x' + bytes.reverse().join(''),
       rip: hex(cpu.curRipLo),
       reader: addresses.describe(cpu.curRipLo, cpu.curRipHi),
       instruction: cpu.icount,
-    });
+      count: 1,
+    };
+    this.byKey.set(key, read);
+    this.reads.push(read);
   }
 }

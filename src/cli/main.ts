@@ -8,6 +8,7 @@ import { kernelInfo, renderInfo } from '../kernel/info.js';
 import { parseBootArgs, UsageError } from './options.js';
 import { renderBoot } from './render.js';
 import { explainExitValue } from '../hypervisor/termination.js';
+import { runFuzz } from './fuzz.js';
 
 const USAGE = `usage: bzemu <command> [options]
 
@@ -34,10 +35,20 @@ commands:
       --vmpl N          run the guest at VMPL N (SNP)
       --svsm            model an SVSM at VMPL0 (guest defaults to VMPL1)
       --no-cpuid-page   give an SNP guest no CC blob, CPUID page or secrets page
+  fuzz [KERNEL]     boot N times with different garbage in memory nobody wrote, group the
+                    outcomes, and minimize each failure to the bytes (symbols) to blame
+      --runs N          boots (default 200): 0x00, 0xff, 0xaa, 0x55, 0x01, then random poison
+                        with seeds --seed, --seed+1, ...
+      --workers W       worker threads (default: the number of cores)
+      --shard k/n|auto  run the k-th of n slices (auto: Kubernetes Indexed Job or Slurm array)
+      --out FILE        also write the JSON report to FILE (one per shard)
+      --json            the whole campaign as JSON
+      and any boot option (--coco, --vmpl, --svsm, --until, --symbols, --bzimage, ...)
+  fuzz merge FILE...  merge shard reports into the report of the whole campaign
   info KERNEL       setup header, version, payload format, sizes, symbols
   decode-exit VALUE explain a GHCB MSR value or termination code (e.g. 0x31100, 1:3)
 
-exit codes: 0 reached, 1 guest failed, 2 bad input or usage, 3 emulator gap`;
+exit codes: 0 reached (fuzz: every run), 1 guest failed (fuzz: a failing group), 2 bad input or usage, 3 emulator gap`;
 
 function resolveKernel(name: string): string {
   if (existsSync(name)) return name;
@@ -88,11 +99,12 @@ function runDecodeExit(argv: string[]): number {
   return 0;
 }
 
-export function main(argv: string[]): number {
+export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
       case 'boot': return runBoot(rest);
+      case 'fuzz': return await runFuzz(rest, resolveKernel);
       case 'info': return runInfo(rest);
       case 'decode-exit': return runDecodeExit(rest);
       case undefined: case '-h': case '--help': case 'help':
@@ -115,4 +127,4 @@ export function main(argv: string[]): number {
   }
 }
 
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

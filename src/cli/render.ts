@@ -17,7 +17,9 @@ export function renderBoot(r: BootResult): string {
   if (r.termination) lines.push(`termination  set ${r.termination.set} code ${r.termination.code}: ${r.termination.name}${r.termination.detail ? ` (detail ${r.termination.detail})` : ''}`);
   for (const f of r.findings) lines.push(`finding      ${f}`);
   for (const u of r.uninitializedReads.slice(0, 10)) {
-    lines.push(`uninit read  ${u.symbol || u.address} (${u.size} byte${u.size > 1 ? 's' : ''} at ${u.address}) read by ${u.reader || u.rip} at instruction ${u.instruction} before anything wrote it; it held ${u.value}`);
+    const where = [u.section !== u.symbol ? u.section : null, u.address].filter((x) => x).join(', ');
+    const times = u.count > 1 ? ` (${u.count} times)` : '';
+    lines.push(`uninit read  ${u.symbol || u.address} (${u.size} byte${u.size > 1 ? 's' : ''} at ${where}) read by ${u.reader || u.rip} at instruction ${u.instruction}${times} before anything wrote it; it held ${u.value}`);
   }
   if (r.uninitializedReads.length > 10) lines.push(`             ... ${r.uninitializedReads.length - 10} more uninitialized reads (see --json)`);
   if (r.gap) lines.push(`             bytes ${r.gap.bytes}  ${r.gap.disassembly}`);

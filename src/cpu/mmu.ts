@@ -79,6 +79,8 @@ export class Mmu {
   /** Bit in the high word that marks an encrypted (private) mapping; 0 when SEV is off. */
   cbitHi = 0;
   observer: TranslationObserver | null = null;
+  /** The C-bit position as configured (0: none). */
+  cbitPosition = 0;
 
   constructor(
     private readonly ctl: PagingControl,
@@ -88,6 +90,7 @@ export class Mmu {
 
   /** Configure the C-bit position (>= 32) or disable it with 0. */
   setCbit(position: number): void {
+    this.cbitPosition = position >= 32 && position < 64 ? position : 0;
     if (position >= 32 && position < 64) {
       this.cbitHi = (1 << (position - 32)) >>> 0;
       this.physHiMask = 0x000fffff & ~this.cbitHi;

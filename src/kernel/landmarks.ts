@@ -15,6 +15,8 @@ export interface Landmarks {
   end: number | null;
   /** Offset of the `rep stosq` that clears .bss at .Lrelocated. */
   bssClear: number | null;
+  /** `_bss` and `_ebss`, from the two RIP-relative LEAs that set up that clear (lea _bss(%rip),%rdi; lea _ebss(%rip),%rcx). */
+  bss: { start: number; end: number } | null;
   /** Offset of the call to extract_kernel, and its target. */
   extractKernelCall: number | null;
   extractKernel: number | null;
@@ -65,5 +67,18 @@ export function findLandmarks(image: Uint8Array): Landmarks {
       k = find(image, [0xf3, 0x48, 0xab], k + 1, extractKernelCall);
     }
   }
-  return { startup64, end, bssClear, extractKernelCall, extractKernel, kernelJump };
+  return { startup64, end, bssClear, bss: bssBounds(image, bssClear), extractKernelCall, extractKernel, kernelJump };
+}
+
+/** The operands of the LEAs just before the .bss clear: lea rel32(%rip),%rdi (48 8d 3d) and ...,%rcx (48 8d 0d). */
+function bssBounds(image: Uint8Array, bssClear: number | null): { start: number; end: number } | null {
+  if (bssClear === null) return null;
+  let start = -1, end = -1;
+  for (let at = bssClear - 7; at >= Math.max(0, bssClear - 40); at--) {
+    if (image[at] !== 0x48 || image[at + 1] !== 0x8d) continue;
+    const target = at + 7 + readI32(image, at + 3);
+    if (image[at + 2] === 0x3d && start < 0) start = target;
+    else if (image[at + 2] === 0x0d && end < 0) end = target;
+  }
+  return start >= 0 && end > start ? { start, end } : null;
 }

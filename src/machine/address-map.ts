@@ -32,6 +32,42 @@ export class AddressMap {
     return -1;
   }
 
+  /** Image offsets of .bss [start, end): from symbols, else from the image's own .bss clear. */
+  get bss(): { start: number; end: number } | null {
+    const sym = this.kernel.symbols;
+    const start = sym?.get('_bss')?.offset, end = sym?.get('_ebss')?.offset;
+    if (start !== undefined && end !== undefined && end > start) return { start, end };
+    return this.kernel.landmarks.bss;
+  }
+
+  /**
+   * Name of a data address: "symbol+0x2" with symbols, else by section of
+   * the image's own layout (".bss+0x12"), else "image+0x1234".
+   */
+  describeData(pa: number): string {
+    const off = this.offsetOf(pa, 0);
+    if (off < 0) return '';
+    const name = this.kernel.symbols?.describe(off);
+    if (name) return name;
+    const bss = this.bss;
+    if (bss !== null && off >= bss.start && off < bss.end) return `.bss+0x${(off - bss.start).toString(16)}`;
+    return `image+0x${off.toString(16)}`;
+  }
+
+  /** The sized symbol holding a data address, when the image has symbols. */
+  symbolContaining(pa: number): { name: string; offset: number; size: number } | null {
+    const off = this.offsetOf(pa, 0);
+    return off < 0 ? null : this.kernel.symbols?.containing(off) ?? null;
+  }
+
+  /** ".bss+0x12" for an address inside either copy's .bss, else null (names independent of symbols). */
+  sectionOffset(pa: number): string | null {
+    const off = this.offsetOf(pa, 0);
+    const bss = this.bss;
+    if (off < 0 || bss === null || off < bss.start || off >= bss.end) return null;
+    return `.bss+0x${(off - bss.start).toString(16)}`;
+  }
+
   /** Human name of an address: "symbol+0x10", "image+0x1234", or the bare address. */
   describe(lo: number, hi = 0): string {
     const off = this.offsetOf(lo, hi);

@@ -7,7 +7,7 @@ import { loadKernel, type KernelImage } from '../kernel/kernel-image.js';
 import type { MilestoneName, VerdictKind } from '../kernel/verdict.js';
 import type { PoisonPolicy } from '../memory/poison.js';
 import type { GdtStyle } from '../platform/firmware.js';
-import { Machine } from './machine.js';
+import { Machine, type MachineConfig } from './machine.js';
 import { UninitializedReadDetector, type UninitializedRead } from '../analysis/uninitialized-reads.js';
 import { makeVmConfig, sevStatusFor, type VmConfig } from '../hypervisor/vm-config.js';
 import type { HostEvent } from '../hypervisor/sev-host.js';
@@ -97,17 +97,32 @@ export function boot(options: BootOptions): BootResult {
 }
 
 export function bootImage(kernel: KernelImage, options: BootOptions): BootResult {
-  const traceSize = 1 << Math.max(12, Math.ceil(Math.log2(Math.max(1, options.traceLength))));
-  const machine = new Machine(kernel, {
+  return runMachine(new Machine(kernel, machineConfigFor(options)), options);
+}
+
+/** The machine a boot with these options runs on. */
+export function machineConfigFor(options: Omit<BootOptions, 'kernelPath'>): MachineConfig {
+  return {
     memSize: options.memSize,
     poison: options.poison,
     seed: options.seed,
     loadAddress: options.loadAddress,
     cmdline: options.cmdline,
     gdt: options.gdt,
-    traceSize,
+    traceSize: 1 << Math.max(12, Math.ceil(Math.log2(Math.max(1, options.traceLength)))),
     vm: options.vm ?? makeVmConfig({ mode: 'none' }),
-  });
+  };
+}
+
+/** What a run needs beyond the machine it runs on. */
+export type RunOptions = Pick<BootOptions, 'until' | 'budget' | 'traceLength' | 'onProgress' | 'inspect'> & {
+  /** Told, when the run ends, the physical address of every never-written byte it read (fuzz minimization). */
+  onUninitializedBytes?: (addresses: number[]) => void;
+};
+
+/** Run a machine from its entry state to the target milestone or a failure, and report. */
+export function runMachine(machine: Machine, options: RunOptions): BootResult {
+  const kernel = machine.kernel;
   const { cpu, addresses } = machine;
   const uninit = new UninitializedReadDetector(machine);
   uninit.install();
@@ -204,6 +219,7 @@ export function bootImage(kernel: KernelImage, options: BootOptions): BootResult
     output = { address: hex(o.output), length: o.outputLength, virtualOffset: o.virtualOffset === null ? null : '0x' + o.virtualOffset.toString(16), relocations: o.relocationCount };
   }
   options.inspect?.(machine);
+  options.onUninitializedBytes?.(uninit.unwrittenBytesRead());
 
   const trace: TraceLine[] = [];
   if (options.traceLength > 0) {

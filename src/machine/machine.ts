@@ -1,7 +1,9 @@
 import { Cpu } from '../cpu/cpu.js';
 import type { CpuHost } from '../cpu/host.js';
 import { defaultMsrs } from '../cpu/exec/system.js';
-import { SparseMemory } from '../memory/sparse-memory.js';
+import { SparseMemory, type MemoryImage } from '../memory/sparse-memory.js';
+import { loadCpuState, saveCpuState, type CpuState } from '../cpu/cpu-state.js';
+import type { RmpSnapshot } from '../hypervisor/rmp.js';
 import type { PoisonPolicy } from '../memory/poison.js';
 import type { KernelImage } from '../kernel/kernel-image.js';
 import { BareMetalHost } from '../platform/bare-host.js';
@@ -25,6 +27,23 @@ export interface MachineConfig {
   vm: VmConfig;
 }
 
+/**
+ * A machine at the kernel's entry, before its first instruction: what the
+ * firmware wrote into RAM, the CPU state and the RMP. The hypervisor, the SVSM
+ * and the devices have seen nothing yet at that point, so fresh ones are in
+ * exactly the snapshot's state. Restoring applies a run's own poison to every
+ * byte nobody wrote: one snapshot serves every run of a fuzz campaign without
+ * reading, parsing or loading the kernel again.
+ */
+export interface MachineSnapshot {
+  readonly kernel: KernelImage;
+  /** The configuration it was taken with (poison and seed are the restorer's). */
+  readonly config: Omit<MachineConfig, 'poison' | 'seed'>;
+  readonly memory: MemoryImage;
+  readonly cpu: CpuState;
+  readonly rmp: RmpSnapshot | null;
+}
+
 /** Where an SVSM lives when one is modelled: its calling area low, its own memory at the top of RAM. */
 const SVSM_CAA = 0x3000;
 const SVSM_SIZE = 16 << 20;
@@ -44,8 +63,10 @@ export class Machine {
   readonly sev: SevHost | null;
   readonly addresses: AddressMap;
 
-  constructor(readonly kernel: KernelImage, readonly config: MachineConfig) {
-    this.mem = new SparseMemory(config.memSize, config.poison);
+  /** A fresh machine in the state the firmware leaves; `from` restores a snapshot's entry state instead of running the firmware. */
+  constructor(readonly kernel: KernelImage, readonly config: MachineConfig, from: MachineSnapshot | null = null) {
+    this.mem = new SparseMemory(config.memSize, config.poison, from?.memory ?? null);
+    if (from === null) this.mem.recordWrites();
     const vm = config.vm;
     this.cpuid = new CpuidPolicy(cpuidOptionsFor(vm));
     const svsm = vm.svsm ? { caa: SVSM_CAA, base: config.memSize - SVSM_SIZE, size: SVSM_SIZE } : undefined;
@@ -53,9 +74,15 @@ export class Machine {
     this.host = this.sev ?? new BareMetalHost(this.cpuid, this.ports);
     this.cpu = new Cpu(this.mem, this.host, config.traceSize);
     this.sev?.attach(this.cpu);
-    this.cpu.rngState = (Math.imul(config.seed ^ 0x5bd1e995, 0x27d4eb2d) | 1) >>> 0;
-    defaultMsrs(this.cpu);
     this.addresses = new AddressMap(kernel, config.loadAddress);
+    if (from !== null) {
+      loadCpuState(this.cpu, from.cpu);
+      if (from.rmp !== null) this.sev?.rmp.restore(from.rmp);
+      this.cpu.rngState = rngSeed(config.seed);
+      return;
+    }
+    this.cpu.rngState = rngSeed(config.seed);
+    defaultMsrs(this.cpu);
     bootFirmware(this.cpu, this.mem, kernel, {
       loadAddress: config.loadAddress,
       cmdline: config.cmdline,
@@ -77,4 +104,27 @@ export class Machine {
       });
     }
   }
+
+  /** A machine restored to `snapshot`'s entry state, with its own poison and seed. */
+  static fromSnapshot(snapshot: MachineSnapshot, poison: PoisonPolicy, seed: number): Machine {
+    return new Machine(snapshot.kernel, { ...snapshot.config, poison, seed }, snapshot);
+  }
+
+  /** The entry state, taken before the first instruction (the firmware's writes were recorded). */
+  snapshot(): MachineSnapshot {
+    if (this.cpu.icount !== 0) throw new Error('a snapshot is taken at the entry, before the first instruction');
+    const { poison: _poison, seed: _seed, ...config } = this.config;
+    return {
+      kernel: this.kernel,
+      config,
+      memory: this.mem.writtenImage(),
+      cpu: saveCpuState(this.cpu),
+      rmp: this.sev?.rmp.snapshot() ?? null,
+    };
+  }
+}
+
+/** RDRAND's generator state for a run's seed. */
+function rngSeed(seed: number): number {
+  return (Math.imul(seed ^ 0x5bd1e995, 0x27d4eb2d) | 1) >>> 0;
 }

@@ -12,6 +12,19 @@ export const CIPHERTEXT_VIEW_BASE = 2 ** 40;
 const PAGE_MASK = PAGE_SIZE - 1;
 
 /**
+ * The RAM bytes somebody wrote, as a snapshot keeps them: restoring applies a
+ * run's own poison to every byte nobody wrote, so one snapshot serves runs
+ * that differ only in uninitialized memory.
+ */
+export interface MemoryImage {
+  readonly size: number;
+  /** Page contents by page number (bytes nobody wrote are overwritten by poison on restore). */
+  readonly pages: ReadonlyMap<number, Uint8Array>;
+  /** Pages written only in part: 1 per byte that was written. Pages not here were written whole. */
+  readonly partial: ReadonlyMap<number, Uint8Array>;
+}
+
+/**
  * RAM as lazily materialised 4 KiB pages. Reads of unbacked addresses return
  * all-ones (like an empty bus); writes there are dropped.
  */
@@ -29,7 +42,14 @@ export class SparseMemory implements PhysicalMemory {
   /** For tracked pages: 1 per byte once something wrote it. */
   private readonly written = new Map<number, Uint8Array>();
 
-  constructor(size: number, private readonly poison: PoisonPolicy) {
+  /** While recording (firmware set-up before a snapshot): per page, 1 per byte written. */
+  private recorded: Map<number, Uint8Array> | null = null;
+
+  /**
+   * `base`: a snapshot's contents, copied into each page when it is first
+   * touched (copy on access, so a short run copies only the pages it uses).
+   */
+  constructor(size: number, private readonly poison: PoisonPolicy, private readonly base: MemoryImage | null = null) {
     if (size % PAGE_SIZE !== 0 || size <= 0 || size > 0x100000000) {
       throw new Error('memory size must be a positive multiple of 4 KiB, at most 4 GiB');
     }
@@ -38,6 +58,34 @@ export class SparseMemory implements PhysicalMemory {
     this.views = new Array(size / PAGE_SIZE);
     this.watched = new Uint8Array(size / PAGE_SIZE);
     this.tracked = new Uint8Array(size / PAGE_SIZE);
+    if (base !== null && base.size !== size) throw new RangeError('memory image is for a different RAM size');
+  }
+
+  /** Start remembering which bytes are written (before the machine's entry state is built). */
+  recordWrites(): void {
+    this.recorded = new Map();
+  }
+
+  /** What was written since recordWrites(), copied: the memory part of a snapshot. Ends the recording. */
+  writtenImage(): MemoryImage {
+    const recorded = this.recorded;
+    if (recorded === null) throw new Error('writtenImage() needs recordWrites() first');
+    const pages = new Map<number, Uint8Array>();
+    const partial = new Map<number, Uint8Array>();
+    for (const [pfn, mask] of recorded) {
+      pages.set(pfn, this.page(pfn).slice());
+      if (mask.indexOf(0) >= 0) partial.set(pfn, mask.slice());
+    }
+    this.recorded = null;
+    return { size: this.size, pages, partial };
+  }
+
+  private record(pa: number, length: number): void {
+    const pfn = pa >>> PAGE_SHIFT;
+    let mask = this.recorded!.get(pfn);
+    if (mask === undefined) this.recorded!.set(pfn, (mask = new Uint8Array(PAGE_SIZE)));
+    const o = pa & PAGE_MASK;
+    mask.fill(1, o, Math.min(PAGE_SIZE, o + length));
   }
 
   /** Start reporting reads of bytes in [pa, pa + length) that nobody has written since. */
@@ -107,7 +155,16 @@ export class SparseMemory implements PhysicalMemory {
     let p = this.pages[pfn];
     if (p === undefined) {
       p = new Uint8Array(PAGE_SIZE);
-      poisonPage(this.poison, pfn, p);
+      const saved = this.base?.pages.get(pfn);
+      if (saved === undefined) poisonPage(this.poison, pfn, p);
+      else {
+        const written = this.base!.partial.get(pfn);
+        if (written === undefined) p.set(saved);
+        else {
+          poisonPage(this.poison, pfn, p);
+          for (let i = 0; i < PAGE_SIZE; i++) if (written[i] !== 0) p[i] = saved[i];
+        }
+      }
       this.pages[pfn] = p;
     }
     return p;
@@ -131,6 +188,7 @@ export class SparseMemory implements PhysicalMemory {
   /** After a write of `length` bytes at pa within one page. */
   private wrote(pa: number, length: number): void {
     const pfn = pa >>> PAGE_SHIFT;
+    if (this.recorded !== null) this.record(pa, length);
     if (this.tracked[pfn] !== 0) this.markWritten(pa, length);
     if (this.watched[pfn] !== 0 && this.listener !== null) this.listener(pfn);
   }

@@ -184,6 +184,8 @@ function bulk(cpu: Cpu, i: Insn, kind: number, size: number, back: boolean, n: n
   }
   const firstSrc = back ? cpu.eaLo - (count - 1) * size : cpu.eaLo;
   const sPa = cpu.mmu.translate(firstSrc >>> 0, cpu.eaHi, ACCESS_READ);
+  // A source page under uninitialized-read tracking goes element by element, so each read is reported as it would be.
+  if (cpu.mem.tracked[sPa >>> 12] !== 0) return 0;
   // Element order matters only when the ranges overlap in the "wrong" direction.
   const overlaps = dPa < sPa + bytes && sPa < dPa + bytes;
   if (overlaps && (back ? dPa < sPa : dPa > sPa)) return 0;
