@@ -10,6 +10,9 @@ export const PAGE_SIZE = 4096;
  */
 export const CIPHERTEXT_VIEW_BASE = 2 ** 40;
 const PAGE_MASK = PAGE_SIZE - 1;
+const DIR_SHIFT = 9;
+const DIR_PAGES = 1 << DIR_SHIFT;
+const DIR_MASK = DIR_PAGES - 1;
 
 /**
  * The RAM bytes somebody wrote, as a snapshot keeps them: restoring applies a
@@ -30,9 +33,15 @@ export interface MemoryImage {
  */
 export class SparseMemory implements PhysicalMemory {
   readonly size: number;
-  private readonly pages: (Uint8Array | undefined)[];
-  /** DataViews of materialised pages, made on first direct access. */
-  private readonly views: (DataView | undefined)[];
+  /**
+   * Materialised pages in a two-level directory (DIR_PAGES pages per leaf,
+   * leaves made on first touch): a machine costs next to nothing to create
+   * however large its RAM, which fuzz campaigns that build one per run need.
+   */
+  private readonly pages: (Array<Uint8Array | undefined> | undefined)[];
+  /** DataViews of materialised pages, made on first direct access (same directory shape). */
+  private readonly views: (Array<DataView | undefined> | undefined)[];
+  private readonly pageCount: number;
   /** Per page: 1 when someone cares about writes (decoded code lives there). */
   readonly watched: Uint8Array;
   private listener: PageWriteListener | null = null;
@@ -54,8 +63,9 @@ export class SparseMemory implements PhysicalMemory {
       throw new Error('memory size must be a positive multiple of 4 KiB, at most 4 GiB');
     }
     this.size = size;
-    this.pages = new Array(size / PAGE_SIZE);
-    this.views = new Array(size / PAGE_SIZE);
+    this.pageCount = size / PAGE_SIZE;
+    this.pages = new Array(Math.ceil(this.pageCount / DIR_PAGES));
+    this.views = new Array(this.pages.length);
     this.watched = new Uint8Array(size / PAGE_SIZE);
     this.tracked = new Uint8Array(size / PAGE_SIZE);
     if (base !== null && base.size !== size) throw new RangeError('memory image is for a different RAM size');
@@ -140,19 +150,23 @@ export class SparseMemory implements PhysicalMemory {
    * and the uninitialized-read tracking: only for pages with neither.
    */
   pageData(pfn: number): DataView | null {
-    if (pfn < 0 || pfn >= this.pages.length) return null;
-    let v = this.views[pfn];
+    if (pfn < 0 || pfn >= this.pageCount) return null;
+    let leaf = this.views[pfn >>> DIR_SHIFT];
+    if (leaf === undefined) this.views[pfn >>> DIR_SHIFT] = leaf = new Array(DIR_PAGES);
+    let v = leaf[pfn & DIR_MASK];
     if (v === undefined) {
       const p = this.page(pfn);
       v = new DataView(p.buffer, p.byteOffset, PAGE_SIZE);
-      this.views[pfn] = v;
+      leaf[pfn & DIR_MASK] = v;
     }
     return v;
   }
 
   /** The backing page for an in-range physical page number, materialised on demand. */
   page(pfn: number): Uint8Array {
-    let p = this.pages[pfn];
+    let leaf = this.pages[pfn >>> DIR_SHIFT];
+    if (leaf === undefined) this.pages[pfn >>> DIR_SHIFT] = leaf = new Array(DIR_PAGES);
+    let p = leaf[pfn & DIR_MASK];
     if (p === undefined) {
       p = new Uint8Array(PAGE_SIZE);
       const saved = this.base?.pages.get(pfn);
@@ -165,7 +179,7 @@ export class SparseMemory implements PhysicalMemory {
           for (let i = 0; i < PAGE_SIZE; i++) if (written[i] !== 0) p[i] = saved[i];
         }
       }
-      this.pages[pfn] = p;
+      leaf[pfn & DIR_MASK] = p;
     }
     return p;
   }
@@ -305,8 +319,10 @@ export class SparseMemory implements PhysicalMemory {
   /** Pages materialised so far (snapshots, reports). */
   materialisedPages(): number[] {
     const out: number[] = [];
-    this.pages.forEach((p, i) => {
-      if (p !== undefined) out.push(i);
+    this.pages.forEach((leaf, d) => {
+      leaf?.forEach((p, i) => {
+        if (p !== undefined) out.push(d * DIR_PAGES + i);
+      });
     });
     return out;
   }
