@@ -9,6 +9,7 @@ import { parseBootArgs, UsageError } from './options.js';
 import { renderBoot } from './render.js';
 import { explainExitValue } from '../hypervisor/termination.js';
 import { runFuzz } from './fuzz.js';
+import { runBisectStep } from './bisect-run.js';
 
 const USAGE = `usage: bzemu <command> [options]
 
@@ -45,6 +46,14 @@ commands:
       --json            the whole campaign as JSON
       and any boot option (--coco, --vmpl, --svsm, --until, --symbols, --bzimage, ...)
   fuzz merge FILE...  merge shard reports into the report of the whole campaign
+  bisect-run        one step of 'git bisect run bzemu bisect-run [options]' inside a kernel
+                    tree: make olddefconfig && make bzImage, boot the decompressor under each
+                    poison; exit 0 good, 1 bad, 125 skip (build failed, emulator gap, 32-bit
+                    kernel), 128 stop (not a kernel tree, no .config, no compiler)
+      --no-build        judge what is already built
+      --poisons LIST    default zero,0xff,random:1,random:2,random:3
+      --json-log FILE   append one JSON line per step
+      and any boot option (--coco, --vmpl, --svsm, --until, ...)
   info KERNEL       setup header, version, payload format, sizes, symbols
   decode-exit VALUE explain a GHCB MSR value or termination code (e.g. 0x31100, 1:3)
 
@@ -99,12 +108,23 @@ function runDecodeExit(argv: string[]): number {
   return 0;
 }
 
+/** A bisect step never exits 2..4: an unexpected error stops the bisect (128) instead of marking the commit. */
+function bisectStep(argv: string[]): number {
+  try {
+    return runBisectStep(argv, process.cwd(), process.env, (line) => process.stdout.write(line + '\n'));
+  } catch (e) {
+    process.stdout.write(`bzemu bisect-run: internal error, stopping the bisect: ${(e as Error)?.message ?? String(e)}\n`);
+    return 128;
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
       case 'boot': return runBoot(rest);
       case 'fuzz': return await runFuzz(rest, resolveKernel);
+      case 'bisect-run': return bisectStep(rest);
       case 'info': return runInfo(rest);
       case 'decode-exit': return runDecodeExit(rest);
       case undefined: case '-h': case '--help': case 'help':
