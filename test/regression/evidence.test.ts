@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCell, poisonAt, LOAD_ADDRESS } from './snp-vmpl-matrix.js';
 import { selfBuiltKernels, symbolOffset } from './selfbuilt.js';
+import { boot } from '../../src/machine/boot.js';
+import { makeVmConfig } from '../../src/hypervisor/vm-config.js';
 
 describe('what the regression runs show', () => {
   it('regress at VMPL0 names snp_vmpl, read by sev_enable before anything wrote it, and its value', () => {
@@ -28,8 +30,25 @@ describe('what the regression runs show', () => {
       out = (e as { stdout: string; status: number }).stdout;
       expect((e as { status: number }).status).toBe(1);
     }
-    expect(out).toMatch(/uninit read {2}snp_vmpl \(1 byte at 0x[0-9a-f]+\) read by sev_enable\+0x[0-9a-f]+ at instruction \d+ before anything wrote it; it held 0x[0-9a-f]{2}/);
+    const bss = symbolOffset(dir, 'regress', 'snp_vmpl') - symbolOffset(dir, 'regress', '_bss');
+    expect(out).toMatch(new RegExp(`uninit read {2}snp_vmpl \\(1 byte at \\.bss\\+0x${bss.toString(16)}, 0x[0-9a-f]+\\) read by sev_enable\\+0x[0-9a-f]+ at instruction \\d+ before anything wrote it; it held 0x[0-9a-f]{2}`));
     expect(out).toContain('termination  set 1 code 3: SEV_TERM_SET_LINUX/GHCB_TERM_NOT_VMPL0');
+  });
+
+  it('the bare bzImage names the same read by .bss offset, once per (reader, location) with a count', () => {
+    const dir = selfBuiltKernels();
+    const r = boot({
+      kernelPath: join(dir, 'regress', 'bzImage'), memSize: 1 << 30, poison: { kind: 'random', seed: 1 }, seed: 1, cmdline: 'console=ttyS0',
+      loadAddress: LOAD_ADDRESS, gdt: 'boot-protocol', until: 'extract_kernel', budget: 2e8, traceLength: 0, vm: makeVmConfig({ mode: 'snp' }),
+    });
+    expect(r.verdict).toBe('guest-terminated');
+    const bss = symbolOffset(dir, 'regress', 'snp_vmpl') - symbolOffset(dir, 'regress', '_bss');
+    const read = r.uninitializedReads.find((u) => u.section === `.bss+0x${bss.toString(16)}`);
+    expect(read, JSON.stringify(r.uninitializedReads)).toBeDefined();
+    expect(read!.symbol).toBe(`.bss+0x${bss.toString(16)}`);
+    const keys = r.uninitializedReads.map((u) => `${u.address}@${u.rip}`);
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(r.uninitializedReads.every((u) => u.count >= 1)).toBe(true);
   });
 
   it('naive-fix under an SVSM: the SVSM finds no request in its calling area', () => {
