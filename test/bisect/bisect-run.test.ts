@@ -139,6 +139,22 @@ describe('set-up mistakes stop the bisect (exit 128) with one line', () => {
     return dir;
   }
 
+  it('from a subdirectory of the tree, with a .config but no working compiler', () => {
+    const dir = fakeRepo(true);
+    writeFileSync(join(dir, '.config'), 'CONFIG_X86_64=y\n');
+    const sub = spawnSync('node', [CLI, 'bisect-run'], { cwd: join(dir, 'arch/x86/boot'), encoding: 'utf8', env: { ...process.env, CC: '/nonexistent/gcc' } });
+    expect(sub.status).toBe(128);
+    expect(sub.stdout.trim()).toMatch(/^bzemu bisect-run: cannot bisect: no C compiler: '\/nonexistent\/gcc' does not run/);
+  });
+
+  it('a 32-bit configuration is skipped (125), not judged', () => {
+    const dir = fakeRepo(true);
+    writeFileSync(join(dir, '.config'), '# CONFIG_64BIT is not set\nCONFIG_X86_32=y\n');
+    const r = spawnSync('node', [CLI, 'bisect-run', '--no-build'], { cwd: dir, encoding: 'utf8' });
+    expect(r.status).toBe(125);
+    expect(r.stdout).toMatch(/32-bit only .* \| skip \(125\)$/m);
+  });
+
   it.each([
     ['outside a kernel tree', false, /not inside a Linux kernel source tree/],
     ['a kernel tree without .config', true, /no \.config/],
