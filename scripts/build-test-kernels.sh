@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the four small self-built test kernels used by the snp_vmpl regression
-# tests: good (stock Debian 6.12), regress, naive-fix and fix (see
+# Build the small self-built test kernels: good (stock Debian 6.12), regress,
+# naive-fix and fix for the snp_vmpl regression, and ghcb-private (see
 # kernels/README.md and the headers of kernels/patches/*.patch).
 #
 # - Installs its own build dependencies from Debian (only if missing).
@@ -36,15 +36,16 @@ JOBS=${BZEMU_JOBS:-$(nproc)}
 SRC_PKG=linux-source-6.12
 TARBALL=/usr/src/linux-source-6.12.tar.xz
 
-VARIANTS=(good regress naive-fix fix)
+VARIANTS=(good regress naive-fix fix ghcb-private)
 # Patch chain of each variant (applied in order, -p1, on the pristine tree).
 declare -A CHAIN=(
 	[good]=""
 	[regress]="regress"
 	[naive-fix]="regress naive-fix"
 	[fix]="regress fix"
+	[ghcb-private]="ghcb-private"
 )
-ALL_PATCHES=(regress naive-fix fix)
+ALL_PATCHES=(regress naive-fix fix ghcb-private)
 
 for f in "$SELF" "$FRAGMENT"; do
 	[ -f "$f" ] || die "missing $f"

@@ -44,12 +44,12 @@ export class UninitializedReadDetector {
 
   constructor(private readonly machine: Machine) {}
 
-  /** Track the loaded image's .bss (and anything else past the file bytes up to _end). */
+  /** Track the loaded image's .bss and what follows it up to _end. */
   install(): { start: number; end: number } | null {
     const { kernel, addresses, mem, cpu } = this.machine;
     if (kernel.end === null) return null;
-    const bssOffset = addresses.bss?.start ?? kernel.image.length;
-    const start = addresses.loadBase + Math.min(bssOffset, kernel.image.length);
+    // From _bss: the padding between the file's last byte and _bss is copied with the image but never used.
+    const start = addresses.loadBase + (addresses.bss?.start ?? kernel.image.length);
     const end = addresses.loadBase + kernel.end;
     if (end <= start) return null;
     mem.trackUninitialized(start, end - start);

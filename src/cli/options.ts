@@ -3,7 +3,7 @@ import { parsePoison, type PoisonPolicy } from '../memory/poison.js';
 import type { BootOptions } from '../machine/boot.js';
 import { UNTIL_CHOICES, type MilestoneName } from '../kernel/verdict.js';
 import type { GdtStyle } from '../platform/firmware.js';
-import { makeVmConfig, VmConfigError, type CocoMode, type Vmpl, type VmConfig } from '../hypervisor/vm-config.js';
+import { makeVmConfig, VmConfigError, type CocoMode, type Prevalidate, type Vmpl, type VmConfig } from '../hypervisor/vm-config.js';
 
 /** A usage mistake: reported in one line, exit code 2. */
 export class UsageError extends Error {}
@@ -66,6 +66,7 @@ export function parseBootArgs(argv: string[]): BootCliOptions {
         vmpl: { type: 'string' },
         svsm: { type: 'boolean', default: false },
         'no-cpuid-page': { type: 'boolean', default: false },
+        prevalidate: { type: 'string', default: 'all' },
       },
     });
   } catch (e) {
@@ -102,6 +103,7 @@ export function parseBootArgs(argv: string[]): BootCliOptions {
       ...(v.vmpl !== undefined ? { vmpl: parseNumber(v.vmpl, '--vmpl') as Vmpl } : {}),
       svsm: v.svsm!,
       cpuidPage: !v['no-cpuid-page'],
+      prevalidate: v.prevalidate as Prevalidate,
     });
   } catch (e) {
     if (e instanceof VmConfigError) throw new UsageError(e.message);

@@ -39,8 +39,15 @@ export interface TranslationObserver {
    * Called when a TLB entry is filled: may throw a fault (for example #VC for an
    * unvalidated private page). Returns an offset added to the physical frame:
    * 0, or a view base (a shared mapping of a private page sees ciphertext).
+   * `lo`/`hi` is the linear address being translated (for CR2).
    */
-  onFill(pa: number, encrypted: boolean, access: number): number;
+  onFill(pa: number, encrypted: boolean, access: number, lo: number, hi: number): number;
+  /**
+   * Set by onFill when the translation must not be cached (every access to the
+   * page must be checked again, e.g. VMPL permissions narrower than the page
+   * tables'); the MMU clears it.
+   */
+  uncacheable: boolean;
 }
 
 const CR0_PG = 0x80000000, CR0_WP = 0x10000;
@@ -217,7 +224,14 @@ export class Mmu {
     } else {
       frame = tableHi * 4294967296 + ((tableLo & 0xc0000000) >>> 0) + (lo & 0x3ffff000);
     }
-    if (this.observer !== null) frame += this.observer.onFill(frame, encrypted, access);
+    let cacheable = true;
+    if (this.observer !== null) {
+      frame += this.observer.onFill(frame, encrypted, access, lo, hi);
+      if (this.observer.uncacheable) {
+        this.observer.uncacheable = false;
+        cacheable = false;
+      }
+    }
     this.tagLo[slot] = lo >>> 12;
     this.tagHi[slot] = hi;
     this.frame[slot] = frame;
@@ -231,6 +245,7 @@ export class Mmu {
     const pfn = Math.floor(frame / 4096);
     this.slotPfn[slot] = pfn;
     this.setDirect(slot, pfn);
+    if (!cacheable) this.tagLo[slot] = -1;
     return frame + (lo & 0xfff);
   }
 

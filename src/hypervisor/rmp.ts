@@ -64,7 +64,8 @@ export type RmpFindingCode =
   | 'rmpadjust-failed'
   | 'psc-shared-while-validated'
   | 'psc-redundant'
-  | 'psc-out-of-range';
+  | 'psc-out-of-range'
+  | 'ghcb-private';
 
 export type FindingSeverity = 'error' | 'warning' | 'info';
 
@@ -120,7 +121,12 @@ export class RmpTable {
     this.perms = new Uint8Array(this.pageCount * 3);
     const init = options.initialLowerVmplPerms ?? [0, 0, 0];
     if (init.some((p) => p !== 0)) {
-      for (let pfn = 0; pfn < this.pageCount; pfn++) this.perms.set(init.map((p) => p & PERM_ALL), pfn * 3);
+      const [p1, p2, p3] = init.map((p) => p & PERM_ALL);
+      for (let at = 0; at < this.perms.length; at += 3) {
+        this.perms[at] = p1;
+        this.perms[at + 1] = p2;
+        this.perms[at + 2] = p3;
+      }
     }
     this.onFinding = options.onFinding;
     this.maxFindings = options.maxFindings ?? 10000;
@@ -255,6 +261,29 @@ export class RmpTable {
   // --- hypervisor operations ---
 
   /**
+   * Launch-time validation state (what the firmware's PVALIDATEs, or their
+   * absence, leave): sets or clears the Validated bit of every page in
+   * [gpa, gpa + length) that is assigned to the guest.
+   */
+  setLaunchValidated(gpa: number, length: number, validated: boolean): void {
+    const first = Math.max(0, Math.floor(gpa / PAGE_SIZE));
+    const end = Math.min(this.pageCount, Math.ceil((gpa + length) / PAGE_SIZE));
+    for (let pfn = first; pfn < end; pfn++) {
+      if ((this.state[pfn] & ASSIGNED) === 0) continue;
+      if (validated) this.state[pfn] |= VALIDATED;
+      else this.state[pfn] &= ~VALIDATED;
+    }
+  }
+
+  /** Launch-time permissions of `vmpl` (1..3) on [gpa, gpa + length), as VMPL0 software would set them with RMPADJUST. */
+  setLaunchPermissions(gpa: number, length: number, vmpl: number, perms: number): void {
+    if (vmpl < 1 || vmpl > 3) throw new RangeError('launch permissions are for VMPL1..3');
+    const first = Math.max(0, Math.floor(gpa / PAGE_SIZE));
+    const end = Math.min(this.pageCount, Math.ceil((gpa + length) / PAGE_SIZE));
+    for (let pfn = first; pfn < end; pfn++) this.perms[pfn * 3 + vmpl - 1] = perms & PERM_ALL;
+  }
+
+  /**
    * Page state change for one 4 KiB page (RMPUPDATE by the hypervisor).
    * To shared: unassigned and unvalidated. To private: assigned, still unvalidated
    * (the guest must PVALIDATE). Converting to the state a page already has changes
@@ -299,6 +328,11 @@ export class RmpTable {
     }
     this.state.set(snapshot.state);
     this.perms.set(snapshot.perms);
+  }
+
+  /** A finding the hypervisor makes about RMP state (for example a GHCB the guest left private). */
+  hostFinding(code: RmpFindingCode, severity: FindingSeverity, gpa: number, detail: string): void {
+    this.note(code, severity, gpa, detail);
   }
 
   private note(code: RmpFindingCode, severity: FindingSeverity, gpa: number, detail: string): void {

@@ -1,5 +1,5 @@
 import type { Cpu } from '../cpu/cpu.js';
-import { ACCESS_READ, ACCESS_WRITE } from '../cpu/mmu.js';
+import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE } from '../cpu/mmu.js';
 import { CIPHERTEXT_VIEW_BASE } from '../memory/sparse-memory.js';
 import { Stop, type CpuHost } from '../cpu/host.js';
 import { RAX, RBX, RCX, RDX } from '../cpu/registers.js';
@@ -8,7 +8,9 @@ import { MSR_SEV_ES_GHCB, MSR_SEV_STATUS, type PortBus } from '../platform/bare-
 import type { CpuidPolicy } from '../platform/cpuid-policy.js';
 import { GhcbMsrProtocol } from './ghcb-msr-protocol.js';
 import { GhcbPageProtocol } from './ghcb-page.js';
-import { RmpTable } from './rmp.js';
+import { PERM_ALL, PERM_EXEC_SUPERVISOR, PERM_EXEC_USER, PERM_READ, PERM_WRITE, RmpTable } from './rmp.js';
+import { HostStop } from './host-stop.js';
+import { HostView } from './host-view.js';
 import { MinimalSvsm, type SvsmRegs } from './svsm.js';
 import { formatTermination, type Termination } from './termination.js';
 import { hasEncryptedState, sevStatusFor, type VmConfig } from './vm-config.js';
@@ -24,7 +26,7 @@ export const MSR_SVSM_CAA = 0xc001f000;
 
 /** One thing the guest asked of its host, for the run report. */
 export interface HostEvent {
-  kind: 'vmgexit-msr' | 'vmgexit-ghcb' | 'vc' | 'pvalidate' | 'rmpadjust' | 'svsm-call' | 'shared-access';
+  kind: 'vmgexit-msr' | 'vmgexit-ghcb' | 'vc' | 'pvalidate' | 'rmpadjust' | 'svsm-call' | 'shared-access' | 'npf';
   rip: number;
   /** Exit code, MSR request name, or instruction outcome. */
   detail: string;
@@ -56,6 +58,7 @@ export class SevHost implements CpuHost {
   private readonly encryptedState: boolean;
   private readonly snp: boolean;
   private cpu: Cpu | null = null;
+  private readonly privateGhcbSeen = new Set<number>();
   /** Cap so that a guest looping on exits cannot grow the report without bound. */
   private static readonly MAX_EVENTS = 10_000;
 
@@ -63,7 +66,10 @@ export class SevHost implements CpuHost {
     const { config, memory, policy } = o;
     this.encryptedState = hasEncryptedState(config);
     this.snp = config.mode === 'snp';
-    this.rmp = new RmpTable(memory.size);
+    // Whoever launched the guest at VMPL n > 0 (the SVSM, from VMPL0) gave VMPL n access to its memory; the SVSM keeps its own.
+    const vmpl = config.mode === 'snp' ? config.vmpl : 0;
+    this.rmp = new RmpTable(memory.size, { initialLowerVmplPerms: [vmpl === 1 ? PERM_ALL : 0, vmpl === 2 ? PERM_ALL : 0, vmpl === 3 ? PERM_ALL : 0] });
+    if (vmpl > 0 && o.svsm) this.rmp.setLaunchPermissions(o.svsm.base, o.svsm.size, vmpl, 0);
     const regs = this.svsmRegisterView();
     const svsm = config.svsm && o.svsm
       ? new MinimalSvsm({ memory, rmp: this.rmp, regs, caa: o.svsm.caa, guestVmpl: config.vmpl as 1 | 2 | 3, base: o.svsm.base, size: o.svsm.size, onEvent: (e) => this.record('svsm-call', `${e.name} (caa 0x${e.caa.toString(16)}, rax=0x${e.result.toString(16)}, rcx=0x${e.rcx.toString(16)})${e.detail ? ': ' + e.detail : ''}`, e.resultName) })
@@ -78,7 +84,8 @@ export class SevHost implements CpuHost {
     const ports = o.ports;
     const page = new GhcbPageProtocol({
       config,
-      memory,
+      // The host reaches the GHCB and scratch area without the C-bit: under SNP it sees what the RMP lets it see.
+      memory: this.snp ? new HostView(memory, this.rmp) : memory,
       cpuid: policy,
       registration: msr,
       rmp: this.rmp,
@@ -99,11 +106,19 @@ export class SevHost implements CpuHost {
     this.cpu = cpu;
     if (this.snp) {
       const rmp = this.rmp;
-      cpu.mmu.observer = {
-        onFill: (pa, encrypted, access) => {
+      const vmpl = this.o.config.vmpl;
+      const observer = {
+        uncacheable: false,
+        onFill: (pa: number, encrypted: boolean, access: number, lo: number, hi: number): number => {
           if (pa >= rmp.ramSize) return 0;
           if (encrypted) {
-            if (!rmp.isValidated(pa)) cpu.raise(VC_VECTOR, VC_PAGE_NOT_VALIDATED);
+            if (!rmp.isValidated(pa)) {
+              // #VC PAGE_NOT_VALIDATED reports the faulting linear address in CR2, like #PF.
+              cpu.cr2Lo = lo;
+              cpu.cr2Hi = hi;
+              cpu.raise(VC_VECTOR, VC_PAGE_NOT_VALIDATED);
+            }
+            if (vmpl > 0) this.checkVmplAccess(cpu, observer, pa, access, lo, hi);
             return 0;
           }
           if (!rmp.isPrivate(pa)) return 0;
@@ -112,10 +127,33 @@ export class SevHost implements CpuHost {
           return CIPHERTEXT_VIEW_BASE;
         },
       };
+      cpu.mmu.observer = observer;
     }
     cpu.exceptionListener = (vector, errorCode) => {
       if (vector === VC_VECTOR) this.record('vc', `#VC exit 0x${errorCode.toString(16)}`, 'delivered');
     };
+  }
+
+  /**
+   * A private access at VMPL n > 0 needs the page's VMPL n permission for that
+   * access (read; write; execute, user or supervisor by CPL). Without it the
+   * CPU exits with a nested page fault (RMP violation) that the host cannot fix
+   * by converting the page, so the VM stops. Pages whose permissions are
+   * narrower than "all" are never cached in the TLB, so every access is checked.
+   */
+  private checkVmplAccess(cpu: Cpu, observer: { uncacheable: boolean }, pa: number, access: number, lo: number, hi: number): void {
+    const vmpl = this.o.config.vmpl;
+    const held = this.rmp.permissions(pa, vmpl);
+    const cpl = cpu.seg[1] & 3;
+    const need = access === ACCESS_WRITE ? PERM_WRITE : access === ACCESS_EXEC ? (cpl === 3 ? PERM_EXEC_USER : PERM_EXEC_SUPERVISOR) : PERM_READ;
+    if ((held & need) === 0) {
+      const what = access === ACCESS_WRITE ? 'write' : access === ACCESS_EXEC ? 'instruction fetch' : 'read';
+      const page = Math.floor(pa / 4096) * 4096;
+      const linear = hi ? `0x${hi.toString(16)}${(lo >>> 0).toString(16).padStart(8, '0')}` : `0x${(lo >>> 0).toString(16)}`;
+      this.record('npf', `${what} of page 0x${page.toString(16)} (linear ${linear}) at VMPL${vmpl}: RMP permissions 0x${held.toString(16)}`, 'VM stopped');
+      throw new HostStop(`nested page fault (RMP): ${what} of private page 0x${page.toString(16)} (linear ${linear}) at VMPL${vmpl}, which holds permissions 0x${held.toString(16)} there; the host cannot resolve it and stops the VM`);
+    }
+    if (held !== PERM_ALL) observer.uncacheable = true;
   }
 
   private record(kind: HostEvent['kind'], detail: string, result: string): void {
@@ -186,6 +224,7 @@ export class SevHost implements CpuHost {
 
   vmgexit(cpu: Cpu): void {
     if (!this.encryptedState) cpu.ud();
+    if (this.snp) this.checkGhcbShared();
     const outcome = this.dispatcher.handle(this.ghcbMsr);
     if (outcome.kind === 'terminate') {
       this.termination = outcome.reason;
@@ -196,6 +235,18 @@ export class SevHost implements CpuHost {
     this.ghcbMsr = outcome.newMsrValue;
     // Page-state changes and validations may have changed what a translation may touch.
     if (this.snp) cpu.flushTlb();
+  }
+
+  /** A GHCB-page exit whose GHCB the RMP still assigns to the guest: the host reads ciphertext (say so once per page). */
+  private checkGhcbShared(): void {
+    const v = this.ghcbMsr;
+    if (v === 0n || (v & 0xfffn) !== 0n || v >= BigInt(this.rmp.ramSize)) return;
+    const gpa = Number(v);
+    if (!this.rmp.isPrivate(gpa) || this.privateGhcbSeen.has(gpa)) return;
+    this.privateGhcbSeen.add(gpa);
+    const detail = `the GHCB at 0x${gpa.toString(16)} is private (the guest never made it shared): the host reads ciphertext from it and its answers do not reach the guest`;
+    this.rmp.hostFinding('ghcb-private', 'error', gpa, detail);
+    this.record('vmgexit-ghcb', detail, 'garbage GHCB');
   }
 
   vmmcall(cpu: Cpu): void {

@@ -24,6 +24,13 @@ export interface VmConfig {
   readonly cpuidPage: boolean;
   /** Highest GHCB protocol version the hypervisor offers (KVM: 2). */
   readonly ghcbMaxVersion: number;
+  /**
+   * What the firmware validated before the kernel runs (SNP): every RAM page
+   * (stage0's PVALIDATE of the e820 map), only the pages populated at launch
+   * (kernel image, zero page, command line, page tables, GDT, CPUID/secrets/CC
+   * blob pages, the entry stack), or nothing.
+   */
+  readonly prevalidate: Prevalidate;
 }
 
 /** SEV_STATUS bits (MSR_AMD64_SEV, 0xC0010131) with the kernel's names. */
@@ -84,6 +91,9 @@ export const HV_FT_SNP_MULTI_VMPL = 1n << 5n;
 /** What KVM (6.12) advertises: SNP + AP creation, no multi-VMPL. */
 export const KVM_HV_FEATURES = HV_FT_SNP | HV_FT_SNP_AP_CREATION;
 
+export type Prevalidate = 'all' | 'launch' | 'none';
+export const PREVALIDATE_CHOICES: readonly Prevalidate[] = ['all', 'launch', 'none'];
+
 export const DEFAULT_VM_CONFIG: VmConfig = {
   mode: 'none',
   cbit: 51,
@@ -93,6 +103,7 @@ export const DEFAULT_VM_CONFIG: VmConfig = {
   svsm: false,
   cpuidPage: true,
   ghcbMaxVersion: 2,
+  prevalidate: 'all',
 };
 
 export class VmConfigError extends Error {
@@ -134,6 +145,8 @@ function validate(c: VmConfig): void {
     if (c.vmpl !== 0) throw new VmConfigError('vmpl > 0 needs mode snp');
     if (c.svsm) throw new VmConfigError('an SVSM needs mode snp');
   }
+  if (!PREVALIDATE_CHOICES.includes(c.prevalidate)) throw new VmConfigError(`prevalidate must be all, launch or none (got ${String(c.prevalidate)})`);
+  if (c.prevalidate !== 'all' && c.mode !== 'snp') throw new VmConfigError('prevalidate launch/none needs mode snp (only SNP has validation state)');
   if (c.svsm && c.vmpl === 0) throw new VmConfigError('an SVSM occupies VMPL0: give the guest vmpl 1..3');
 }
 

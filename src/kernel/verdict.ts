@@ -3,6 +3,8 @@ export type VerdictKind =
   | 'reached'
   | 'guest-halted'
   | 'guest-terminated'
+  /** The hypervisor stopped the VM (an exit it could not resolve, e.g. an RMP nested page fault). */
+  | 'host-stopped'
   | 'triple-fault'
   | 'budget-exhausted'
   | 'emulator-gap'

@@ -11,6 +11,7 @@ import { Machine, type MachineConfig } from './machine.js';
 import { UninitializedReadDetector, type UninitializedRead } from '../analysis/uninitialized-reads.js';
 import { makeVmConfig, sevStatusFor, type VmConfig } from '../hypervisor/vm-config.js';
 import type { HostEvent } from '../hypervisor/sev-host.js';
+import { HostStop } from '../hypervisor/host-stop.js';
 
 export interface BootOptions {
   kernelPath: string;
@@ -159,6 +160,11 @@ export function runMachine(machine: Machine, options: RunOptions): BootResult {
     try {
       cpu.run(limit);
     } catch (e) {
+      if (e instanceof HostStop) {
+        verdict = 'host-stopped';
+        reason = `${e.message}; at ${hex(cpu.curRipLo, cpu.curRipHi)}${describeSuffix(addresses.describe(cpu.curRipLo, cpu.curRipHi))}`;
+        break;
+      }
       if (!(e instanceof EmulatorGap)) throw e;
       const bytes = cpu.peekLinear(cpu.curRipLo, cpu.curRipHi, 15);
       gap = {

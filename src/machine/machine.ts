@@ -103,6 +103,17 @@ export class Machine {
         svsm: svsm ? { base: BigInt(svsm.base), size: BigInt(svsm.size), caa: BigInt(svsm.caa), maxVersion: 1, guestVmpl: vm.vmpl } : undefined,
       });
     }
+    // The entry state is complete: from here on the guest writes, and nobody needs to know which bytes.
+    this.mem.stopRecording();
+    if (this.sev && vm.mode === 'snp' && vm.prevalidate !== 'all') {
+      const rmp = this.sev.rmp;
+      rmp.setLaunchValidated(0, config.memSize, false);
+      if (vm.prevalidate === 'launch') {
+        // Launch memory: every page the loader populated, and the page under the entry stack.
+        for (const pfn of this.mem.recordedPages()) rmp.setLaunchValidated(pfn * 4096, 4096, true);
+        rmp.setLaunchValidated(LAYOUT.stackTop - 4096, 4096, true);
+      }
+    }
   }
 
   /** A machine restored to `snapshot`'s entry state, with its own poison and seed. */

@@ -51,8 +51,10 @@ export class SparseMemory implements PhysicalMemory {
   /** For tracked pages: 1 per byte once something wrote it. */
   private readonly written = new Map<number, Uint8Array>();
 
-  /** While recording (firmware set-up before a snapshot): per page, 1 per byte written. */
+  /** Per page, 1 per byte written while recording (firmware set-up); kept after the recording ends, for snapshots. */
   private recorded: Map<number, Uint8Array> | null = null;
+  /** Whether writes are being recorded now. */
+  private recording = false;
 
   /**
    * `base`: a snapshot's contents, copied into each page when it is first
@@ -74,9 +76,20 @@ export class SparseMemory implements PhysicalMemory {
   /** Start remembering which bytes are written (before the machine's entry state is built). */
   recordWrites(): void {
     this.recorded = new Map();
+    this.recording = true;
   }
 
-  /** What was written since recordWrites(), copied: the memory part of a snapshot. Ends the recording. */
+  /** Stop recording (the entry state is built); what was recorded stays available to writtenImage() and recordedPages(). */
+  stopRecording(): void {
+    this.recording = false;
+  }
+
+  /** Page numbers written since recordWrites() (launch-populated pages), ascending. */
+  recordedPages(): number[] {
+    return [...(this.recorded?.keys() ?? [])].sort((a, b) => a - b);
+  }
+
+  /** What was written while recording, copied: the memory part of a snapshot. */
   writtenImage(): MemoryImage {
     const recorded = this.recorded;
     if (recorded === null) throw new Error('writtenImage() needs recordWrites() first');
@@ -86,7 +99,6 @@ export class SparseMemory implements PhysicalMemory {
       pages.set(pfn, this.page(pfn).slice());
       if (mask.indexOf(0) >= 0) partial.set(pfn, mask.slice());
     }
-    this.recorded = null;
     return { size: this.size, pages, partial };
   }
 
@@ -202,7 +214,7 @@ export class SparseMemory implements PhysicalMemory {
   /** After a write of `length` bytes at pa within one page. */
   private wrote(pa: number, length: number): void {
     const pfn = pa >>> PAGE_SHIFT;
-    if (this.recorded !== null) this.record(pa, length);
+    if (this.recording) this.record(pa, length);
     if (this.tracked[pfn] !== 0) this.markWritten(pa, length);
     if (this.watched[pfn] !== 0 && this.listener !== null) this.listener(pfn);
   }
@@ -272,8 +284,12 @@ export class SparseMemory implements PhysicalMemory {
       const a = pa + done;
       const o = a & PAGE_MASK;
       const n = Math.min(PAGE_SIZE - o, length - done);
-      if (a >= this.size) out.fill(0xff, done, done + n);
-      else out.set(this.page(a >>> PAGE_SHIFT).subarray(o, o + n), done);
+      if (a >= this.size) {
+        // Beyond RAM: byte by byte through the same model as read8 (empty bus, or the ciphertext view).
+        for (let k = done; k < length; k++) out[k] = this.unbackedRead(pa + k);
+        break;
+      }
+      out.set(this.page(a >>> PAGE_SHIFT).subarray(o, o + n), done);
       done += n;
     }
     return out;

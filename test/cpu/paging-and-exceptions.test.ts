@@ -98,7 +98,7 @@ describe('MMU', () => {
     cpu.mmu.setCbit(51);
     w64(mem, 0x3000 + 3 * 8, 0x600000 | 0x83, 1 << 19); // C-bit 51 = bit 19 of the high word
     const seen: Array<[number, boolean]> = [];
-    cpu.mmu.observer = { onFill: (pa, enc) => { seen.push([pa, enc]); return 0; } };
+    cpu.mmu.observer = { onFill: (pa, enc) => { seen.push([pa, enc]); return 0; }, uncacheable: false };
     cpu.flushTlb();
     expect(cpu.mmu.translate(0x600040, 0, ACCESS_READ)).toBe(0x600040);
     expect(cpu.mmu.translate(0x100040, 0, ACCESS_READ)).toBe(0x100040);

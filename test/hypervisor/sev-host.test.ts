@@ -69,7 +69,9 @@ describe('SevHost: VMGEXIT', () => {
 
   it('under an SVSM, the GHCB MSR exit for MSR_SVSM_CAA returns the calling area', () => {
     const { cpu, host, mem } = setup(makeVmConfig({ mode: 'snp', vmpl: 2, svsm: true }));
-    // Register the GHCB (SNP requires it), then ask for RDMSR 0xC001F000 through the page.
+    // Share the GHCB page (page-state change, as the kernel does) and register it (SNP requires it),
+    // then ask for RDMSR 0xC001F000 through the page.
+    host.rmp.pageStateChange(GHCB >> 12, false);
     expect(vmgexit(cpu, host, (BigInt(GHCB >> 12) << 12n) | 0x12n)).toBe((BigInt(GHCB >> 12) << 12n) | 0x13n);
     clearValidBitmap(mem, GHCB);
     setField(mem, GHCB, 'sw_exit_code', 0x7cn);
@@ -105,9 +107,9 @@ describe('SevHost: PVALIDATE and RMPADJUST', () => {
     const { cpu, host } = setup(makeVmConfig({ mode: 'snp' }));
     cpu.mmu.setCbit(51);
     host.rmp.pvalidate(0x400000, 0, false, 0);
-    expect(() => cpu.mmu.observer!.onFill(0x400000, true, 0)).toThrow();
+    expect(() => cpu.mmu.observer!.onFill(0x400000, true, 0, 0x400000, 0)).toThrow();
     expect([cpu.fault.vector, cpu.fault.errorCode]).toEqual([29, 0x404]);
-    expect(() => cpu.mmu.observer!.onFill(0x400000, false, 0)).not.toThrow();
+    expect(() => cpu.mmu.observer!.onFill(0x400000, false, 0, 0x400000, 0)).not.toThrow();
   });
 
   it('RMPADJUST succeeds at VMPL0 and fails with FAIL_PERMISSION at VMPL2', () => {

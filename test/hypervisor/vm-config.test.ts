@@ -71,6 +71,7 @@ describe('parseVmOptions', () => {
       svsm: true,
       cpuidPage: false,
       ghcbMaxVersion: 1,
+      prevalidate: 'all',
     });
   });
 

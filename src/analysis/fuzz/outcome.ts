@@ -28,6 +28,8 @@ export function outcomeOf(r: BootResult): Outcome {
       return { key: `triple-fault:${r.reason}`, verdict: r.verdict, label: `triple-fault: ${r.reason}`, termination: null };
     case 'emulator-gap':
       return { key: `emulator-gap:${r.gap?.disassembly ?? ''}@${r.gap?.rip ?? ''}`, verdict: r.verdict, label: `emulator-gap: ${r.reason}`, termination: null };
+    case 'host-stopped':
+      return { key: `host-stopped:${r.reason}`, verdict: r.verdict, label: `host-stopped: ${r.reason}`, termination: null };
     case 'guest-halted':
       return { key: `guest-halted:${r.reason}`, verdict: r.verdict, label: `guest-halted: ${r.reason}`, termination: null };
     default:
