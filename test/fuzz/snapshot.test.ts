@@ -20,7 +20,7 @@ describe.each(['debian-6.12', 'debian-6.1-cloud'])('%s: a restored snapshot boot
   const snapshot = new Machine(kernel, machineConfigFor(options)).snapshot();
   const cases: Array<[string, PoisonPolicy, number]> = [['random seed 3', { kind: 'random', seed: 3 }, 3], ['0xff', { kind: 'byte', value: 0xff }, 1]];
   it.each(cases)('poison %s', (_name, poison, seed) => {
-    const fresh = bootImage(kernel, { ...options, poison, seed });
+    const fresh = bootImage(kernel, { ...options, kernelPath: kernel.path, poison, seed });
     // Restore twice from the same snapshot: a run must not change it.
     for (let k = 0; k < 2; k++) {
       const restored = runMachine(Machine.fromSnapshot(snapshot, poison, seed), options);
