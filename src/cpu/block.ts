@@ -479,7 +479,9 @@ export function translateBlock(block: Block, traceLo: Uint32Array, traceHi: Uint
       if (inline.setsFlags) pending = defer[k];
       if (inline.writes && !last) lines.push(`if (cpu.codeEpoch !== e0) { ${pending ? flush : ''} return; }`);
       if (last) lines.push(pending ? 'return;' : leaveTo(1, nextLo, nextHi));
-    } else if (last && ((JCC.has(i.mnemonic) && i.cc >= 1 && i.cc <= 16) || i.mnemonic === Mnemonic.Jmp) && i.k0 === Operand.Imm) {
+    } else if (last && ((JCC.has(i.mnemonic) && i.cc >= 1 && i.cc <= 16) || i.mnemonic === Mnemonic.Jmp) && i.k0 === Operand.Imm &&
+      branchTarget(nextLo, nextHi, i.rel)[1] === hi) {
+      // Inline only a target in the block's 4 GiB, hence canonical; the handler checks any other (#GP on a non-canonical one).
       const [tLo, tHi] = branchTarget(nextLo, nextHi, i.rel);
       // A jump back to the block's own start loops here, unless the loop would have to look at it first (breakpoint).
       const loops = tLo === start && tHi === hi && !(hi === 0 && bpFilter[start & 0xffff] !== 0);

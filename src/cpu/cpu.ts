@@ -23,6 +23,7 @@ export interface CpuMemoryHooks {
 }
 
 const TWO32 = 4294967296;
+const CR4_LA57 = 0x1000;
 /** Most instructions in one basic block. */
 const MAX_BLOCK = 64;
 
@@ -30,6 +31,8 @@ const MAX_BLOCK = 64;
 class CodePage {
   readonly insns = new Array<Insn | undefined>(4096);
   readonly blocks = new Array<Block | undefined>(4096);
+  /** For an instruction that runs into the next linear page: the physical page its tail bytes were read from, by offset. */
+  readonly tails = new Map<number, number>();
 }
 
 /**
@@ -125,8 +128,15 @@ export class Cpu implements PagingControl {
 
   // ---- decode cache: per physical page, decoded instructions and translated blocks by page offset ----
   private readonly codeCache = new Map<number, CodePage>();
-  /** Pages holding an instruction that continues into the next page. */
-  private readonly crossers = new Set<number>();
+  /**
+   * Per physical page holding the tail of an instruction that starts on
+   * another page: the pages of those instructions' starts, whose decoded code
+   * must go when the tail page is written. The tail page is wherever the
+   * next linear page maps, not necessarily the physically next one.
+   */
+  private readonly tailHeads = new Map<number, number[]>();
+  /** Physical page decodeAt read an instruction's tail from (-1: none). */
+  private decodedTailPfn = -1;
   private fetchVpn = -1;
   /** A double (see DOUBLE_ZERO) that matches no high half. */
   private fetchVhi = -0.5;
@@ -469,6 +479,11 @@ export class Cpu implements PagingControl {
       lo += il;
       hi += this.regHi[index] * s;
     }
+    // A 32-bit address size truncates the offset; the FS/GS base is then added in 64 bits (APM vol. 1 2.2.3).
+    if (i.addrSize === 4) {
+      lo = lo >>> 0;
+      hi = 0;
+    }
     if (i.memSeg >= 0) {
       if (i.memSeg === 4) {
         lo += this.fsBaseLo;
@@ -482,13 +497,8 @@ export class Cpu implements PagingControl {
       hi += Math.floor(lo / TWO32);
       lo = lo >>> 0;
     }
-    if (i.addrSize === 4) {
-      this.eaLo = lo >>> 0;
-      this.eaHi = 0;
-    } else {
-      this.eaLo = lo;
-      this.eaHi = hi >>> 0;
-    }
+    this.eaLo = lo;
+    this.eaHi = hi >>> 0;
   }
 
   /** Read operand n (0..2). 64-bit values set vHi; immediates are pre-extended. */
@@ -560,18 +570,34 @@ export class Cpu implements PagingControl {
     return lo;
   }
 
-  /** Near branch relative to the next instruction. */
+  /** Whether linear addresses with high half `hi` are canonical (bits 63:47, or 63:56 with CR4.LA57, all equal). */
+  canonical(hi: number): boolean {
+    const top = (this.cr4 & CR4_LA57) !== 0 ? hi >> 24 : hi >> 15;
+    return top === 0 || top === -1;
+  }
+
+  /**
+   * Near branch relative to the next instruction. A non-canonical target is
+   * #GP(0) on the branch itself (RIP is rewound to it), before anything changes.
+   */
   jumpRel(rel: number): void {
     const t = this.ripLo + rel;
-    if (t < 0) {
-      this.ripLo = t + TWO32;
-      this.ripHi = (this.ripHi - 1) >>> 0;
-    } else if (t > 0xffffffff) {
-      this.ripLo = t - TWO32;
-      this.ripHi = (this.ripHi + 1) >>> 0;
-    } else {
+    if (t >= 0 && t <= 0xffffffff) {
       this.ripLo = t;
+      return;
     }
+    // Only a change of the high half can leave the canonical range (RIP itself is canonical).
+    const hi = t < 0 ? (this.ripHi - 1) >>> 0 : (this.ripHi + 1) >>> 0;
+    if (!this.canonical(hi)) this.gp(0);
+    this.ripLo = t < 0 ? t + TWO32 : t - TWO32;
+    this.ripHi = hi;
+  }
+
+  /** Near branch to an absolute target: #GP(0) on the branch if it is not canonical. */
+  jumpTo(lo: number, hi: number): void {
+    if (!this.canonical(hi)) this.gp(0);
+    this.ripLo = lo;
+    this.ripHi = hi;
   }
 
   // ======================= MSRs and control =======================
@@ -599,14 +625,21 @@ export class Cpu implements PagingControl {
 
   private invalidateCode(pfn: number): void {
     this.codeEpoch++;
-    this.codeCache.delete(pfn);
+    this.dropCode(pfn);
     this.setWatched(pfn, 0);
-    if (this.crossers.has(pfn - 1)) {
-      this.crossers.delete(pfn - 1);
-      this.codeCache.delete(pfn - 1);
-      this.setWatched(pfn - 1, 0);
+    const heads = this.tailHeads.get(pfn);
+    if (heads === undefined) return;
+    this.tailHeads.delete(pfn);
+    for (const head of heads) {
+      this.dropCode(head);
+      // A head page without code stays watched only while instructions of other pages end in it.
+      if (!this.tailHeads.has(head)) this.setWatched(head, 0);
     }
-    if (pfn === this.fetchPfn || pfn - 1 === this.fetchPfn) {
+  }
+
+  private dropCode(pfn: number): void {
+    this.codeCache.delete(pfn);
+    if (pfn === this.fetchPfn) {
       this.fetchPage = null;
       this.fetchBlocks = null;
     }
@@ -645,16 +678,30 @@ export class Cpu implements PagingControl {
     this.fetchGen = this.mmu.generation;
     const off = lo & 0xfff;
     let insn = page[off];
+    // An instruction running into the next page was decoded with that page's mapping then: after a
+    // translation change (this slow path) its tail must still come from the same physical page.
+    if (insn !== undefined && off + insn.len > 4096 && code.tails.get(off) !== this.nextPagePfn(lo, hi)) insn = undefined;
     if (insn === undefined) {
       insn = this.decodeAt(lo, hi, pa);
-      if (off + insn.len > 4096) {
-        this.crossers.add(pfn);
-        const next = Math.floor((pa - off + 4096) / 4096);
-        if (next < this.mem.watched.length) this.setWatched(next, 1);
-      }
+      if (off + insn.len > 4096) this.recordTail(code, off, pfn, this.decodedTailPfn);
       page[off] = insn;
     }
     return insn;
+  }
+
+  /** Physical page behind the linear page after the one at (lo, hi), as an instruction fetch sees it. */
+  private nextPagePfn(lo: number, hi: number): number {
+    const nLo = ((lo & 0xfffff000) >>> 0) + 4096;
+    return Math.floor(this.mmu.translate(nLo >>> 0, nLo > 0xffffffff ? (hi + 1) >>> 0 : hi, ACCESS_EXEC) / 4096);
+  }
+
+  /** Remember that the instruction at `off` of page `headPfn` ends in page `tailPfn`, and watch that page for writes. */
+  private recordTail(code: CodePage, off: number, headPfn: number, tailPfn: number): void {
+    code.tails.set(off, tailPfn);
+    const heads = this.tailHeads.get(tailPfn);
+    if (heads === undefined) this.tailHeads.set(tailPfn, [headPfn]);
+    else if (!heads.includes(headPfn)) heads.push(headPfn);
+    if (tailPfn < this.mem.watched.length) this.setWatched(tailPfn, 1);
   }
 
   /**
@@ -673,7 +720,7 @@ export class Cpu implements PagingControl {
     let off = (lo & 0xfff) + first.len;
     let last = first;
     while (items.length < MAX_BLOCK && continuesBlock(last) && off < 4096) {
-      const at = (lo & 0xfffff000) + off;
+      const at = ((lo & 0xfffff000) >>> 0) + off; // unsigned: code at addresses with bit 31 set
       if (hi === 0 && this.bpFilter[at & 0xffff] !== 0) break;
       let insn = page[off];
       if (insn === undefined) {
@@ -698,6 +745,7 @@ export class Cpu implements PagingControl {
     bytes.set(this.mem.readBytes(pa, inPage));
     let avail = inPage;
     let nextFault = false;
+    this.decodedTailPfn = -1;
     if (inPage < 15) {
       const nLo = (lo - off + 4096) >>> 0;
       const nHi = nLo === 0 ? (hi + 1) >>> 0 : hi;
@@ -705,6 +753,7 @@ export class Cpu implements PagingControl {
         const pa2 = this.mmu.translate(nLo, nHi, ACCESS_EXEC);
         bytes.set(this.mem.readBytes(pa2, 15 - inPage), inPage);
         avail = 15;
+        this.decodedTailPfn = Math.floor(pa2 / 4096);
       } catch (e) {
         if (e !== this.fault) throw e;
         nextFault = true;

@@ -84,6 +84,7 @@ export function decodeInsn(bytes: Uint8Array, ipLo: number, ipHi: number, force 
           let disp = ins.memoryDisplacement;
           if (base === Register.RIP || base === Register.EIP) {
             insn.memBase = 16;
+            if (base === Register.EIP) insn.addrSize = 4; // 0x67: EIP + disp32, truncated like any 32-bit address
             disp = (disp - nextIp) & 0xffffffffffffffffn;
           } else if (base !== Register.None) {
             const g = gprOf(base)!;

@@ -1,9 +1,15 @@
 /** RFLAGS bits. */
 export const CF = 0x1, PF = 0x4, AF = 0x10, ZF = 0x40, SF = 0x80, TF = 0x100, IF = 0x200, DF = 0x400, OF = 0x800;
-export const NT = 0x4000, RF = 0x10000, AC = 0x40000, ID = 0x200000;
+export const NT = 0x4000, RF = 0x10000, VM = 0x20000, AC = 0x40000, VIF = 0x80000, VIP = 0x100000, ID = 0x200000;
+export const IOPL = 0x3000;
 export const ARITH_FLAGS = CF | PF | AF | ZF | SF | OF;
-/** Bits software can change with POPFQ at CPL0 (IOPL included); bit 1 always reads 1. */
-export const POPF_MASK = CF | PF | AF | ZF | SF | TF | IF | DF | OF | 0x3000 | NT | AC | ID | 0x80000 | 0x100000;
+/**
+ * Bits POPF/POPFQ changes at CPL0 in 64-bit mode (IOPL included): all but RF,
+ * VM, VIF and VIP (SDM vol. 2 POPF); RF is cleared. Bit 1 always reads 1.
+ */
+export const POPF_MASK = CF | PF | AF | ZF | SF | TF | IF | DF | OF | IOPL | NT | AC | ID;
+/** Bits IRETQ loads at CPL0 in 64-bit mode: POPF's plus RF, VIF and VIP (SDM vol. 2 IRET). */
+export const IRET_MASK = POPF_MASK | RF | VIF | VIP;
 
 /** PF for each value of the result's low byte. */
 export const PARITY = new Uint8Array(256);

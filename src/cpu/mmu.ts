@@ -54,11 +54,27 @@ const CR0_PG = 0x80000000, CR0_WP = 0x10000;
 const CR4_LA57 = 0x1000;
 const EFER_NXE = 0x800;
 
+/** Page-fault error code bits. */
+const PF_P = 1, PF_W = 2, PF_RSVD = 8, PF_ID = 0x10;
+/** Entry bit 7: PS in a PDE/PDPTE. */
+const PS = 0x80;
+/** Address bits 51:32 of an entry, as bits of its high word. */
+const ADDR_HI_BITS = 0x000fffff;
+/** Bit 63 (NX) in the high word: reserved while EFER.NXE = 0. */
+const NX_HI = 0x80000000;
+/*
+ * Reserved (must-be-zero) bits of the entry's low word by kind (APM vol. 2
+ * 5.3.3 and 5.4, figures 5-18..5-25): PML4E/PML5E bits 8:7; 2 MiB PDE bits
+ * 20:13 (bit 12 is PAT); 1 GiB PDPTE bits 29:13. A non-leaf PDPTE/PDE and a
+ * PTE have none below bit 32.
+ */
+const TOP_RSVD_LO = 0x180, PDE_2M_RSVD_LO = 0x1fe000, PDPTE_1G_RSVD_LO = 0x3fffe000;
+
 /**
  * 4- and 5-level long-mode page walker with a direct-mapped TLB. Linear
  * addresses arrive as 32-bit halves; physical addresses are plain numbers.
- * The C-bit (and anything above the physical address width) is stripped
- * from table entries and reported as "encrypted" to the observer.
+ * The C-bit is stripped from table entries and reported as "encrypted" to
+ * the observer; other reserved bits in a present entry raise #PF (RSVD).
  */
 export class Mmu {
   /** TLB tags (linear page number, high half); a slot is (vpn ^ hi) & TLB_MASK. */
@@ -66,6 +82,10 @@ export class Mmu {
   readonly tagHi = new Int32Array(TLB_SIZE);
   private readonly frame = new Float64Array(TLB_SIZE);
   private readonly perm = new Uint8Array(TLB_SIZE);
+  /** log2 of the size of the page each slot's translation came from (12, 21 or 30), for INVLPG. */
+  private readonly slotShift = new Uint8Array(TLB_SIZE);
+  /** Whether a slot was filled from a 2 MiB or 1 GiB page since the last full flush. */
+  private largeFills = false;
   /**
    * Direct page access per TLB slot, valid exactly while the slot's tag
    * matches: the RAM page behind it when a read (rpage) or write (wpage) that
@@ -81,8 +101,10 @@ export class Mmu {
   pages: PageSource | null = null;
   /** Bumped on every flush so that callers caching translations can notice. */
   generation = 0;
-  /** Mask of physical-address bits 63:32 kept from a table entry (C-bit and reserved bits removed). */
+  /** Mask of physical-address bits 63:32 kept from a table entry (C-bit and bits above the physical-address width removed). */
   physHiMask = 0x000fffff;
+  /** Physical-address width (MAXPHYADDR): entry bits from here to 51 are reserved, except the C-bit. */
+  physAddrBits = 52;
   /** Bit in the high word that marks an encrypted (private) mapping; 0 when SEV is off. */
   cbitHi = 0;
   observer: TranslationObserver | null = null;
@@ -98,13 +120,20 @@ export class Mmu {
   /** Configure the C-bit position (>= 32) or disable it with 0. */
   setCbit(position: number): void {
     this.cbitPosition = position >= 32 && position < 64 ? position : 0;
-    if (position >= 32 && position < 64) {
-      this.cbitHi = (1 << (position - 32)) >>> 0;
-      this.physHiMask = 0x000fffff & ~this.cbitHi;
-    } else {
-      this.cbitHi = 0;
-      this.physHiMask = 0x000fffff;
-    }
+    this.cbitHi = this.cbitPosition !== 0 ? (1 << (position - 32)) >>> 0 : 0;
+    this.updatePhysHiMask();
+  }
+
+  /** Configure the physical-address width (32..52 bits; 52 by default). */
+  setPhysicalAddressWidth(bits: number): void {
+    if (!(bits >= 32 && bits <= 52)) throw new RangeError(`physical-address width ${bits} is not in 32..52`);
+    this.physAddrBits = bits;
+    this.updatePhysHiMask();
+  }
+
+  private updatePhysHiMask(): void {
+    const width = this.physAddrBits === 52 ? ADDR_HI_BITS : (1 << (this.physAddrBits - 32)) - 1;
+    this.physHiMask = (width & ~this.cbitHi) >>> 0;
     this.flush();
   }
 
@@ -112,6 +141,7 @@ export class Mmu {
     this.tagLo.fill(-1);
     this.rpage.fill(null);
     this.wpage.fill(null);
+    this.largeFills = false;
     this.generation++;
   }
 
@@ -136,16 +166,28 @@ export class Mmu {
     this.wpage[slot] = src.watched[pfn] === 0 && (p & (PERM_WRITE | PERM_DIRTY)) === (PERM_WRITE | PERM_DIRTY) ? data : null;
   }
 
-  /** INVLPG: drop one page's translation. */
+  /** INVLPG: drop the translations of the page (of whatever size) that contains the address. */
   flushPage(lo: number, hi: number): void {
     const vpn = lo >>> 12;
     const i = (vpn ^ hi) & TLB_MASK;
-    if (this.tagLo[i] === (vpn | 0) && this.tagHi[i] === (hi | 0)) {
-      this.tagLo[i] = -1;
-      this.rpage[i] = null;
-      this.wpage[i] = null;
+    if (this.tagLo[i] === (vpn | 0) && this.tagHi[i] === (hi | 0)) this.dropSlot(i);
+    if (this.largeFills) {
+      // Each 4 KiB part of a large page that was used has a slot of its own, anywhere in the TLB.
+      const tagLo = this.tagLo, tagHi = this.tagHi, shift = this.slotShift;
+      const in2M = vpn >>> 9, in1G = vpn >>> 18;
+      for (let s = 0; s < TLB_SIZE; s++) {
+        const k = shift[s], t = tagLo[s];
+        if (k === 12 || t === -1 || tagHi[s] !== (hi | 0)) continue;
+        if (k === 21 ? t >>> 9 === in2M : t >>> 18 === in1G) this.dropSlot(s);
+      }
     }
     this.generation++;
+  }
+
+  private dropSlot(slot: number): void {
+    this.tagLo[slot] = -1;
+    this.rpage[slot] = null;
+    this.wpage[slot] = null;
   }
 
   /**
@@ -176,7 +218,10 @@ export class Mmu {
     const top = la57 ? hi >> 24 : hi >> 15;
     if (top !== 0 && top !== -1) return this.raiseGp();
     const mem = this.mem;
-    let tableLo = ctl.cr3Lo & 0xfffff000;
+    const nxe = (ctl.efer & EFER_NXE) !== 0;
+    // Reserved in every entry: address bits above the physical-address width (the C-bit is not one), and NX without EFER.NXE.
+    const rsvdHi = ((ADDR_HI_BITS & ~this.physHiMask & ~this.cbitHi) | (nxe ? 0 : NX_HI)) >>> 0;
+    let tableLo = (ctl.cr3Lo & 0xfffff000) >>> 0;
     let tableHi = ctl.cr3Hi & this.physHiMask;
     let writable = true, user = true, nx = false, encrypted = false;
     const levels = la57 ? 5 : 4;
@@ -194,24 +239,27 @@ export class Mmu {
       entryPa = tableHi * 4294967296 + tableLo + index * 8;
       entryLo = mem.read32(entryPa);
       entryHi = mem.read32(entryPa + 4);
-      if ((entryLo & 1) === 0) return this.raisePf(lo, hi, access, false);
+      if ((entryLo & 1) === 0) return this.raisePf(lo, hi, access, 0);
+      const large = (level === 3 || level === 2) && (entryLo & PS) !== 0;
+      const rsvdLo = level >= 4 ? TOP_RSVD_LO : !large ? 0 : level === 2 ? PDE_2M_RSVD_LO : PDPTE_1G_RSVD_LO;
+      if ((entryLo & rsvdLo) !== 0 || (entryHi & rsvdHi) !== 0) return this.raisePf(lo, hi, access, PF_P | PF_RSVD);
       if ((entryLo & 2) === 0) writable = false;
       if ((entryLo & 4) === 0) user = false;
-      if ((entryHi & 0x80000000) !== 0 && (ctl.efer & EFER_NXE) !== 0) nx = true;
+      if ((entryHi & 0x80000000) !== 0 && nxe) nx = true;
       if (this.cbitHi !== 0 && (entryHi & this.cbitHi) !== 0) encrypted = true;
       else if (this.cbitHi !== 0) encrypted = false;
       // Accessed bit.
       if ((entryLo & 0x20) === 0) mem.write32(entryPa, (entryLo | 0x20) >>> 0);
-      tableLo = entryLo & 0xfffff000;
+      tableLo = (entryLo & 0xfffff000) >>> 0;
       tableHi = entryHi & this.physHiMask;
-      if ((level === 3 || level === 2) && (entryLo & 0x80) !== 0) {
+      if (large) {
         pageSizeLog = level === 3 ? 30 : 21;
         break;
       }
     }
     const wp = (ctl.cr0 & CR0_WP) !== 0;
-    if (access === ACCESS_WRITE && !writable && wp) return this.raisePf(lo, hi, access, true);
-    if (access === ACCESS_EXEC && nx) return this.raisePf(lo, hi, access, true);
+    if (access === ACCESS_WRITE && !writable && wp) return this.raisePf(lo, hi, access, PF_P);
+    if (access === ACCESS_EXEC && nx) return this.raisePf(lo, hi, access, PF_P);
     // Dirty bit on the leaf when writing.
     const leafLo = entryLo;
     if (access === ACCESS_WRITE && (leafLo & 0x40) === 0) mem.write32(entryPa, (mem.read32(entryPa) | 0x60) >>> 0);
@@ -242,6 +290,8 @@ export class Mmu {
     if (user) p |= PERM_USER;
     if (encrypted) p |= PERM_PRIVATE;
     this.perm[slot] = p;
+    this.slotShift[slot] = pageSizeLog;
+    if (pageSizeLog !== 12) this.largeFills = true;
     const pfn = Math.floor(frame / 4096);
     this.slotPfn[slot] = pfn;
     this.setDirect(slot, pfn);
@@ -256,12 +306,13 @@ export class Mmu {
     return this.tagLo[i] === (vpn | 0) && this.tagHi[i] === (hi | 0) && (this.perm[i] & PERM_PRIVATE) !== 0;
   }
 
-  private raisePf(lo: number, hi: number, access: number, present: boolean): never {
+  /** #PF with CR2; `cause` holds the P and RSVD bits of the error code, the access adds W/R and I/D. */
+  private raisePf(lo: number, hi: number, access: number, cause: number): never {
     this.ctl.cr2Lo = lo >>> 0;
     this.ctl.cr2Hi = hi >>> 0;
     const f = this.fault;
     f.vector = 14;
-    f.errorCode = (present ? 1 : 0) | (access === ACCESS_WRITE ? 2 : 0) | (access === ACCESS_EXEC ? 0x10 : 0);
+    f.errorCode = cause | (access === ACCESS_WRITE ? PF_W : 0) | (access === ACCESS_EXEC ? PF_ID : 0);
     f.hasErrorCode = true;
     throw f;
   }

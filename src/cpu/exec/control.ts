@@ -2,7 +2,7 @@ import { Code, Mnemonic } from 'iced-x86';
 import type { Cpu } from '../cpu.js';
 import type { Handler, Insn } from '../insn.js';
 import { Operand } from '../insn.js';
-import { CF, OF, PF, POPF_MASK, SF, ZF, testCondition } from '../flags.js';
+import { CF, IRET_MASK, OF, PF, SF, ZF, testCondition } from '../flags.js';
 import { RCX, RSP } from '../registers.js';
 import type { Registry } from './table.js';
 
@@ -12,8 +12,7 @@ const jmpRel: Handler = (cpu, i) => cpu.jumpRel(i.rel);
 
 const jmpIndirect: Handler = (cpu, i) => {
   const lo = cpu.readOp(i, 0);
-  cpu.ripLo = lo;
-  cpu.ripHi = cpu.vHi;
+  cpu.jumpTo(lo, cpu.vHi);
 };
 
 const jcc: Handler = (cpu, i) => {
@@ -41,22 +40,31 @@ const JCC_BY_CC: readonly Handler[] = [
   (cpu, i) => { const f = cpu.rflags; if ((f & ZF) === 0 && ((f & SF) !== 0) === ((f & OF) !== 0)) cpu.jumpRel(i.rel); }, // g
 ];
 
+/* The target is checked (jumpRel, jumpTo) before the return address is pushed: a faulting CALL pushes nothing. */
 const callRel: Handler = (cpu, i) => {
-  cpu.push64(cpu.ripLo, cpu.ripHi);
+  const retLo = cpu.ripLo, retHi = cpu.ripHi;
   cpu.jumpRel(i.rel);
+  cpu.push64(retLo, retHi); // a stack fault rewinds RIP to the CALL
 };
 
 const callIndirect: Handler = (cpu, i) => {
   const lo = cpu.readOp(i, 0);
   const hi = cpu.vHi;
-  cpu.push64(cpu.ripLo, cpu.ripHi);
-  cpu.ripLo = lo;
-  cpu.ripHi = hi;
+  const retLo = cpu.ripLo, retHi = cpu.ripHi;
+  cpu.jumpTo(lo, hi);
+  cpu.push64(retLo, retHi);
 };
 
 const ret: Handler = (cpu, i) => {
+  const spLo = cpu.regLo[RSP], spHi = cpu.regHi[RSP];
   const lo = cpu.pop64();
   const hi = cpu.vHi;
+  if (!cpu.canonical(hi)) {
+    // #GP(0) on the RET, which then has popped nothing.
+    cpu.regLo[RSP] = spLo;
+    cpu.regHi[RSP] = spHi;
+    cpu.gp(0);
+  }
   if (i.k0 === Operand.Imm) {
     const n = cpu.regLo[RSP] + (i.immLo & 0xffff);
     cpu.regLo[RSP] = n;
@@ -123,9 +131,13 @@ const retFar: Handler = (cpu, i) => {
   const lo = cpu.pop64();
   const hi = cpu.vHi;
   const cs = cpu.pop64() & 0xffff;
+  const oldCs = cpu.seg[1], oldLong = cpu.csLong;
   try {
     loadCodeSegment(cpu, cs);
+    if (!cpu.canonical(hi)) cpu.gp(0); // checked after CS, as the SDM's RET pseudocode does
   } catch (e) {
+    cpu.seg[1] = oldCs;
+    cpu.csLong = oldLong;
     cpu.regLo[RSP] = spLo;
     cpu.regHi[RSP] = spHi;
     throw e;
@@ -150,14 +162,18 @@ const iretq: Handler = (cpu, i) => {
   const newSpLo = cpu.pop64();
   const newSpHi = cpu.vHi;
   const ss = cpu.pop64() & 0xffff;
+  const oldCs = cpu.seg[1], oldLong = cpu.csLong;
   try {
     if (cs !== cpu.seg[1]) loadCodeSegment(cpu, cs);
+    if (!cpu.canonical(ripHi)) cpu.gp(0);
   } catch (e) {
+    cpu.seg[1] = oldCs;
+    cpu.csLong = oldLong;
     cpu.regLo[RSP] = spLo;
     cpu.regHi[RSP] = spHi;
     throw e;
   }
-  cpu.rflags = ((cpu.rflags & ~POPF_MASK) | (flags & POPF_MASK) | 2) >>> 0;
+  cpu.rflags = ((cpu.rflags & ~IRET_MASK) | (flags & IRET_MASK) | 2) >>> 0;
   cpu.seg[2] = ss;
   cpu.regLo[RSP] = newSpLo;
   cpu.regHi[RSP] = newSpHi;

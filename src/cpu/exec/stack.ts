@@ -5,6 +5,7 @@ import { Operand } from '../insn.js';
 import { POPF_MASK, RF } from '../flags.js';
 import { RBP, RSP } from '../registers.js';
 import type { Registry } from './table.js';
+import { loadDataSegment } from './system.js';
 
 /** PUSH/POP (64- and 16-bit), PUSHFQ/POPFQ, ENTER/LEAVE, PUSH/POP FS/GS. */
 
@@ -50,13 +51,26 @@ const pop: Handler = (cpu, i) => {
   }
 };
 
+/** PUSH/POP of a segment register: insn.op = register number, plus SEG16 for a 16-bit (0x66) operand size. */
+const SEG16 = 8;
+
 const pushSegment: Handler = (cpu, i) => {
-  cpu.push64(cpu.seg[i.op], 0);
+  const v = cpu.seg[i.op & 7];
+  if ((i.op & SEG16) !== 0) push16(cpu, v);
+  else cpu.push64(v, 0);
 };
 
+/** POP into a segment register loads it as MOV does (FS/GS take their base from the descriptor); a fault pops nothing. */
 const popSegment: Handler = (cpu, i) => {
-  const v = cpu.pop64() & 0xffff;
-  cpu.seg[i.op] = v;
+  const spLo = cpu.regLo[RSP], spHi = cpu.regHi[RSP];
+  const sel = ((i.op & SEG16) !== 0 ? pop16(cpu) : cpu.pop64()) & 0xffff;
+  try {
+    loadDataSegment(cpu, i.op & 7, sel);
+  } catch (e) {
+    cpu.regLo[RSP] = spLo;
+    cpu.regHi[RSP] = spHi;
+    throw e;
+  }
 };
 
 const pushf: Handler = (cpu, i) => {
@@ -67,8 +81,14 @@ const pushf: Handler = (cpu, i) => {
 };
 
 const popf: Handler = (cpu, i) => {
-  const v = i.op === 2 ? pop16(cpu) | (cpu.rflags & 0xffff0000) : cpu.pop64();
-  cpu.rflags = ((cpu.rflags & ~POPF_MASK) | (v & POPF_MASK) | 2) >>> 0;
+  if (i.op === 2) {
+    // 16-bit POPF: FLAGS[15:0] only; RF and the other upper bits stay.
+    const v = pop16(cpu);
+    cpu.rflags = ((cpu.rflags & ~(POPF_MASK & 0xffff)) | (v & POPF_MASK & 0xffff) | 2) >>> 0;
+    return;
+  }
+  const v = cpu.pop64();
+  cpu.rflags = ((cpu.rflags & ~(POPF_MASK | RF)) | (v & POPF_MASK) | 2) >>> 0;
 };
 
 const enter: Handler = (cpu, i) => {
@@ -112,15 +132,15 @@ const leave: Handler = (cpu) => {
 export function registerStack(r: Registry): void {
   r.pick([Mnemonic.Push], (insn, ins) => {
     if (ins.op0Kind === OpKind.Register && ins.op0Register >= Register.ES && ins.op0Register <= Register.GS) {
-      insn.op = ins.op0Register - Register.ES;
+      insn.op = (ins.op0Register - Register.ES) | (ins.stackPointerIncrement === -2 ? SEG16 : 0);
       return pushSegment;
     }
-    if (insn.k0 === Operand.Imm) insn.s0 = 8;
+    if (insn.k0 === Operand.Imm) insn.s0 = ins.stackPointerIncrement === -2 ? 2 : 8; // 0x66 pushes a word
     return push;
   });
   r.pick([Mnemonic.Pop], (insn, ins) => {
     if (ins.op0Kind === OpKind.Register && ins.op0Register >= Register.ES && ins.op0Register <= Register.GS) {
-      insn.op = ins.op0Register - Register.ES;
+      insn.op = (ins.op0Register - Register.ES) | (ins.stackPointerIncrement === 2 ? SEG16 : 0);
       return popSegment;
     }
     return pop;

@@ -16,9 +16,25 @@ export const MSR_TSC = 0x10, MSR_APIC_BASE = 0x1b, MSR_PAT = 0x277;
 export const MSR_EFER = 0xc0000080, MSR_STAR = 0xc0000081, MSR_LSTAR = 0xc0000082, MSR_CSTAR = 0xc0000083, MSR_FMASK = 0xc0000084;
 export const MSR_FS_BASE = 0xc0000100, MSR_GS_BASE = 0xc0000101, MSR_KERNEL_GS_BASE = 0xc0000102, MSR_TSC_AUX = 0xc0000103;
 
-const CR0_PG = 0x80000000;
-const CR4_LA57 = 0x1000, CR4_OSXSAVE = 0x40000;
-const EFER_LMA = 0x400, EFER_LME = 0x100;
+const CR0_PE = 0x1, CR0_ET = 0x10, CR0_WP = 0x10000, CR0_NW = 0x20000000, CR0_CD = 0x40000000, CR0_PG = 0x80000000;
+/** CR0 bits that exist (PE MP EM TS ET NE, WP, AM, NW CD PG): the others in 31:0 ignore writes (SDM vol. 3 2.5), 63:32 must be 0. */
+const CR0_DEFINED = 0x3f | CR0_WP | 0x40000 | CR0_NW | CR0_CD | CR0_PG;
+const CR4_PAE = 0x20, CR4_LA57 = 0x1000, CR4_OSXSAVE = 0x40000;
+/**
+ * CR4 bits MOV CR4 accepts: the AMD-defined bits (APM vol. 2 3.1.3) of the
+ * features this CPU has: VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR
+ * OSXMMEXCPT, LA57 (modelled; the CPUID policy decides whether it is
+ * advertised), FSGSBASE OSXSAVE SMEP SMAP. Not UMIP, PCIDE, PKE or CET (not
+ * advertised, not modelled), nor bits AMD reserves (13..15, 19, 63:24).
+ */
+const CR4_SUPPORTED = 0x7ff | CR4_LA57 | 0x10000 | CR4_OSXSAVE | 0x100000 | 0x200000;
+const EFER_LMA = 0x400, EFER_LME = 0x100, EFER_NXE = 0x800;
+/**
+ * EFER bits that exist (APM vol. 2 3.1.7): SCE, LME, LMA, NXE, SVME, LMSLE,
+ * FFXSR, TCE, MCOMMIT (17), INTWB (18), UAIE (20), AIBRSE (21). The rest are
+ * reserved, must be zero.
+ */
+const EFER_DEFINED = 0x1 | EFER_LME | EFER_LMA | EFER_NXE | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x20000 | 0x40000 | 0x100000 | 0x200000;
 
 /** Cycles per retired instruction for the deterministic TSC. */
 export const TSC_PER_INSTRUCTION = 4;
@@ -53,10 +69,11 @@ function readMsr(cpu: Cpu, msr: number): void {
 function writeMsr(cpu: Cpu, msr: number, lo: number, hi: number): void {
   switch (msr) {
     case MSR_EFER: {
+      if (hi !== 0 || (lo & ~EFER_DEFINED) !== 0) cpu.gp(0);
       // LMA is read-only; keep it as long mode requires.
       const next = (lo & ~EFER_LMA) | (cpu.efer & EFER_LMA);
-      if ((next & EFER_LME) === 0 && (cpu.cr0 & CR0_PG) !== 0) cpu.gp(0);
-      if (((next ^ cpu.efer) & 0x800) !== 0) cpu.flushTlb();
+      if (((next ^ cpu.efer) & EFER_LME) !== 0 && (cpu.cr0 & CR0_PG) !== 0) cpu.gp(0); // LME changes only with paging off
+      if (((next ^ cpu.efer) & EFER_NXE) !== 0) cpu.flushTlb();
       cpu.efer = next >>> 0;
       return;
     }
@@ -89,20 +106,30 @@ export const movToControl: Handler = (cpu, i) => {
   const hi = cpu.vHi;
   switch (i.op) {
     case 0: {
+      if (hi !== 0) cpu.gp(0);
+      if ((lo & CR0_PG) !== 0 && (lo & CR0_PE) === 0) cpu.gp(0);
+      if ((lo & CR0_NW) !== 0 && (lo & CR0_CD) === 0) cpu.gp(0);
       if ((lo & CR0_PG) === 0 && (cpu.efer & EFER_LMA) !== 0) cpu.gp(0); // leaving long mode needs compatibility mode first
-      if (((lo ^ cpu.cr0) & 0x80010000) !== 0) cpu.flushTlb();
-      cpu.cr0 = (lo | 0x10) >>> 0; // ET is hard-wired to 1
+      const next = ((lo & CR0_DEFINED) | CR0_ET) >>> 0; // ET is hard-wired to 1
+      if (((next ^ cpu.cr0) & (CR0_PG | CR0_WP)) !== 0) cpu.flushTlb();
+      cpu.cr0 = next;
       return;
     }
     case 2: cpu.cr2Lo = lo; cpu.cr2Hi = hi; return;
     case 3: cpu.cr3Lo = lo; cpu.cr3Hi = hi; cpu.flushTlb(); return;
     case 4: {
-      if (((lo ^ cpu.cr4) & CR4_LA57) !== 0 && (cpu.efer & EFER_LMA) !== 0) cpu.gp(0);
+      if (hi !== 0 || (lo & ~CR4_SUPPORTED) !== 0) cpu.gp(0);
+      // Long mode cannot be left by clearing PAE, nor the paging depth changed under it.
+      if ((cpu.efer & EFER_LMA) !== 0 && ((lo & CR4_PAE) === 0 || ((lo ^ cpu.cr4) & CR4_LA57) !== 0)) cpu.gp(0);
       cpu.cr4 = lo >>> 0;
       cpu.flushTlb();
       return;
     }
-    case 8: cpu.cr8 = lo & 0xf; return;
+    case 8: {
+      if (hi !== 0 || (lo & ~0xf) !== 0) cpu.gp(0); // bits 63:4 are reserved
+      cpu.cr8 = lo;
+      return;
+    }
     default: cpu.ud();
   }
 };
@@ -129,10 +156,14 @@ function descriptorBase(cpu: Cpu, selector: number): number {
   return ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0;
 }
 
-export const movToSegment: Handler = (cpu, i) => {
-  const sel = cpu.readOp(i, 1) & 0xffff;
-  const s = i.op;
-  if (s === 1) cpu.ud(); // MOV to CS does not exist
+/**
+ * Load a data segment register (ES, SS, DS, FS, GS) with a selector, as MOV
+ * and POP do in 64-bit mode: a non-null selector's descriptor is checked, and
+ * for FS/GS its 32-bit base becomes the segment base (upper half zeroed). A
+ * null selector leaves the FS/GS base alone (this CPU does not advertise
+ * CPUID 8000_0021h EAX[6], NullSelectorClearsBase). Nothing changes on a fault.
+ */
+export function loadDataSegment(cpu: Cpu, s: number, sel: number): void {
   if ((sel & 0xfffc) !== 0) {
     const base = descriptorBase(cpu, sel);
     if (s === 4) { cpu.fsBaseLo = base; cpu.fsBaseHi = 0; }
@@ -141,6 +172,12 @@ export const movToSegment: Handler = (cpu, i) => {
     cpu.gp(0);
   }
   cpu.seg[s] = sel;
+}
+
+export const movToSegment: Handler = (cpu, i) => {
+  const sel = cpu.readOp(i, 1) & 0xffff;
+  if (i.op === 1) cpu.ud(); // MOV to CS does not exist
+  loadDataSegment(cpu, i.op, sel);
 };
 
 export const movFromSegment: Handler = (cpu, i) => {
