@@ -73,6 +73,10 @@ export class Machine {
     this.sev = vm.mode === 'none' ? null : new SevHost({ config: vm, memory: this.mem, policy: this.cpuid, ports: this.ports, svsm });
     this.host = this.sev ?? new BareMetalHost(this.cpuid, this.ports);
     this.cpu = new Cpu(this.mem, this.host, config.traceSize);
+    // Paging-entry bits above the CPU's physical-address width are reserved (#PF RSVD), as on the CPU the policy describes.
+    const leaf = new Uint32Array(4);
+    this.cpuid.lookup(0x80000008, 0, leaf);
+    this.cpu.mmu.setPhysicalAddressWidth(leaf[0] & 0xff);
     this.sev?.attach(this.cpu);
     this.addresses = new AddressMap(kernel, config.loadAddress);
     if (from !== null) {
