@@ -38,6 +38,8 @@ commands:
       --no-cpuid-page   give an SNP guest no CC blob, CPUID page or secrets page
       --prevalidate all|launch|none   what the firmware validated (SNP; default all, as
                         stage0): every RAM page, only the pages populated at launch, none
+      --rmp-mismatch convert|terminate   a C-bit that disagrees with the RMP: convert the
+                        page implicitly as KVM+QEMU do (default), or stop the run
   fuzz [KERNEL]     boot N times with different garbage in memory nobody wrote, group the
                     outcomes, and minimize each failure to the bytes (symbols) to blame
       --runs N          boots (default 200): 0x00, 0xff, 0xaa, 0x55, 0x01, then random poison

@@ -3,7 +3,7 @@ import { parsePoison, type PoisonPolicy } from '../memory/poison.js';
 import type { BootOptions } from '../machine/boot.js';
 import { UNTIL_CHOICES, type MilestoneName } from '../kernel/verdict.js';
 import type { GdtStyle } from '../platform/firmware.js';
-import { makeVmConfig, VmConfigError, type CocoMode, type Prevalidate, type Vmpl, type VmConfig } from '../hypervisor/vm-config.js';
+import { makeVmConfig, VmConfigError, type CocoMode, type Prevalidate, type RmpMismatch, type Vmpl, type VmConfig } from '../hypervisor/vm-config.js';
 
 /** A usage mistake: reported in one line, exit code 2. */
 export class UsageError extends Error {}
@@ -67,6 +67,7 @@ export function parseBootArgs(argv: string[]): BootCliOptions {
         svsm: { type: 'boolean', default: false },
         'no-cpuid-page': { type: 'boolean', default: false },
         prevalidate: { type: 'string', default: 'all' },
+        'rmp-mismatch': { type: 'string', default: 'convert' },
       },
     });
   } catch (e) {
@@ -104,6 +105,7 @@ export function parseBootArgs(argv: string[]): BootCliOptions {
       svsm: v.svsm!,
       cpuidPage: !v['no-cpuid-page'],
       prevalidate: v.prevalidate as Prevalidate,
+      rmpMismatch: v['rmp-mismatch'] as RmpMismatch,
     });
   } catch (e) {
     if (e instanceof VmConfigError) throw new UsageError(e.message);

@@ -1,6 +1,5 @@
 import type { Cpu } from '../cpu/cpu.js';
 import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE } from '../cpu/mmu.js';
-import { CIPHERTEXT_VIEW_BASE } from '../memory/sparse-memory.js';
 import { Stop, type CpuHost } from '../cpu/host.js';
 import { RAX, RBX, RCX, RDX } from '../cpu/registers.js';
 import type { PhysicalMemory } from '../memory/physical-memory.js';
@@ -26,7 +25,7 @@ export const MSR_SVSM_CAA = 0xc001f000;
 
 /** One thing the guest asked of its host, for the run report. */
 export interface HostEvent {
-  kind: 'vmgexit-msr' | 'vmgexit-ghcb' | 'vc' | 'pvalidate' | 'rmpadjust' | 'svsm-call' | 'shared-access' | 'npf';
+  kind: 'vmgexit-msr' | 'vmgexit-ghcb' | 'vc' | 'pvalidate' | 'rmpadjust' | 'svsm-call' | 'npf' | 'rmp-conversion';
   rip: number;
   /** Exit code, MSR request name, or instruction outcome. */
   detail: string;
@@ -112,6 +111,7 @@ export class SevHost implements CpuHost {
         onFill: (pa: number, encrypted: boolean, access: number, lo: number, hi: number): number => {
           if (pa >= rmp.ramSize) return 0;
           if (encrypted) {
+            if (!rmp.isPrivate(pa)) this.rmpMismatch(cpu, pa, true, access, lo, hi);
             if (!rmp.isValidated(pa)) {
               // #VC PAGE_NOT_VALIDATED reports the faulting linear address in CR2, like #PF.
               cpu.cr2Lo = lo;
@@ -121,10 +121,8 @@ export class SevHost implements CpuHost {
             if (vmpl > 0) this.checkVmplAccess(cpu, observer, pa, access, lo, hi);
             return 0;
           }
-          if (!rmp.isPrivate(pa)) return 0;
-          // A shared (C=0) mapping of a private page: reads see ciphertext, writes do not reach the plaintext.
-          if (access === ACCESS_WRITE) this.record('shared-access', `shared write to private page 0x${pa.toString(16)}`, 'dropped');
-          return CIPHERTEXT_VIEW_BASE;
+          if (rmp.isPrivate(pa)) this.rmpMismatch(cpu, pa, false, access, lo, hi);
+          return 0;
         },
       };
       cpu.mmu.observer = observer;
@@ -132,6 +130,29 @@ export class SevHost implements CpuHost {
     cpu.exceptionListener = (vector, errorCode) => {
       if (vector === VC_VECTOR) this.record('vc', `#VC exit 0x${errorCode.toString(16)}`, 'delivered');
     };
+  }
+
+  /**
+   * The C-bit of an access disagrees with the page's RMP state: the CPU exits
+   * with an RMP nested page fault. KVM reports it to the VMM as a memory fault
+   * (KVM_EXIT_MEMORY_FAULT) and QEMU converts the page to what the access asked
+   * for, discarding its contents; a page converted to private is not validated,
+   * so a private access then takes #VC 0x404. With --rmp-mismatch terminate the
+   * run stops here instead.
+   */
+  private rmpMismatch(cpu: Cpu, pa: number, privateAccess: boolean, access: number, lo: number, hi: number): void {
+    const page = Math.floor(pa / 4096) * 4096;
+    const what = access === ACCESS_WRITE ? 'write' : access === ACCESS_EXEC ? 'instruction fetch' : 'read';
+    const linear = hi ? `0x${hi.toString(16)}${(lo >>> 0).toString(16).padStart(8, '0')}` : `0x${(lo >>> 0).toString(16)}`;
+    const access_ = `${privateAccess ? 'private (C=1)' : 'shared (C=0)'} ${what} of page 0x${page.toString(16)} (linear ${linear}), which the RMP holds as ${privateAccess ? 'shared' : 'private'}`;
+    if (this.o.config.rmpMismatch === 'terminate') {
+      this.record('npf', access_, 'VM stopped (--rmp-mismatch terminate)');
+      throw new HostStop(`nested page fault (RMP): ${access_}`);
+    }
+    this.record('rmp-conversion', access_, `implicit conversion to ${privateAccess ? 'private' : 'shared'}; contents lost`);
+    this.rmp.pageStateChange(page / 4096, privateAccess);
+    this.o.memory.fill(page, 4096, 0);
+    cpu.flushTlb();
   }
 
   /**

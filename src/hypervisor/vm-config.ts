@@ -31,6 +31,13 @@ export interface VmConfig {
    * blob pages, the entry stack), or nothing.
    */
   readonly prevalidate: Prevalidate;
+  /**
+   * A private access to a shared page or a shared access to a private page is
+   * an RMP nested page fault: 'convert' answers as KVM with QEMU does (the page
+   * is converted implicitly, its contents lost), 'terminate' stops the run
+   * (conformance runs).
+   */
+  readonly rmpMismatch: RmpMismatch;
 }
 
 /** SEV_STATUS bits (MSR_AMD64_SEV, 0xC0010131) with the kernel's names. */
@@ -92,6 +99,7 @@ export const HV_FT_SNP_MULTI_VMPL = 1n << 5n;
 export const KVM_HV_FEATURES = HV_FT_SNP | HV_FT_SNP_AP_CREATION;
 
 export type Prevalidate = 'all' | 'launch' | 'none';
+export type RmpMismatch = 'convert' | 'terminate';
 export const PREVALIDATE_CHOICES: readonly Prevalidate[] = ['all', 'launch', 'none'];
 
 export const DEFAULT_VM_CONFIG: VmConfig = {
@@ -104,6 +112,7 @@ export const DEFAULT_VM_CONFIG: VmConfig = {
   cpuidPage: true,
   ghcbMaxVersion: 2,
   prevalidate: 'all',
+  rmpMismatch: 'convert',
 };
 
 export class VmConfigError extends Error {
@@ -147,6 +156,7 @@ function validate(c: VmConfig): void {
   }
   if (!PREVALIDATE_CHOICES.includes(c.prevalidate)) throw new VmConfigError(`prevalidate must be all, launch or none (got ${String(c.prevalidate)})`);
   if (c.prevalidate !== 'all' && c.mode !== 'snp') throw new VmConfigError('prevalidate launch/none needs mode snp (only SNP has validation state)');
+  if (c.rmpMismatch !== 'convert' && c.rmpMismatch !== 'terminate') throw new VmConfigError(`rmp-mismatch must be convert or terminate (got ${String(c.rmpMismatch)})`);
   if (c.svsm && c.vmpl === 0) throw new VmConfigError('an SVSM occupies VMPL0: give the guest vmpl 1..3');
 }
 

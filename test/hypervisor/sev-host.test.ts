@@ -6,6 +6,7 @@ import { CpuidPolicy } from '../../src/platform/cpuid-policy.js';
 import { PlatformPorts } from '../../src/platform/port-bus.js';
 import { getField, markFieldValid, setField, clearValidBitmap, isFieldValid } from '../../src/hypervisor/ghcb-page.js';
 import { MSR_SVSM_CAA, SevHost, VC_CPUID, VC_IOIO } from '../../src/hypervisor/sev-host.js';
+import { HostStop } from '../../src/hypervisor/host-stop.js';
 import { cpuidOptionsFor, makeVmConfig, type VmConfig } from '../../src/hypervisor/vm-config.js';
 
 const GHCB = 0x10000;
@@ -124,10 +125,11 @@ describe('SevHost: PVALIDATE and RMPADJUST', () => {
   });
 });
 
-describe('SevHost: shared access to private memory', () => {
-  it('a C=0 read of a private page sees deterministic ciphertext, not the plaintext; writes do not land', () => {
-    const { cpu, host, mem } = setup(makeVmConfig({ mode: 'snp' }));
-    // Paging on: identity 2 MiB pages, the first with the C-bit (private), the second without.
+describe('SevHost: a C-bit that disagrees with the RMP', () => {
+  /** Paging on: identity 2 MiB pages, the first with the C-bit (private), the second without (an alias). */
+  function aliased(vm: VmConfig): ReturnType<typeof setup> {
+    const t = setup(vm);
+    const { cpu, mem } = t;
     const w64 = (pa: number, lo: number, hi = 0): void => { mem.write32(pa, lo); mem.write32(pa + 4, hi); };
     w64(0x1000, 0x2003, 1 << 19);
     w64(0x2000, 0x3003, 1 << 19);
@@ -139,22 +141,39 @@ describe('SevHost: shared access to private memory', () => {
     cpu.cr4 = 0x20;
     cpu.efer = 0x500;
     cpu.flushTlb();
-    const plain = Uint8Array.from({ length: 64 }, (_, i) => i);
-    mem.writeBytes(0x8000, plain);
-    const viaPrivate = Uint8Array.from({ length: 64 }, (_, i) => cpu.readLinear(0x8000 + i, 0, 1));
-    const viaShared = Uint8Array.from({ length: 64 }, (_, i) => cpu.readLinear(0x208000 + i, 0, 1));
-    expect(Buffer.from(viaPrivate).equals(Buffer.from(plain))).toBe(true);
-    expect(Buffer.from(viaShared).equals(Buffer.from(plain))).toBe(false);
-    expect(new Set(viaShared).size).toBeGreaterThan(32); // looks random
-    const again = Uint8Array.from({ length: 64 }, (_, i) => cpu.readLinear(0x208000 + i, 0, 1));
-    expect(Buffer.from(again).equals(Buffer.from(viaShared))).toBe(true); // deterministic
-    cpu.writeLinear(0x208000, 0, 4, 0xdeadbeef, 0);
-    expect(mem.read32(0x8000)).toBe(0x03020100);
-    expect(host.events.some((e) => e.kind === 'shared-access')).toBe(true);
-    // After a page-state change to shared, the C=0 alias reads the plaintext.
+    return t;
+  }
+
+  it('a shared (C=0) read of a private page is converted to shared as KVM with QEMU does: its contents are lost, an event says so', () => {
+    const { cpu, host, mem } = aliased(makeVmConfig({ mode: 'snp' }));
+    mem.writeBytes(0x8000, Uint8Array.from({ length: 64 }, (_, i) => i + 1));
+    expect(cpu.readLinear(0x8000, 0, 4)).toBe(0x04030201); // private view: plaintext
+    expect(cpu.readLinear(0x208000, 0, 4)).toBe(0); // shared view after the implicit conversion
+    expect(host.rmp.isPrivate(0x8000)).toBe(false);
+    expect(host.events.find((e) => e.kind === 'rmp-conversion')?.detail).toMatch(/shared \(C=0\) read of page 0x8000 .* which the RMP holds as private/);
+    // Back through the private mapping: the page is shared now, so it is converted to private, unvalidated: #VC 0x404.
+    expect(faultOf(cpu, () => cpu.readLinear(0x8000, 0, 4))).toEqual([29, 0x404]);
+    expect(host.rmp.isPrivate(0x8000)).toBe(true);
+  });
+
+  it('with --rmp-mismatch terminate the run stops at the first mismatch, naming GPA, access and state', () => {
+    const { cpu, host } = aliased(makeVmConfig({ mode: 'snp', rmpMismatch: 'terminate' }));
+    expect(() => cpu.writeLinear(0x208000, 0, 4, 0xdeadbeef, 0)).toThrow(HostStop);
+    try {
+      cpu.writeLinear(0x208000, 0, 4, 0xdeadbeef, 0);
+    } catch (e) {
+      expect((e as Error).message).toMatch(/shared \(C=0\) write of page 0x8000 \(linear 0x208000\), which the RMP holds as private/);
+    }
+    expect(host.rmp.isPrivate(0x8000)).toBe(true);
+  });
+
+  it('after a page-state change to shared, the C=0 alias reads the plaintext (no mismatch)', () => {
+    const { cpu, host, mem } = aliased(makeVmConfig({ mode: 'snp' }));
+    mem.write32(0x8000, 0x03020100);
     host.rmp.pvalidate(0x8000, 0, false, 0);
     host.rmp.pageStateChange(0x8, false);
     cpu.flushTlb();
     expect(cpu.readLinear(0x208000, 0, 4)).toBe(0x03020100);
+    expect(host.events.some((e) => e.kind === 'rmp-conversion')).toBe(false);
   });
 });

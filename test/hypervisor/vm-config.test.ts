@@ -72,6 +72,7 @@ describe('parseVmOptions', () => {
       cpuidPage: false,
       ghcbMaxVersion: 1,
       prevalidate: 'all',
+      rmpMismatch: 'convert',
     });
   });
 
