@@ -10,6 +10,7 @@ import { renderBoot } from './render.js';
 import { explainExitValue } from '../hypervisor/termination.js';
 import { runFuzz } from './fuzz.js';
 import { runBisectStep } from './bisect-run.js';
+import { writeVmsa } from './vmsa.js';
 
 const USAGE = `usage: bzemu <command> [options]
 
@@ -38,6 +39,8 @@ commands:
       --no-cpuid-page   give an SNP guest no CC blob, CPUID page or secrets page
       --prevalidate all|launch|none   what the firmware validated (SNP; default all, as
                         stage0): every RAM page, only the pages populated at launch, none
+      --vmsa FILE       launch the BSP from this VMSA page (SEV-ES save-area layout) instead
+                        of the firmware's entry state, checked as KVM checks it
       --rmp-mismatch convert|terminate   a C-bit that disagrees with the RMP: convert the
                         page implicitly as KVM+QEMU do (default), or stop the run
   fuzz [KERNEL]     boot N times with different garbage in memory nobody wrote, group the
@@ -58,6 +61,8 @@ commands:
       --poisons LIST    default zero,0xff,random:1,random:2,random:3
       --json-log FILE   append one JSON line per step
       and any boot option (--coco, --vmpl, --svsm, --until, ...)
+  vmsa [KERNEL] -o FILE   write the VMSA of the entry state bzemu's firmware leaves (takes the
+                    boot options); 'boot KERNEL --vmsa FILE' then starts from it
   info KERNEL       setup header, version, payload format, sizes, symbols
   decode-exit VALUE explain a GHCB MSR value or termination code (e.g. 0x31100, 1:3)
 
@@ -129,6 +134,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'boot': return runBoot(rest);
       case 'fuzz': return await runFuzz(rest, resolveKernel);
       case 'bisect-run': return bisectStep(rest);
+      case 'vmsa': return writeVmsa(rest, resolveKernel);
       case 'info': return runInfo(rest);
       case 'decode-exit': return runDecodeExit(rest);
       case undefined: case '-h': case '--help': case 'help':

@@ -68,6 +68,7 @@ export function parseBootArgs(argv: string[]): BootCliOptions {
         'no-cpuid-page': { type: 'boolean', default: false },
         prevalidate: { type: 'string', default: 'all' },
         'rmp-mismatch': { type: 'string', default: 'convert' },
+        vmsa: { type: 'string' },
       },
     });
   } catch (e) {
@@ -126,5 +127,6 @@ export function parseBootArgs(argv: string[]): BootCliOptions {
     json: v.json!,
     trace: parseNumber(v.trace!, '--trace'),
     vm,
+    ...(v.vmsa !== undefined ? { vmsa: v.vmsa } : {}),
   };
 }

@@ -275,6 +275,12 @@ export class RmpTable {
     }
   }
 
+  /** Mark a launch page as a VMSA (the page holding a vCPU's initial state). */
+  setLaunchVmsa(gpa: number): void {
+    const pfn = Math.floor(gpa / PAGE_SIZE);
+    if (pfn >= 0 && pfn < this.pageCount) this.state[pfn] |= VMSA;
+  }
+
   /** Launch-time permissions of `vmpl` (1..3) on [gpa, gpa + length), as VMPL0 software would set them with RMPADJUST. */
   setLaunchPermissions(gpa: number, length: number, vmpl: number, perms: number): void {
     if (vmpl < 1 || vmpl > 3) throw new RangeError('launch permissions are for VMPL1..3');

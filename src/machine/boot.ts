@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { EmulatorGap } from '../cpu/fault.js';
+import { BadInputError } from '../kernel/errors.js';
 import { Stop } from '../cpu/host.js';
 import { RAX } from '../cpu/registers.js';
 import { disassemble, instructionLength } from '../cpu/decode.js';
@@ -29,6 +31,8 @@ export interface BootOptions {
   budget: number;
   /** Confidential-computing configuration; default a plain VM. */
   vm?: VmConfig;
+  /** A VMSA file to launch the BSP from (instead of the firmware's entry state). */
+  vmsa?: string;
   /** How many of the last instructions to keep for --trace. */
   traceLength: number;
   /** Called every slice with progress (for a live status line). */
@@ -101,6 +105,14 @@ export function bootImage(kernel: KernelImage, options: BootOptions): BootResult
   return runMachine(new Machine(kernel, machineConfigFor(options)), options);
 }
 
+function readVmsa(path: string): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (e) {
+    throw new BadInputError(`--vmsa: cannot read ${path}: ${(e as Error).message}`);
+  }
+}
+
 /** The machine a boot with these options runs on. */
 export function machineConfigFor(options: Omit<BootOptions, 'kernelPath'>): MachineConfig {
   return {
@@ -112,6 +124,7 @@ export function machineConfigFor(options: Omit<BootOptions, 'kernelPath'>): Mach
     gdt: options.gdt,
     traceSize: 1 << Math.max(12, Math.ceil(Math.log2(Math.max(1, options.traceLength)))),
     vm: options.vm ?? makeVmConfig({ mode: 'none' }),
+    vmsa: options.vmsa ? readVmsa(options.vmsa) : null,
   };
 }
 

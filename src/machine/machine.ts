@@ -14,6 +14,8 @@ import { installSnpBootData } from '../hypervisor/snp-structures.js';
 import { cpuidOptionsFor, type VmConfig } from '../hypervisor/vm-config.js';
 import { PlatformPorts } from '../platform/port-bus.js';
 import { AddressMap } from './address-map.js';
+import { applyVmsa, checkVmsa, VmsaError } from '../hypervisor/vmsa.js';
+import { BadInputError } from '../kernel/errors.js';
 
 export interface MachineConfig {
   memSize: number;
@@ -25,6 +27,8 @@ export interface MachineConfig {
   traceSize: number;
   /** Confidential-computing configuration (mode none = a plain VM). */
   vm: VmConfig;
+  /** The BSP's initial state as a VMSA page (launch from a VMSA); null: the firmware's own. */
+  vmsa?: Uint8Array | null;
 }
 
 /**
@@ -107,6 +111,7 @@ export class Machine {
         svsm: svsm ? { base: BigInt(svsm.base), size: BigInt(svsm.size), caa: BigInt(svsm.caa), maxVersion: 1, guestVmpl: vm.vmpl } : undefined,
       });
     }
+    if (config.vmsa) this.launchFromVmsa(config.vmsa);
     // The entry state is complete: from here on the guest writes, and nobody needs to know which bytes.
     this.mem.stopRecording();
     if (this.sev && vm.mode === 'snp' && vm.prevalidate !== 'all') {
@@ -117,6 +122,25 @@ export class Machine {
         for (const pfn of this.mem.recordedPages()) rmp.setLaunchValidated(pfn * 4096, 4096, true);
         rmp.setLaunchValidated(LAYOUT.stackTop - 4096, 4096, true);
       }
+    }
+  }
+
+  /**
+   * The KVM launch path that takes the BSP's registers from a VMSA page: checked
+   * as KVM checks it, then loaded; under SNP the page is in guest memory,
+   * private, validated and flagged as a VMSA in the RMP.
+   */
+  private launchFromVmsa(vmsa: Uint8Array): void {
+    try {
+      checkVmsa(vmsa, this.config.vm);
+    } catch (e) {
+      if (e instanceof VmsaError) throw new BadInputError(`--vmsa: ${e.message}`);
+      throw e;
+    }
+    applyVmsa(this.cpu, vmsa);
+    if (this.sev && this.config.vm.mode === 'snp') {
+      this.mem.writeBytes(LAYOUT.vmsa, vmsa);
+      this.sev.rmp.setLaunchVmsa(LAYOUT.vmsa);
     }
   }
 

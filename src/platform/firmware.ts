@@ -1,6 +1,7 @@
 import type { Cpu } from '../cpu/cpu.js';
 import type { PhysicalMemory } from '../memory/physical-memory.js';
 import { RSI, RSP } from '../cpu/registers.js';
+import { BadInputError } from '../kernel/errors.js';
 import type { KernelImage } from '../kernel/kernel-image.js';
 
 /**
@@ -23,6 +24,8 @@ export const LAYOUT = {
   /** CC blob and setup_data nodes (SNP). */
   ccBlob: 0x13000,
   setupData: 0x13100,
+  /** The BSP's VMSA when the VM is launched from one (--vmsa). */
+  vmsa: 0x14000,
   pml4: 0x20000,
   pdpt: 0x21000,
   /** Page directories follow, one per GiB mapped. */
@@ -118,8 +121,14 @@ function buildZeroPage(mem: PhysicalMemory, kernel: KernelImage, options: Firmwa
 export function bootFirmware(cpu: Cpu, mem: PhysicalMemory, kernel: KernelImage, options: FirmwareOptions): void {
   const { loadAddress } = options;
   if (loadAddress % 0x1000 !== 0) throw new Error('load address must be page aligned');
+  // A kernel that cannot fit is the image's doing (its init_size or its size), not an internal error.
+  const mib = (n: number): string => `${Math.ceil(n / 2 ** 20)} MiB`;
+  const room = `RAM is ${mib(mem.size)}, loaded at 0x${loadAddress.toString(16)}`;
   if (loadAddress + kernel.header.initSize > mem.size) {
-    throw new Error(`kernel needs ${kernel.header.initSize} bytes from 0x${loadAddress.toString(16)}, beyond the ${mem.size >>> 20} MiB of RAM`);
+    throw new BadInputError(`init_size 0x${kernel.header.initSize.toString(16)} does not fit: the kernel needs ${mib(kernel.header.initSize)} from its load address, ${room}`);
+  }
+  if (loadAddress + kernel.image.length > mem.size) {
+    throw new BadInputError(`the kernel image (${mib(kernel.image.length)}) does not fit: ${room}`);
   }
   mem.writeBytes(loadAddress, kernel.image);
   buildZeroPage(mem, kernel, options);
