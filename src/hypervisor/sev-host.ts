@@ -12,7 +12,7 @@ import { HostStop } from './host-stop.js';
 import { HostView } from './host-view.js';
 import { MinimalSvsm, type SvsmRegs } from './svsm.js';
 import { formatTermination, type Termination } from './termination.js';
-import { hasEncryptedState, sevStatusFor, type VmConfig } from './vm-config.js';
+import { hasEncryptedState, HV_FT_SNP, sevStatusFor, type VmConfig } from './vm-config.js';
 import { VmgexitDispatcher, type VmgexitEvent } from './vmgexit.js';
 
 /** Exit codes the CPU reports as #VC error codes (SVM exit codes). */
@@ -250,7 +250,7 @@ export class SevHost implements CpuHost {
     if (outcome.kind === 'terminate') {
       this.termination = outcome.reason;
       cpu.stop = Stop.Terminated;
-      cpu.stopDetail = formatTermination(outcome.reason);
+      cpu.stopDetail = formatTermination(outcome.reason, this.snpUnsupportedCause());
       return;
     }
     this.ghcbMsr = outcome.newMsrValue;
@@ -268,6 +268,15 @@ export class SevHost implements CpuHost {
     const detail = `the GHCB at 0x${gpa.toString(16)} is private (the guest never made it shared): the host reads ciphertext from it and its answers do not reach the guest`;
     this.rmp.hostFinding('ghcb-private', 'error', gpa, detail);
     this.record('vmgexit-ghcb', detail, 'garbage GHCB');
+  }
+
+  /** Which of GHCB_SNP_UNSUPPORTED's causes the host can see in its own configuration. */
+  private snpUnsupportedCause(): string | undefined {
+    const c = this.o.config;
+    if (c.mode !== 'snp') return undefined;
+    if ((c.hvFeatures & HV_FT_SNP) === 0n) return 'the hypervisor does not advertise GHCB feature bit 0 (SNP) (--hv-features)';
+    if (!c.cpuidPage) return 'the firmware handed over no CC blob (--no-cpuid-page), so the kernel finds no SNP secrets/CPUID pages';
+    return undefined;
   }
 
   vmmcall(cpu: Cpu): void {

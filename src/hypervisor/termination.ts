@@ -216,20 +216,46 @@ export function decodeGhcbTermination(exitInfo1: bigint, exitInfo2?: bigint): Gu
 
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
 
-/** One readable paragraph for a termination. */
-export function formatTermination(t: Termination): string {
+/** SEV_STATUS feature bits by their APM names. */
+const APM_SEV_FEATURE_NAMES: ReadonlyMap<number, string> = new Map([
+  [0, 'SEV'], [1, 'SEV-ES'], [2, 'SNP'], [3, 'vTOM'], [4, 'ReflectVC'], [5, 'RestrictedInjection'],
+  [6, 'AlternateInjection'], [7, 'DebugSwap'], [8, 'PreventHostIBS'], [9, 'BTBIsolation'], [10, 'VmplSSS'],
+  [11, 'SecureTSC'], [12, 'VmgexitParameter'], [14, 'IbsVirtualization'], [16, 'VmsaRegProt'],
+  [17, 'SmtProtection'], [23, 'IbpbOnEntry'],
+]);
+
+/** "SecureTSC (bit 11), VmsaRegProt (bit 16)" for a mask of SEV_STATUS bits. */
+export function sevFeatureNamesApm(mask: bigint): string[] {
+  const out: string[] = [];
+  for (let bit = 0; bit < 64; bit++) {
+    if (((mask >> BigInt(bit)) & 1n) === 0n) continue;
+    out.push(`${APM_SEV_FEATURE_NAMES.get(bit) ?? 'reserved'} (bit ${bit})`);
+  }
+  return out;
+}
+
+/**
+ * One readable paragraph for a termination. `cause`: what the host knows of
+ * why, when the request itself does not say (GHCB_SNP_UNSUPPORTED by MSR).
+ */
+export function formatTermination(t: Termination, cause?: string): string {
   if (t.initiator === 'hypervisor') {
     return `hypervisor terminated the VM: ${t.message}${t.msrValue === undefined ? '' : ` (GHCB MSR ${hex(t.msrValue)})`}`;
   }
   const setText = `reason set ${t.set}${t.setName ? ` (${t.setName})` : ''}`;
   const codeText = `code ${t.code}${t.codeName ? ` (${t.codeName})` : ''}`;
   const head = t.form === 'msr' ? 'GHCB MSR protocol termination request' : 'GHCB page termination request (NAE 0x8000FFFE)';
-  let text = `${head}: ${setText}, ${codeText}: ${t.meaning}`;
+  const snpUnsupported = t.set === SEV_TERM_SET_GEN && t.code === GHCB_SNP_UNSUPPORTED;
+  let meaning = t.meaning;
+  if (snpUnsupported && t.detail !== undefined && t.detail !== 0n) {
+    // The GHCB form carries the mask: that cause, and only that one, happened.
+    meaning = `SEV_STATUS enables features this kernel does not implement: ${sevFeatureNamesApm(t.detail).join(', ')}`;
+  } else if (snpUnsupported && cause) {
+    meaning = `SNP cannot be supported: ${cause}`;
+  }
+  let text = `${head}: ${setText}, ${codeText}: ${meaning}`;
   if (t.detail !== undefined) {
     text += `; sw_exit_info_2 = ${hex(t.detail)}`;
-    if (t.set === SEV_TERM_SET_GEN && t.code === GHCB_SNP_UNSUPPORTED && t.detail !== 0n) {
-      text += ` (unsupported SEV_STATUS features: ${sevStatusBitNames(t.detail).join(', ')})`;
-    }
   }
   return text;
 }

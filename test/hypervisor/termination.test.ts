@@ -74,11 +74,17 @@ describe('GHCB-form termination', () => {
     expect(decodeGhcbTermination(0x20n, 0x10n)).toMatchObject({ set: 0, code: 2, detail: 0x10n });
   });
 
+  it('without a mask (MSR form), the host\'s own knowledge names the cause', () => {
+    const t = decodeMsrTermination(0x20100n)!; // set 0, code 2 (GHCB_SNP_UNSUPPORTED)
+    expect(formatTermination(t, 'the hypervisor does not advertise GHCB feature bit 0 (SNP) (--hv-features)')).toContain('SNP cannot be supported: the hypervisor does not advertise GHCB feature bit 0');
+  });
+
   it('lists the unsupported SEV features carried in exit_info_2', () => {
     const text = formatTermination(decodeGhcbTermination(0x20n, (1n << 4n) | (1n << 11n)));
     expect(text).toContain('GHCB_SNP_UNSUPPORTED');
-    expect(text).toContain('SNP_REFLECT_VC');
-    expect(text).toContain('SNP_SECURE_TSC');
+    // The mask says which cause happened: only that one is named, by the APM's feature names.
+    expect(text).toContain('SEV_STATUS enables features this kernel does not implement: ReflectVC (bit 4), SecureTSC (bit 11)');
+    expect(text).not.toContain('CC blob');
   });
 });
 
@@ -156,7 +162,7 @@ describe('explainExitValue', () => {
   it('accepts decimal, set:code and the GHCB form', () => {
     expect(explainExitValue(String(0x20100))).toContain('GHCB_SNP_UNSUPPORTED');
     expect(explainExitValue('0x1:0x2')).toContain('GHCB_TERM_PVALIDATE');
-    expect(explainExitValue('ghcb:0x20:0x10')).toContain('SNP_REFLECT_VC');
+    expect(explainExitValue('ghcb:0x20:0x10')).toContain('ReflectVC (bit 4)');
     expect(explainExitValue('ghcb 0x31')).toContain('GHCB page termination request');
   });
 
