@@ -406,6 +406,17 @@ describe('SNP page state change (0x80000010)', () => {
     expect(t.rmp.isPrivate(0x401000)).toBe(true);
   });
 
+  it('entries with operations other than private/shared are completed without a change, as KVM does (snp_begin_psc: only those two are forwarded)', () => {
+    const t = setup();
+    writePsc(t.mem, 0, 1, [pscEntry(0x100, 3), pscEntry(0x200, 2)]); // 3 = PSMASH: not supported by KVM
+    guestCall(t.mem, 0x80000010n, 0n, 0n, { sw_scratch: BigInt(GHCB + 0x800) });
+    t.proto.handle(BigInt(GHCB));
+    expect(t.info()).toEqual([0n, 0n]);
+    expect(t.rmp.isPrivate(0x100000)).toBe(true);
+    expect(t.rmp.isPrivate(0x200000)).toBe(false);
+    expect(t.mem.read16(GHCB + 0x800)).toBe(2); // cur_entry past both
+  });
+
   it('GFNs outside RAM give the generic error', () => {
     const t = setup();
     writePsc(t.mem, 0, 0, [pscEntry(0x100000, 2)]);
