@@ -24,12 +24,18 @@ export interface Landmarks {
   kernelJump: number | null;
 }
 
+/** First offset i in [from, to - pattern.length] where pattern occurs, or -1 (native search: images are ~12 MB). */
 function find(image: Uint8Array, pattern: number[], from = 0, to = image.length): number {
-  outer: for (let i = from; i + pattern.length <= to; i++) {
-    for (let k = 0; k < pattern.length; k++) if (image[i + k] !== pattern[k]) continue outer;
-    return i;
-  }
-  return -1;
+  return bytesOf(image).subarray(0, Math.max(0, to)).indexOf(Buffer.from(pattern), from);
+}
+
+/** Last offset i with i + pattern.length <= to where pattern occurs, or -1. */
+function findLast(image: Uint8Array, pattern: number[], to: number): number {
+  return bytesOf(image).subarray(0, Math.max(0, to)).lastIndexOf(Buffer.from(pattern));
+}
+
+function bytesOf(image: Uint8Array): Buffer {
+  return Buffer.from(image.buffer, image.byteOffset, image.byteLength);
 }
 
 function readI32(image: Uint8Array, at: number): number {
@@ -61,11 +67,8 @@ export function findLandmarks(image: Uint8Array): Landmarks {
   // The .bss clear: the last `rep stosq` (f3 48 ab) before the extract_kernel call.
   let bssClear: number | null = null;
   if (extractKernelCall !== null) {
-    let k = find(image, [0xf3, 0x48, 0xab], 0, extractKernelCall);
-    while (k >= 0) {
-      bssClear = k;
-      k = find(image, [0xf3, 0x48, 0xab], k + 1, extractKernelCall);
-    }
+    const k = findLast(image, [0xf3, 0x48, 0xab], extractKernelCall);
+    if (k >= 0) bssClear = k;
   }
   return { startup64, end, bssClear, bss: bssBounds(image, bssClear), extractKernelCall, extractKernel, kernelJump };
 }
