@@ -7,6 +7,7 @@ import { AND_FORMS, OR_FORMS, TEST_FORMS, XOR_FORMS } from './exec/logic.js';
 import { LEA_FORMS, MOVZX_FORMS, MOV_FORMS } from './exec/data.js';
 import { imul64Flags } from './exec/muldiv.js';
 import { add32, add64, logic32, logic64, sub32, sub64 } from './exec/flags-compute.js';
+import type { CodePage } from './code-page.js';
 
 /*
  * Block translation. A basic block (a straight-line run of instructions
@@ -71,8 +72,8 @@ export class Block {
     /** cpu.blockGen when built (breakpoints added later invalidate it). */
     readonly gen: number,
     readonly items: readonly BlockInsn[],
-    /** The blocks of the code page this one is in, by page offset (for successors). */
-    readonly page: readonly (Block | undefined)[],
+    /** The code page this one is in (its blocks are the successors it may enter directly). */
+    readonly page: CodePage,
   ) {}
 }
 
@@ -84,7 +85,7 @@ export class Block {
 export function successor(from: Block, exit: number, target: number): Block | null {
   const cached = from.next[exit];
   if (cached !== null && cached.lo === target) return cached;
-  const b = from.page[target & 0xfff];
+  const b = from.page.blockAt(target & 0xfff);
   if (b === undefined || b.lo !== target || b.hi !== from.hi || b.gen !== from.gen || b.run === null) return null;
   from.next[exit] = b;
   return b;

@@ -7,6 +7,7 @@ import { Stop, type CpuHost } from './host.js';
 import { decodeInsn } from './decode.js';
 import { deliverException } from './interrupts.js';
 import { Block, continuesBlock, translateBlock, type BlockInsn } from './block.js';
+import { CodePage } from './code-page.js';
 import { undefinedOpcode } from './exec/table.js';
 
 /** What the CPU needs from memory beyond plain access: page-write watching for the decode cache, and uninitialized-read tracking. */
@@ -26,14 +27,24 @@ const TWO32 = 4294967296;
 const CR4_LA57 = 0x1000;
 /** Most instructions in one basic block. */
 const MAX_BLOCK = 64;
-
-/** Decoded instructions and translated blocks of one physical code page, by page offset. */
-class CodePage {
-  readonly insns = new Array<Insn | undefined>(4096);
-  readonly blocks = new Array<Block | undefined>(4096);
-  /** For an instruction that runs into the next linear page: the physical page its tail bytes were read from, by offset. */
-  readonly tails = new Map<number, number>();
-}
+/**
+ * Bounds of the decode cache, so that no guest can make it grow without
+ * limit (real decompressors use a few dozen pages and ~10^4 instructions).
+ * Past either, the least recently entered pages are dropped: decoded code is
+ * a pure function of the bytes, so re-decoding them later changes nothing.
+ * An instruction costs ~600 bytes of heap with its share of blocks, so the
+ * instruction bound is one per page of RAM (within these limits): the cache
+ * stays under the 1 KiB of host heap per page of RAM a guest may cost.
+ */
+const MAX_CODE_PAGES = 4096;
+const MIN_CODE_INSNS = 16384;
+const MAX_CODE_INSNS = 65536;
+/**
+ * Exception deliveries in a row with no instruction retiring after which the
+ * run stops: a handler whose first fetch faults again (on an IST stack, which
+ * never runs out) would otherwise spin forever without using up the budget.
+ */
+const STORM_LIMIT = 100_000;
 
 /**
  * The x86-64 CPU: architectural state, memory access through the MMU, operand
@@ -140,10 +151,17 @@ export class Cpu implements PagingControl {
   private fetchVpn = -1;
   /** A double (see DOUBLE_ZERO) that matches no high half. */
   private fetchVhi = -0.5;
-  private fetchPage: (Insn | undefined)[] | null = null;
-  private fetchBlocks: (Block | undefined)[] | null = null;
+  private fetchCode: CodePage | null = null;
   private fetchPfn = -1;
-  /** Bumped whenever decoded code is dropped (a write to a code page): a running block stops after the writing instruction. */
+  /** Instructions held by the decode cache, and a clock stamping pages as execution enters them (eviction order). */
+  private codeInsns = 0;
+  private codeClock = 0;
+  private readonly maxCodeInsns: number;
+  /**
+   * Bumped whenever decoded code is dropped (a write to a code page) or an
+   * instruction leaves RIP on itself (an interrupted REP): a running block
+   * stops after that instruction.
+   */
   codeEpoch = 0;
   /** Bumped when a breakpoint is added: blocks built before may run over it. */
   private blockGen = 0;
@@ -155,6 +173,13 @@ export class Cpu implements PagingControl {
    */
   translateAfter = 2000;
   private fetchGen = -1;
+  /** Retired count at the last exception delivery, and deliveries since an instruction last retired. */
+  private stormIcount = -1;
+  private stormDeliveries = 0;
+  /** Retired count and RIP at which an interrupted REP string instruction resumes (see interruptRep). */
+  private repResumeIcount = -1;
+  private repResumeLo = -1;
+  private repResumeHi = -1;
 
   constructor(
     readonly mem: PhysicalMemory & CpuMemoryHooks,
@@ -162,6 +187,7 @@ export class Cpu implements PagingControl {
     traceSize = 4096,
   ) {
     this.rmwPa = -1;
+    this.maxCodeInsns = Math.min(MAX_CODE_INSNS, Math.max(MIN_CODE_INSNS, Math.floor(mem.size / 4096)));
     this.mmu = new Mmu(this, mem, this.fault);
     this.traceSize = traceSize;
     this.traceLo = new Uint32Array(traceSize);
@@ -638,10 +664,40 @@ export class Cpu implements PagingControl {
   }
 
   private dropCode(pfn: number): void {
+    const code = this.codeCache.get(pfn);
+    if (code === undefined) return;
+    this.codeInsns -= code.count;
     this.codeCache.delete(pfn);
-    if (pfn === this.fetchPfn) {
-      this.fetchPage = null;
-      this.fetchBlocks = null;
+    if (pfn === this.fetchPfn) this.fetchCode = null;
+  }
+
+  /**
+   * Keep the decode cache within its bounds: drop the least recently entered
+   * half of its pages (one sort per many drops), never page `keep` (the one
+   * being run). Writes to a dropped page need no watch any more, except where
+   * instructions of other pages end in it.
+   */
+  private evictCode(keep: number): void {
+    const stamps: number[] = [];
+    for (const code of this.codeCache.values()) stamps.push(code.used);
+    stamps.sort((a, b) => a - b);
+    const cut = stamps[stamps.length >>> 1];
+    for (const [pfn, code] of this.codeCache) {
+      if (code.used >= cut || pfn === keep) continue;
+      this.dropCode(pfn);
+      if (code.tails !== null) {
+        for (const tail of code.tails.values()) {
+          const heads = this.tailHeads.get(tail);
+          if (heads === undefined) continue;
+          const at = heads.indexOf(pfn);
+          if (at >= 0) heads.splice(at, 1);
+          if (heads.length === 0) {
+            this.tailHeads.delete(tail);
+            if (!this.codeCache.has(tail) && tail < this.mem.watched.length) this.setWatched(tail, 0);
+          }
+        }
+      }
+      if (!this.tailHeads.has(pfn)) this.setWatched(pfn, 0);
     }
   }
 
@@ -653,40 +709,47 @@ export class Cpu implements PagingControl {
     this.mmu.pageAttributesChanged(pfn);
   }
 
-  /** Find (or decode and cache) the instruction at the current RIP. */
-  private fetch(): Insn {
+  /**
+   * Find (or decode and cache) the instruction at the current RIP: makes its
+   * page the fetch page (fetchCode) and returns the instruction's slot there.
+   */
+  private fetch(): number {
     const lo = this.ripLo, hi = this.ripHi;
     const vpn = lo >>> 12;
-    if (vpn === this.fetchVpn && hi === this.fetchVhi && this.fetchPage !== null && this.fetchGen === this.mmu.generation) {
-      const cached = this.fetchPage[lo & 0xfff];
-      if (cached !== undefined) return cached;
+    if (vpn === this.fetchVpn && hi === this.fetchVhi && this.fetchCode !== null && this.fetchGen === this.mmu.generation) {
+      const s = this.fetchCode.find(lo & 0xfff);
+      if (s >= 0) return s;
     }
     const pa = this.mmu.translate(lo, hi, ACCESS_EXEC);
     const pfn = Math.floor(pa / 4096);
     let code = this.codeCache.get(pfn);
     if (code === undefined) {
+      if (this.codeCache.size >= MAX_CODE_PAGES) this.evictCode(-1);
       code = new CodePage();
       this.codeCache.set(pfn, code);
       this.setWatched(pfn, 1);
     }
-    const page = code.insns;
+    code.used = ++this.codeClock;
     this.fetchVpn = vpn;
     this.fetchVhi = hi;
-    this.fetchPage = page;
-    this.fetchBlocks = code.blocks;
+    this.fetchCode = code;
     this.fetchPfn = pfn;
     this.fetchGen = this.mmu.generation;
     const off = lo & 0xfff;
-    let insn = page[off];
+    let s = code.find(off);
+    let insn = s < 0 ? undefined : code.insns[s];
     // An instruction running into the next page was decoded with that page's mapping then: after a
     // translation change (this slow path) its tail must still come from the same physical page.
-    if (insn !== undefined && off + insn.len > 4096 && code.tails.get(off) !== this.nextPagePfn(lo, hi)) insn = undefined;
+    if (insn !== undefined && off + insn.len > 4096 && code.tails?.get(off) !== this.nextPagePfn(lo, hi)) insn = undefined;
     if (insn === undefined) {
       insn = this.decodeAt(lo, hi, pa);
       if (off + insn.len > 4096) this.recordTail(code, off, pfn, this.decodedTailPfn);
-      page[off] = insn;
+      const before = code.count;
+      s = code.setInsn(off, insn);
+      this.codeInsns += code.count - before;
+      if (this.codeInsns > this.maxCodeInsns) this.evictCode(pfn);
     }
-    return insn;
+    return s;
   }
 
   /** Physical page behind the linear page after the one at (lo, hi), as an instruction fetch sees it. */
@@ -697,7 +760,7 @@ export class Cpu implements PagingControl {
 
   /** Remember that the instruction at `off` of page `headPfn` ends in page `tailPfn`, and watch that page for writes. */
   private recordTail(code: CodePage, off: number, headPfn: number, tailPfn: number): void {
-    code.tails.set(off, tailPfn);
+    (code.tails ??= new Map<number, number>()).set(off, tailPfn);
     const heads = this.tailHeads.get(tailPfn);
     if (heads === undefined) this.tailHeads.set(tailPfn, [headPfn]);
     else if (!heads.includes(headPfn)) heads.push(headPfn);
@@ -713,29 +776,31 @@ export class Cpu implements PagingControl {
    * breakpoint, or at bytes that do not decode inside the page.
    */
   private buildBlock(lo: number, hi: number, first: Insn): Block {
-    const blocks = this.fetchBlocks!;
-    if (first.len + (lo & 0xfff) > 4096) return new Block(lo, hi, this.blockGen, [], blocks);
-    const page = this.fetchPage!;
+    const page = this.fetchCode!;
+    if (first.len + (lo & 0xfff) > 4096) return new Block(lo, hi, this.blockGen, [], page);
     const items: BlockInsn[] = [{ insn: first, lo }];
+    const before = page.count;
     let off = (lo & 0xfff) + first.len;
     let last = first;
     while (items.length < MAX_BLOCK && continuesBlock(last) && off < 4096) {
       const at = ((lo & 0xfffff000) >>> 0) + off; // unsigned: code at addresses with bit 31 set
       if (hi === 0 && this.bpFilter[at & 0xffff] !== 0) break;
-      let insn = page[off];
+      let insn = page.insnAt(off);
       if (insn === undefined) {
         const bytes = this.mem.readBytes(this.fetchPfn * 4096 + off, Math.min(15, 4096 - off));
         const decoded = decodeInsn(bytes, at, hi);
         if (decoded === null || decoded.exec === undefinedOpcode) break;
         insn = decoded;
-        page[off] = insn;
+        page.setInsn(off, insn);
       }
       if (off + insn.len > 4096) break;
       items.push({ insn, lo: at });
       off += insn.len;
       last = insn;
     }
-    return new Block(lo, hi, this.blockGen, items, blocks);
+    this.codeInsns += page.count - before;
+    if (this.codeInsns > this.maxCodeInsns) this.evictCode(this.fetchPfn);
+    return new Block(lo, hi, this.blockGen, items, page);
   }
 
   private decodeAt(lo: number, hi: number, pa: number): Insn {
@@ -767,6 +832,30 @@ export class Cpu implements PagingControl {
     return insn;
   }
 
+  // ======================= interrupted REP =======================
+
+  /**
+   * Stop a REP string instruction part way, its registers advanced: RIP stays
+   * on it, so it resumes where it left off, as after an interrupt on hardware.
+   * The execution still retires (and is traced) like any other, so the budget
+   * bounds the work an endless REP does.
+   */
+  interruptRep(): void {
+    this.ripLo = this.curRipLo;
+    this.ripHi = this.curRipHi;
+    this.repResumeIcount = this.icount + 1;
+    this.repResumeLo = this.curRipLo;
+    this.repResumeHi = this.curRipHi;
+    // A breakpoint here stopped the instruction when it started, not again when it resumes.
+    this.resumeFrom = this.curRipLo;
+    this.codeEpoch++; // a running block must not go on to the next instruction
+  }
+
+  /** Whether the executing instruction resumes an interrupted REP, with nothing retired in between. */
+  resumingRep(): boolean {
+    return this.icount === this.repResumeIcount && this.curRipLo === this.repResumeLo && this.curRipHi === this.repResumeHi;
+  }
+
   // ======================= the run loop =======================
 
   /**
@@ -784,6 +873,15 @@ export class Cpu implements PagingControl {
         if (e !== this.fault) throw e;
         this.ripLo = this.curRipLo;
         this.ripHi = this.curRipHi;
+        if (this.icount !== this.stormIcount) {
+          this.stormIcount = this.icount;
+          this.stormDeliveries = 0;
+        }
+        if (++this.stormDeliveries > STORM_LIMIT) {
+          this.stop = Stop.TripleFault;
+          this.stopDetail = `exception storm: vector ${this.fault.vector} raised after ${STORM_LIMIT} exception deliveries in a row without an instruction retiring`;
+          return;
+        }
         deliverException(this, this.fault.vector, this.fault.hasErrorCode, this.fault.errorCode);
         if (this.stop !== Stop.Running) return;
       }
@@ -810,18 +908,19 @@ export class Cpu implements PagingControl {
         this.resumeFrom = -1;
         this.curRipLo = lo;
         this.curRipHi = hi;
-        let insn: Insn | undefined;
-        const page = this.fetchPage;
-        if (page !== null && (lo >>> 12) === this.fetchVpn && hi === this.fetchVhi && this.fetchGen === this.mmu.generation) {
-          insn = page[lo & 0xfff];
+        const cached = this.fetchCode;
+        let slot = -1;
+        if (cached !== null && (lo >>> 12) === this.fetchVpn && hi === this.fetchVhi && this.fetchGen === this.mmu.generation) {
+          slot = cached.find(lo & 0xfff);
         }
-        if (insn === undefined) insn = this.fetch();
+        if (slot < 0) slot = this.fetch();
         // The fetch page is now lo's page: run the block starting here (translating it first if need be).
-        const blocks = this.fetchBlocks!;
-        let b = blocks[lo & 0xfff];
+        const code = this.fetchCode!;
+        const insn = code.insns[slot]!;
+        let b = code.blocks[slot];
         if (b === undefined || b.lo !== lo || b.hi !== hi || b.gen !== this.blockGen) {
           b = this.buildBlock(lo, hi, insn);
-          blocks[lo & 0xfff] = b;
+          code.setBlock(lo & 0xfff, b); // buildBlock may have moved the slot
         }
         let run = b.run;
         if (run === null && b.translatable && ++b.heat > this.translateAfter) {

@@ -62,8 +62,13 @@ function pushFrame(cpu: Cpu, vector: number, hasError: boolean, errorCode: numbe
   const oldSpLo = cpu.regLo[4], oldSpHi = cpu.regHi[4];
   let spLo: number, spHi: number;
   if (ist !== 0) {
-    const a = cpu.trBaseLo + 0x24 + (ist - 1) * 8;
-    spLo = cpu.readLinear(a >>> 0, cpu.trBaseHi, 8);
+    const slot = 0x24 + (ist - 1) * 8;
+    // The IST pointer must lie inside the TSS, else #TS(TSS selector), EXT set: the event is an exception
+    // (SDM vol. 2 INT n, IA-32e mode). A TR no LTR loaded (selector 0) is taken as it stands, as
+    // hardware's reset TR (base 0, limit 0xffff) would be.
+    if (cpu.trSel !== 0 && slot + 7 > cpu.trLimit) cpu.raise(10, (cpu.trSel & 0xfffc) | 1);
+    const a = cpu.trBaseLo + slot;
+    spLo = cpu.readLinear(a >>> 0, (cpu.trBaseHi + (a > 0xffffffff ? 1 : 0)) >>> 0, 8);
     spHi = cpu.vHi;
   } else {
     spLo = oldSpLo;

@@ -16,17 +16,30 @@ import type { Registry } from './table.js';
 
 const MOVS = 0, STOS = 1, LODS = 2, CMPS = 3, SCAS = 4, INS = 5, OUTS = 6;
 const TWO32 = 4294967296;
+/**
+ * Steps (one element, or a bulk chunk of up to a page) one execution of a REP
+ * instruction may take before it is interrupted (Cpu.interruptRep): over a
+ * hundred times what real decompressors take at once (a few thousand), so
+ * real boots retire each REP once, as before; yet a REP with a count of 2^64
+ * cannot keep the run from ending. A REP resumed right after such an
+ * interruption takes one step per execution, each one retired, so an endless
+ * REP uses up the instruction budget like a loop.
+ */
+const REP_QUOTA = 1 << 20;
 
+/** The count (RCX, or ECX with 0x67): exact below 2^53, which is all the loop needs of it above. */
 function counter(cpu: Cpu, i: Insn): number {
   return i.addrSize === 4 ? cpu.regLo[RCX] : cpu.regHi[RCX] * TWO32 + cpu.regLo[RCX];
 }
 
-function setCounter(cpu: Cpu, i: Insn, n: number): void {
-  if (i.addrSize === 4) cpu.setReg(RCX, 4, n >>> 0, 0);
-  else {
-    cpu.regLo[RCX] = n >>> 0;
-    cpu.regHi[RCX] = Math.floor(n / TWO32) >>> 0;
-  }
+/** Subtract `k` (at most 2^32) elements from the count register, exactly in its halves. */
+function countDown(cpu: Cpu, i: Insn, k: number): void {
+  const l = cpu.regLo[RCX] - k;
+  if (i.addrSize === 4) cpu.setReg(RCX, 4, l >>> 0, 0);
+  else if (l < 0) {
+    cpu.regLo[RCX] = l + TWO32;
+    cpu.regHi[RCX] = (cpu.regHi[RCX] - 1) >>> 0;
+  } else cpu.regLo[RCX] = l;
 }
 
 /** Add a signed delta to an index register (64-bit, or 32-bit with 0x67). */
@@ -69,18 +82,23 @@ function stringOp(kind: number): Handler {
       return;
     }
     let n = counter(cpu, i);
+    let steps = cpu.resumingRep() ? 1 : REP_QUOTA;
     while (n > 0) {
+      if (steps-- === 0) {
+        cpu.interruptRep();
+        return;
+      }
       if ((kind === MOVS || kind === STOS) && n > 1) {
         const done = bulk(cpu, i, kind, size, back, n);
         if (done > 0) {
           n -= done;
-          setCounter(cpu, i, n);
+          countDown(cpu, i, done);
           continue;
         }
       }
       element(cpu, i, kind, size, step);
       n -= 1;
-      setCounter(cpu, i, n);
+      countDown(cpu, i, 1);
       if (kind === CMPS || kind === SCAS) {
         const z = (cpu.rflags & ZF) !== 0;
         if (i.rep === 1 ? !z : z) break;
@@ -144,6 +162,27 @@ function element(cpu: Cpu, i: Insn, kind: number, size: number, step: number): v
   }
 }
 
+/** A page of the element (size, vLo, vHi) repeated, little-endian; rebuilt only when the element changes. */
+const pattern = new Uint8Array(4096);
+const patternView = new DataView(pattern.buffer);
+let patternSize = 0, patternLo = 0, patternHi = 0;
+
+function fillPattern(size: number, vLo: number, vHi: number): Uint8Array {
+  if (size !== patternSize || vLo !== patternLo || vHi !== patternHi) {
+    for (let o = 0; o < 4096; o += size) {
+      if (size === 2) patternView.setUint16(o, vLo, true);
+      else {
+        patternView.setUint32(o, vLo, true);
+        if (size === 8) patternView.setUint32(o + 4, vHi, true);
+      }
+    }
+    patternSize = size;
+    patternLo = vLo;
+    patternHi = vHi;
+  }
+  return pattern;
+}
+
 /**
  * Copy or fill as many whole elements as fit in the current source and
  * destination pages; returns how many were done (0 = use the element path).
@@ -172,12 +211,8 @@ function bulk(cpu: Cpu, i: Insn, kind: number, size: number, back: boolean, n: n
     const uniform = size === 1 || (size === 2 ? (vLo & 0xffff) === b0 * 0x101 : (vLo >>> 0) === (b0 * 0x1010101) >>> 0 && (size === 4 || vHi === vLo));
     if (uniform) cpu.mem.fill(dPa, bytes, b0);
     else {
-      for (let k = 0; k < count; k++) {
-        const pa = dPa + k * size;
-        if (size === 2) cpu.mem.write16(pa, vLo);
-        else if (size === 4) cpu.mem.write32(pa, vLo);
-        else { cpu.mem.write32(pa, vLo); cpu.mem.write32(pa + 4, vHi); }
-      }
+      const p = fillPattern(size, vLo, vHi);
+      cpu.mem.writeBytes(dPa, bytes === p.length ? p : p.subarray(0, bytes));
     }
     advance(cpu, RDI, back ? -bytes : bytes, i);
     return count;

@@ -221,7 +221,8 @@ const ltr: Handler = (cpu, i) => {
   cpu.trSel = sel;
   cpu.trBaseLo = ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0;
   cpu.trBaseHi = upper;
-  cpu.trLimit = (lo & 0xffff) | (hi & 0xf0000);
+  const limit = (lo & 0xffff) | (hi & 0xf0000);
+  cpu.trLimit = (hi & 0x800000) !== 0 ? limit * 4096 + 0xfff : limit; // G: the limit counts 4 KiB units
   // Mark busy, as hardware does.
   cpu.writeLinear((a + 4) >>> 0, cpu.gdtrBaseHi, 4, (hi | 0x200) >>> 0, 0);
 };
