@@ -13,6 +13,12 @@ export interface Landmarks {
   startup64: number;
   /** `_end` of the compressed image, from startup_64's relocation arithmetic. */
   end: number | null;
+  /**
+   * Offset of the instruction after `addq %rbp,%rbx` that completes that
+   * arithmetic: there RBX holds where the decompressor will move itself, as its
+   * own compiled-in logic decided (whatever the setup header claims).
+   */
+  relocComputed: number | null;
   /** Offset of the `rep stosq` that clears .bss at .Lrelocated. */
   bssClear: number | null;
   /** `_bss` and `_ebss`, from the two RIP-relative LEAs that set up that clear (lea _bss(%rip),%rdi; lea _ebss(%rip),%rcx). */
@@ -47,6 +53,8 @@ export function findLandmarks(image: Uint8Array): Landmarks {
   let end: number | null = null;
   const initSizeLoad = find(image, [0x8b, 0x9e, 0x60, 0x02, 0x00, 0x00, 0x81, 0xeb], startup64, Math.min(image.length, startup64 + 0x400));
   if (initSizeLoad >= 0) end = readI32(image, initSizeLoad + 8) >>> 0;
+  const add = initSizeLoad + 12;
+  const relocComputed = initSizeLoad >= 0 && image[add] === 0x48 && image[add + 1] === 0x01 && image[add + 2] === 0xeb ? add + 3 : null;
 
   // The final jump: mov %r15,%rsi; jmp *%rax, right after `call extract_kernel` (e8 rel32).
   let kernelJump: number | null = null;
@@ -70,7 +78,7 @@ export function findLandmarks(image: Uint8Array): Landmarks {
     const k = findLast(image, [0xf3, 0x48, 0xab], extractKernelCall);
     if (k >= 0) bssClear = k;
   }
-  return { startup64, end, bssClear, bss: bssBounds(image, bssClear), extractKernelCall, extractKernel, kernelJump };
+  return { startup64, end, relocComputed, bssClear, bss: bssBounds(image, bssClear), extractKernelCall, extractKernel, kernelJump };
 }
 
 /** The operands of the LEAs just before the .bss clear: lea rel32(%rip),%rdi (48 8d 3d) and ...,%rcx (48 8d 0d). */

@@ -10,7 +10,8 @@ import type { KernelImage } from '../kernel/kernel-image.js';
 export class AddressMap {
   readonly loadBase: number;
   readonly outputBase: number;
-  readonly relocBase: number | null;
+  /** From the setup header at first; set from the guest's own arithmetic once it has done it (setRelocBase). */
+  relocBase: number | null;
   readonly imageLength: number;
 
   constructor(private readonly kernel: KernelImage, loadAddress: number) {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { EmulatorGap } from '../cpu/fault.js';
 import { BadInputError } from '../kernel/errors.js';
 import { Stop } from '../cpu/host.js';
-import { RAX } from '../cpu/registers.js';
+import { RAX, RBX } from '../cpu/registers.js';
 import { disassemble, instructionLength } from '../cpu/decode.js';
 import { inspectOutput } from '../kernel/decompressed-output.js';
 import { loadKernel, type KernelImage } from '../kernel/kernel-image.js';
@@ -147,19 +147,26 @@ export function runMachine(machine: Machine, options: RunOptions): BootResult {
   };
 
   // Breakpoints for milestones, by address.
-  const bp = new Map<number, MilestoneName | 'kernel-jump'>();
+  const bp = new Map<number, MilestoneName | 'kernel-jump' | 'reloc-known'>();
   const lm = kernel.landmarks;
   const sym = (name: string): number | null => kernel.symbols?.get(name)?.offset ?? null;
-  const reloc = addresses.relocBase;
   const sevEnable = sym('sev_enable');
   if (sevEnable !== null) bp.set(addresses.loadBase + sevEnable, 'sev_enable');
-  if (reloc !== null) {
-    if (lm.bssClear !== null) bp.set(reloc + lm.bssClear, 'bss-clear');
+  const relocatedBreakpoints = (reloc: number): void => {
+    const add = (a: number, what: MilestoneName | 'kernel-jump'): void => {
+      bp.set(a, what);
+      cpu.addBreakpoint(a);
+    };
+    if (lm.bssClear !== null) add(reloc + lm.bssClear, 'bss-clear');
     const ek = sym('extract_kernel') ?? lm.extractKernel;
-    if (ek !== null) bp.set(reloc + ek, 'extract_kernel');
-    if (lm.kernelJump !== null) bp.set(reloc + lm.kernelJump, 'kernel-jump');
-  }
+    if (ek !== null) add(reloc + ek, 'extract_kernel');
+    if (lm.kernelJump !== null) add(reloc + lm.kernelJump, 'kernel-jump');
+  };
+  // Where the decompressor moves itself is its own decision (compiled-in LOAD_PHYSICAL_ADDR and
+  // CONFIG_RELOCATABLE, not the header's claims): read it from RBX once startup_64 computed it.
+  if (lm.relocComputed !== null) bp.set(addresses.loadBase + lm.relocComputed, 'reloc-known');
   for (const a of bp.keys()) cpu.addBreakpoint(a);
+  if (lm.relocComputed === null && addresses.relocBase !== null) relocatedBreakpoints(addresses.relocBase);
   hit('startup_64');
 
   let verdict: VerdictKind | null = null;
@@ -193,7 +200,12 @@ export function runMachine(machine: Machine, options: RunOptions): BootResult {
     switch (cpu.stop) {
       case Stop.Breakpoint: {
         const what = bp.get(cpu.hitBreakpoint) ?? (cpu.hitBreakpoint === kernelEntry ? 'kernel-entry' : undefined);
-        if (what === 'kernel-jump') {
+        if (what === 'reloc-known') {
+          if (cpu.regHi[RBX] === 0) {
+            addresses.relocBase = cpu.regLo[RBX];
+            relocatedBreakpoints(cpu.regLo[RBX]);
+          }
+        } else if (what === 'kernel-jump') {
           kernelEntry = cpu.regLo[RAX];
           if (cpu.regHi[RAX] === 0) {
             cpu.addBreakpoint(kernelEntry);
