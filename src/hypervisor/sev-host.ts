@@ -141,9 +141,7 @@ export class SevHost implements CpuHost {
    * run stops here instead.
    */
   private rmpMismatch(cpu: Cpu, pa: number, privateAccess: boolean, access: number, lo: number, hi: number): void {
-    const page = Math.floor(pa / 4096) * 4096;
-    const what = access === ACCESS_WRITE ? 'write' : access === ACCESS_EXEC ? 'instruction fetch' : 'read';
-    const linear = hi ? `0x${hi.toString(16)}${(lo >>> 0).toString(16).padStart(8, '0')}` : `0x${(lo >>> 0).toString(16)}`;
+    const { page, what, linear } = describeFault(pa, access, lo, hi);
     const access_ = `${privateAccess ? 'private (C=1)' : 'shared (C=0)'} ${what} of page 0x${page.toString(16)} (linear ${linear}), which the RMP holds as ${privateAccess ? 'shared' : 'private'}`;
     if (this.o.config.rmpMismatch === 'terminate') {
       this.record('npf', access_, 'VM stopped (--rmp-mismatch terminate)');
@@ -168,9 +166,7 @@ export class SevHost implements CpuHost {
     const cpl = cpu.seg[1] & 3;
     const need = access === ACCESS_WRITE ? PERM_WRITE : access === ACCESS_EXEC ? (cpl === 3 ? PERM_EXEC_USER : PERM_EXEC_SUPERVISOR) : PERM_READ;
     if ((held & need) === 0) {
-      const what = access === ACCESS_WRITE ? 'write' : access === ACCESS_EXEC ? 'instruction fetch' : 'read';
-      const page = Math.floor(pa / 4096) * 4096;
-      const linear = hi ? `0x${hi.toString(16)}${(lo >>> 0).toString(16).padStart(8, '0')}` : `0x${(lo >>> 0).toString(16)}`;
+      const { page, what, linear } = describeFault(pa, access, lo, hi);
       this.record('npf', `${what} of page 0x${page.toString(16)} (linear ${linear}) at VMPL${vmpl}: RMP permissions 0x${held.toString(16)}`, 'VM stopped');
       throw new HostStop(`nested page fault (RMP): ${what} of private page 0x${page.toString(16)} (linear ${linear}) at VMPL${vmpl}, which holds permissions 0x${held.toString(16)} there; the host cannot resolve it and stops the VM`);
     }
@@ -336,3 +332,12 @@ export class SevHost implements CpuHost {
 }
 
 export type { VmgexitEvent };
+
+/** The page, the kind of access and the linear address of a nested page fault, for its verdict and event. */
+function describeFault(pa: number, access: number, lo: number, hi: number): { page: number; what: string; linear: string } {
+  return {
+    page: Math.floor(pa / 4096) * 4096,
+    what: access === ACCESS_WRITE ? 'write' : access === ACCESS_EXEC ? 'instruction fetch' : 'read',
+    linear: hi ? `0x${hi.toString(16)}${(lo >>> 0).toString(16).padStart(8, '0')}` : `0x${(lo >>> 0).toString(16)}`,
+  };
+}
