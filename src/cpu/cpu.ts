@@ -437,6 +437,22 @@ export class Cpu implements PagingControl {
     return vlo >>> 0;
   }
 
+  /** Fault as a write of `size` bytes at a linear address would (both pages of a split one), without writing. */
+  probeWrite(lo: number, hi: number, size: number): void {
+    this.mmu.translate(lo, hi, ACCESS_WRITE);
+    if ((lo & 0xfff) + size > 4096) {
+      const endLo = lo + size - 1;
+      this.mmu.translate((endLo >>> 0) & 0xfffff000, endLo > 0xffffffff ? (hi + 1) >>> 0 : hi, ACCESS_WRITE);
+    }
+  }
+
+  /** Fault as pushing 8 bytes would, without pushing. */
+  probePush64(): void {
+    const lo = this.regLo[RSP] - 8;
+    if (lo < 0) this.probeWrite(lo + TWO32, (this.regHi[RSP] - 1) >>> 0, 8);
+    else this.probeWrite(lo, this.regHi[RSP], 8);
+  }
+
   /** Write `size` bytes at a linear address (hi word used for 8-byte writes). */
   writeLinear(lo: number, hi: number, size: number, vlo: number, vhi: number): void {
     switch (size) {
@@ -547,7 +563,10 @@ export class Cpu implements PagingControl {
         this.rmwPa = pa;
         return this.readPhys(pa, size);
       }
+      // Split across pages: both must be writable before anything changes (the hardware
+      // checks an RMW operand for write on the read, so its #PF has W set and no flag moves).
       this.rmwPa = -1;
+      this.probeWrite(lo, hi, size);
     }
     return this.readLinear(lo, hi, size);
   }

@@ -1,4 +1,4 @@
-import { Decoder, DecoderError, InstructionInfoFactory, DecoderOptions, Formatter, FormatterSyntax, MemorySize, OpAccess, OpKind, Register, type Instruction } from 'iced-x86';
+import { Code, Decoder, DecoderError, InstructionInfoFactory, DecoderOptions, Formatter, FormatterSyntax, MemorySize, OpAccess, OpKind, Register, type Instruction } from 'iced-x86';
 import { Insn, Operand } from './insn.js';
 import { gprOf, segmentOf } from './registers.js';
 import { handlerFor, gapHandler, undefinedOpcode } from './exec/table.js';
@@ -45,6 +45,9 @@ function primarySize(ins: Instruction): number {
  * caller then knows a page boundary is involved); with `force` such bytes
  * become a #UD instruction instead.
  */
+/** LOOP/LOOPE/LOOPNE with a 0x67 prefix: they have no memory operand to carry the address size. */
+const ECX_COUNTED: ReadonlySet<number> = new Set([Code.Loop_rel8_64_ECX, Code.Loope_rel8_64_ECX, Code.Loopne_rel8_64_ECX]);
+
 export function decodeInsn(bytes: Uint8Array, ipLo: number, ipHi: number, force = false): Insn | null {
   const ip = (BigInt(ipHi) << 32n) | BigInt(ipLo >>> 0);
   const decoder = new Decoder(64, bytes, DecoderOptions.None);
@@ -65,6 +68,7 @@ export function decodeInsn(bytes: Uint8Array, ipLo: number, ipHi: number, force 
     insn.cc = ins.conditionCode;
     insn.lock = ins.hasLockPrefix;
     insn.rep = ins.hasRepnePrefix ? 2 : ins.hasRepePrefix || ins.hasRepPrefix ? 1 : 0;
+    if (ECX_COUNTED.has(ins.code)) insn.addrSize = 4; // 0x67 LOOPcc counts in ECX (and writes it zero-extended)
     const nextIp = ins.nextIP;
     const size = primarySize(ins);
     const count = Math.min(ins.opCount, 3);

@@ -40,9 +40,14 @@ const JCC_BY_CC: readonly Handler[] = [
   (cpu, i) => { const f = cpu.rflags; if ((f & ZF) === 0 && ((f & SF) !== 0) === ((f & OF) !== 0)) cpu.jumpRel(i.rel); }, // g
 ];
 
-/* The target is checked (jumpRel, jumpTo) before the return address is pushed: a faulting CALL pushes nothing. */
+/*
+ * The stack is checked first, then the target: a CALL whose push would fault
+ * raises #PF even when its target is not canonical (AMD, paged differential
+ * tests); a faulting CALL changes nothing.
+ */
 const callRel: Handler = (cpu, i) => {
   const retLo = cpu.ripLo, retHi = cpu.ripHi;
+  cpu.probePush64();
   cpu.jumpRel(i.rel);
   cpu.push64(retLo, retHi); // a stack fault rewinds RIP to the CALL
 };
@@ -51,6 +56,7 @@ const callIndirect: Handler = (cpu, i) => {
   const lo = cpu.readOp(i, 0);
   const hi = cpu.vHi;
   const retLo = cpu.ripLo, retHi = cpu.ripHi;
+  cpu.probePush64();
   cpu.jumpTo(lo, hi);
   cpu.push64(retLo, retHi);
 };
@@ -124,13 +130,17 @@ function hex(v: number): string {
   return '0x' + v.toString(16);
 }
 
-/** LRETQ (REX.W far return): pop RIP then CS. */
+/**
+ * LRETQ (REX.W far return): RIP and CS from the stack, CS read first as AMD
+ * hardware does (a #PF's CR2, paged differential tests); RSP changes only
+ * when the return completes.
+ */
 const retFar: Handler = (cpu, i) => {
   if (i.op !== 8) cpu.gap('far return with a 16/32-bit operand size is not implemented');
   const spLo = cpu.regLo[RSP], spHi = cpu.regHi[RSP];
-  const lo = cpu.pop64();
+  const cs = stackSlot(cpu, spLo, spHi, 8) & 0xffff;
+  const lo = stackSlot(cpu, spLo, spHi, 0);
   const hi = cpu.vHi;
-  const cs = cpu.pop64() & 0xffff;
   const oldCs = cpu.seg[1], oldLong = cpu.csLong;
   try {
     loadCodeSegment(cpu, cs);
@@ -138,30 +148,44 @@ const retFar: Handler = (cpu, i) => {
   } catch (e) {
     cpu.seg[1] = oldCs;
     cpu.csLong = oldLong;
-    cpu.regLo[RSP] = spLo;
-    cpu.regHi[RSP] = spHi;
     throw e;
   }
-  if (i.k0 === Operand.Imm) {
-    const n = cpu.regLo[RSP] + (i.immLo & 0xffff);
-    cpu.regLo[RSP] = n;
-    if (n > 0xffffffff) cpu.regHi[RSP] = cpu.regHi[RSP] + 1;
+  let n = spLo + 16 + (i.k0 === Operand.Imm ? i.immLo & 0xffff : 0);
+  let h = spHi;
+  if (n > 0xffffffff) {
+    n -= TWO32;
+    h = (h + 1) >>> 0;
   }
+  cpu.regLo[RSP] = n;
+  cpu.regHi[RSP] = h;
   cpu.ripLo = lo;
   cpu.ripHi = hi;
 };
 
-/** IRETQ: pop RIP, CS, RFLAGS, RSP, SS (always all five in 64-bit mode). */
+const TWO32 = 4294967296;
+
+/** Read the 8-byte stack slot at RSP + `offset` (sets vHi). */
+function stackSlot(cpu: Cpu, spLo: number, spHi: number, offset: number): number {
+  const lo = spLo + offset;
+  return lo > 0xffffffff ? cpu.readLinear(lo - TWO32, (spHi + 1) >>> 0, 8) : cpu.readLinear(lo, spHi, 8);
+}
+
+/**
+ * IRETQ: RIP, CS, RFLAGS, RSP, SS from the stack (always all five in 64-bit
+ * mode). The frame is read before anything changes, in the order AMD
+ * hardware reads it: RFLAGS, then SS and RSP, then CS and RIP (which slot a
+ * #PF's CR2 names, seen in the paged differential tests on an AMD host).
+ */
 const iretq: Handler = (cpu, i) => {
   if (i.op !== 8) cpu.gap('IRET with a 16/32-bit operand size is not implemented');
   const spLo = cpu.regLo[RSP], spHi = cpu.regHi[RSP];
-  const ripLo = cpu.pop64();
-  const ripHi = cpu.vHi;
-  const cs = cpu.pop64() & 0xffff;
-  const flags = cpu.pop64();
-  const newSpLo = cpu.pop64();
+  const flags = stackSlot(cpu, spLo, spHi, 16);
+  const ss = stackSlot(cpu, spLo, spHi, 32) & 0xffff;
+  const newSpLo = stackSlot(cpu, spLo, spHi, 24);
   const newSpHi = cpu.vHi;
-  const ss = cpu.pop64() & 0xffff;
+  const cs = stackSlot(cpu, spLo, spHi, 8) & 0xffff;
+  const ripLo = stackSlot(cpu, spLo, spHi, 0);
+  const ripHi = cpu.vHi;
   const oldCs = cpu.seg[1], oldLong = cpu.csLong;
   try {
     if (cs !== cpu.seg[1]) loadCodeSegment(cpu, cs);
@@ -169,8 +193,6 @@ const iretq: Handler = (cpu, i) => {
   } catch (e) {
     cpu.seg[1] = oldCs;
     cpu.csLong = oldLong;
-    cpu.regLo[RSP] = spLo;
-    cpu.regHi[RSP] = spHi;
     throw e;
   }
   cpu.rflags = ((cpu.rflags & ~IRET_MASK) | (flags & IRET_MASK) | 2) >>> 0;

@@ -1,7 +1,8 @@
-import { Mnemonic, OpKind, Register } from 'iced-x86';
+import { Code, Mnemonic, OpKind, Register } from 'iced-x86';
 import type { Cpu } from '../cpu.js';
 import type { Handler } from '../insn.js';
 import { Operand } from '../insn.js';
+import { ACCESS_WRITE } from '../mmu.js';
 import { POPF_MASK, RF } from '../flags.js';
 import { RBP, RSP } from '../registers.js';
 import type { Registry } from './table.js';
@@ -33,15 +34,10 @@ const push: Handler = (cpu, i) => {
 };
 
 const pop: Handler = (cpu, i) => {
-  if (i.s0 === 2) {
-    const v = pop16(cpu);
-    cpu.writeOp(i, 0, v, 0);
-    return;
-  }
   // The destination address (if memory) uses RSP after the increment, as hardware does.
   const spLo = cpu.regLo[RSP], spHi = cpu.regHi[RSP];
-  const v = cpu.pop64();
-  const vHi = cpu.vHi;
+  const v = i.s0 === 2 ? pop16(cpu) : cpu.pop64();
+  const vHi = i.s0 === 2 ? 0 : cpu.vHi;
   try {
     cpu.writeOp(i, 0, v, vHi);
   } catch (e) {
@@ -91,37 +87,62 @@ const popf: Handler = (cpu, i) => {
   cpu.rflags = ((cpu.rflags & ~(POPF_MASK | RF)) | (v & POPF_MASK) | 2) >>> 0;
 };
 
+/** Push `size` (2 or 8) bytes. */
+function pushSized(cpu: Cpu, size: number, lo: number, hi: number): void {
+  if (size === 2) push16(cpu, lo & 0xffff);
+  else cpu.push64(lo, hi);
+}
+
+/**
+ * ENTER imm16, imm8 (insn.op = operand size, 8 or 2). A fault part way (a push,
+ * a read of an outer frame pointer) leaves RSP and RBP as they were.
+ */
 const enter: Handler = (cpu, i) => {
+  const size = i.op;
   const frameSize = i.immLo & 0xffff;
   const level = i.imm2 & 31;
-  cpu.push64(cpu.regLo[RBP], cpu.regHi[RBP]);
-  const frameLo = cpu.regLo[RSP], frameHi = cpu.regHi[RSP];
-  if (level > 0) {
-    let bpLo = cpu.regLo[RBP], bpHi = cpu.regHi[RBP];
-    for (let k = 1; k < level; k++) {
-      let l = bpLo - 8;
-      if (l < 0) { l += 4294967296; bpHi = (bpHi - 1) >>> 0; }
-      bpLo = l;
-      const v = cpu.readLinear(bpLo, bpHi, 8);
-      cpu.push64(v, cpu.vHi);
+  const spLo = cpu.regLo[RSP], spHi = cpu.regHi[RSP];
+  try {
+    pushSized(cpu, size, cpu.regLo[RBP], cpu.regHi[RBP]);
+    const frameLo = cpu.regLo[RSP], frameHi = cpu.regHi[RSP];
+    if (level > 0) {
+      let bpLo = cpu.regLo[RBP], bpHi = cpu.regHi[RBP];
+      for (let k = 1; k < level; k++) {
+        let l = bpLo - size;
+        if (l < 0) { l += 4294967296; bpHi = (bpHi - 1) >>> 0; }
+        bpLo = l;
+        const v = cpu.readLinear(bpLo, bpHi, size);
+        pushSized(cpu, size, v, cpu.vHi);
+      }
+      pushSized(cpu, size, frameLo, frameHi);
     }
-    cpu.push64(frameLo, frameHi);
+    let l = cpu.regLo[RSP] - frameSize;
+    let h = cpu.regHi[RSP];
+    if (l < 0) { l += 4294967296; h = (h - 1) >>> 0; }
+    // The final stack pointer must be writable before ENTER completes (a #PF there has CR2 = the final RSP).
+    cpu.mmu.translate(l, h, ACCESS_WRITE);
+    cpu.regLo[RSP] = l;
+    cpu.regHi[RSP] = h;
+    cpu.setReg(RBP, size, frameLo, frameHi);
+  } catch (e) {
+    cpu.regLo[RSP] = spLo;
+    cpu.regHi[RSP] = spHi;
+    throw e;
   }
-  cpu.regLo[RBP] = frameLo;
-  cpu.regHi[RBP] = frameHi;
-  let l = cpu.regLo[RSP] - frameSize;
-  if (l < 0) { l += 4294967296; cpu.regHi[RSP] = (cpu.regHi[RSP] - 1) >>> 0; }
-  cpu.regLo[RSP] = l;
 };
 
-const leave: Handler = (cpu) => {
+/** LEAVE: RSP <- RBP, then pop RBP (BP only with a 16-bit operand size). */
+const leave: Handler = (cpu, i) => {
   const saveLo = cpu.regLo[RSP], saveHi = cpu.regHi[RSP];
   cpu.regLo[RSP] = cpu.regLo[RBP];
   cpu.regHi[RSP] = cpu.regHi[RBP];
   try {
-    const v = cpu.pop64();
-    cpu.regLo[RBP] = v;
-    cpu.regHi[RBP] = cpu.vHi;
+    if (i.op === 2) cpu.setReg(RBP, 2, pop16(cpu), 0);
+    else {
+      const v = cpu.pop64();
+      cpu.regLo[RBP] = v;
+      cpu.regHi[RBP] = cpu.vHi;
+    }
   } catch (e) {
     cpu.regLo[RSP] = saveLo;
     cpu.regHi[RSP] = saveHi;
@@ -153,8 +174,14 @@ export function registerStack(r: Registry): void {
     insn.op = ins.mnemonic === Mnemonic.Popf ? 2 : 8;
     return popf;
   });
-  r.handle([Mnemonic.Enter], enter);
-  r.handle([Mnemonic.Leave], leave);
+  r.pick([Mnemonic.Enter], (insn, ins) => {
+    insn.op = ins.code === Code.Enterw_imm16_imm8 ? 2 : 8;
+    return enter;
+  });
+  r.pick([Mnemonic.Leave], (insn, ins) => {
+    insn.op = ins.code === Code.Leavew ? 2 : 8;
+    return leave;
+  });
 }
 
 export { push16, pop16 };

@@ -130,11 +130,12 @@ function element(cpu: Cpu, i: Insn, kind: number, size: number, step: number): v
       return;
     }
     case CMPS: {
+      // ES:rDI is read first (the host CPU's #PF CR2 says so when both operands fault).
+      const b = cpu.readLinear(cpu.regLo[RDI], destHi(cpu, i), size);
+      const bHi = cpu.vHi;
       sourceAddress(cpu, i);
       const a = cpu.readLinear(cpu.eaLo, cpu.eaHi, size);
-      const aHi = cpu.vHi;
-      const b = cpu.readLinear(cpu.regLo[RDI], destHi(cpu, i), size);
-      sub(cpu, size, a, aHi, b, cpu.vHi, 0);
+      sub(cpu, size, a, cpu.vHi, b, bHi, 0);
       advance(cpu, RSI, step, i);
       advance(cpu, RDI, step, i);
       return;
@@ -203,8 +204,14 @@ function bulk(cpu: Cpu, i: Insn, kind: number, size: number, back: boolean, n: n
   const count = Math.min(fit, n);
   if (count < 2) return 0;
   const bytes = count * size;
-  const firstDst = back ? dLo - (count - 1) * size : dLo;
-  const dPa = cpu.mmu.translate(firstDst >>> 0, destHi(cpu, i), ACCESS_WRITE);
+  // Translate at the first element's own address (a fault's CR2), the source before the destination as one element does.
+  let sPa = 0;
+  if (kind === MOVS) {
+    const first = cpu.mmu.translate(cpu.eaLo >>> 0, cpu.eaHi, ACCESS_READ);
+    sPa = back ? first - (count - 1) * size : first;
+  }
+  const firstDst = cpu.mmu.translate(dLo >>> 0, destHi(cpu, i), ACCESS_WRITE);
+  const dPa = back ? firstDst - (count - 1) * size : firstDst;
   if (kind === STOS) {
     const vLo = cpu.regLo[RAX], vHi = cpu.regHi[RAX];
     const b0 = vLo & 0xff;
@@ -217,8 +224,6 @@ function bulk(cpu: Cpu, i: Insn, kind: number, size: number, back: boolean, n: n
     advance(cpu, RDI, back ? -bytes : bytes, i);
     return count;
   }
-  const firstSrc = back ? cpu.eaLo - (count - 1) * size : cpu.eaLo;
-  const sPa = cpu.mmu.translate(firstSrc >>> 0, cpu.eaHi, ACCESS_READ);
   // A source page under uninitialized-read tracking goes element by element, so each read is reported as it would be.
   if (cpu.mem.tracked[sPa >>> 12] !== 0) return 0;
   // Element order matters only when the ranges overlap in the "wrong" direction.
