@@ -47,21 +47,21 @@ function windowAround(g: Rng, center: number, before: number, after: number): Da
   return { off, bytes: randomBytes(g, Math.max(0, end - off)) };
 }
 
-/** Merge overlapping windows (the harness fills them in order; overlapping ones would disagree). */
+/** Merge overlapping windows into disjoint ones; where windows overlap, the later one's bytes win. */
 function mergeWindows(ws: DataWindow[]): DataWindow[] {
-  const sorted = ws.filter((w) => w.bytes.length > 0).sort((a, b) => a.off - b.off);
-  const out: DataWindow[] = [];
-  for (const w of sorted) {
-    const last = out[out.length - 1];
-    if (last && w.off <= last.off + last.bytes.length) {
-      const end = Math.max(last.off + last.bytes.length, w.off + w.bytes.length);
-      const merged = new Uint8Array(end - last.off);
-      merged.set(last.bytes, 0);
-      merged.set(w.bytes.subarray(Math.max(0, last.off + last.bytes.length - w.off)), last.off + last.bytes.length - last.off);
-      out[out.length - 1] = { off: last.off, bytes: merged };
-    } else out.push(w);
+  const live = ws.filter((w) => w.bytes.length > 0);
+  const ranges = live.map((w) => [w.off, w.off + w.bytes.length]).sort((x, y) => x[0] - y[0]);
+  const merged: number[][] = [];
+  for (const r of ranges) {
+    const last = merged[merged.length - 1];
+    if (last && r[0] <= last[1]) last[1] = Math.max(last[1], r[1]);
+    else merged.push([...r]);
   }
-  return out;
+  return merged.map(([start, end]) => {
+    const bytes = new Uint8Array(end - start);
+    for (const w of live) if (w.off >= start && w.off < end) bytes.set(w.bytes, w.off - start);
+    return { off: start, bytes };
+  });
 }
 
 /**
@@ -207,7 +207,7 @@ function stackCase(g: Rng): PagedCase | null {
   const c = baseCase(g, 'paged-stack');
   const sp = stackPointer(g);
   c.regs[4] = BigInt(sp);
-  const kind = g.below(12);
+  const kind = g.below(15);
   const codeOff = g.below(CODE_SIZE - 64);
   const at = CODE + codeOff;
   const mk = marker(g);
@@ -297,10 +297,14 @@ function stackCase(g: Rng): PagedCase | null {
       frame = le(returnTarget(g, at + ret.length, at + ret.length + mk.length), 8);
       break;
     }
-    case 8: { // retfq to the same privilege level (selector 0x33, as the host's user code segment)
-      const ret = g.chance(0.8) ? Uint8Array.of(0x48, 0xcb) : Uint8Array.of(0x48, 0xca, 0x10, 0x00);
+    case 8: { // far return (64-, 32- and 16-bit) to the same privilege level (selector 0x33, the host's user code segment)
+      const size = g.pick([8, 8, 4, 2]);
+      if (size === 2) c.mode = { ...c.mode, pageSize: g.pick(['4K', '2M'] as const) }; // a 16-bit offset lands in low memory: absent on both sides
+      const op = g.chance(0.8) ? [0xcb] : [0xca, 0x10, 0x00];
+      const ret = Uint8Array.from([...(size === 8 ? [0x48] : size === 2 ? [0x66] : []), ...op]);
       body = concat(ret, mk);
-      frame = concat(le(returnTarget(g, at + ret.length, at + ret.length + mk.length), 8), le(BigInt(USER_CS), 8));
+      const target = size === 8 ? returnTarget(g, at + ret.length, at + ret.length + mk.length) : BigInt(g.pick([at + ret.length, at + ret.length + mk.length]));
+      frame = concat(le(target, size), le(BigInt(USER_CS), size));
       break;
     }
     case 9: { // iretq: RIP, CS, RFLAGS, RSP, SS
@@ -323,11 +327,33 @@ function stackCase(g: Rng): PagedCase | null {
       c.windows.push(windowAround(g, bp - DATA, 8 * level + 8, 16));
       break;
     }
-    default: { // leave (and 16-bit leave): RSP <- RBP, pop RBP
+    case 11: { // leave (and 16-bit leave): RSP <- RBP, pop RBP
       const bp = dataTarget(g, 8);
       c.regs[5] = BigInt(bp);
       body = g.chance(0.8) ? Uint8Array.of(0xc9) : Uint8Array.of(0x66, 0xc9);
       c.windows.push(windowAround(g, bp - DATA, 16, 24));
+      break;
+    }
+    case 12: case 13: { // call/jmp far through memory: m16:32, m16:16, and REX.W (AMD reads m16:32 then)
+      const call = kind === 12;
+      const form = g.pick([4, 4, 8, 2]);
+      if (form === 2) c.mode = { ...c.mode, pageSize: g.pick(['4K', '2M'] as const) };
+      let slot = dataTarget(g, 6);
+      while (Math.abs(slot - sp) < 64) slot = dataTarget(g, 6); // the far pointer stays clear of the frame the CALL pushes
+      const prefix = form === 8 ? [0x48] : form === 2 ? [0x66] : [];
+      const insn = Uint8Array.from([...prefix, 0xff, call ? 0x1c : 0x2c, 0x25, ...le(BigInt(slot), 4)]);
+      body = concat(insn, mk);
+      const target = g.pick([at + insn.length, at + insn.length + mk.length]);
+      const win = windowAround(g, slot - DATA, 8, 16);
+      const k = slot - DATA - win.off;
+      const ptr = form === 8 ? concat(le(BigInt(target), 8), le(BigInt(USER_CS), 2)) : concat(le(BigInt(target), form === 2 ? 2 : 4), le(BigInt(g.chance(0.9) ? USER_CS : g.pick([0, 0x2b])), 2));
+      for (let j = 0; j < ptr.length; j++) if (k + j >= 0 && k + j < win.bytes.length) win.bytes[k + j] = ptr[j];
+      c.windows.push(win);
+      break;
+    }
+    case 14: { // push fs/gs (64- and 16-bit): the selectors are 0 on both sides
+      const gs = g.chance(0.5);
+      body = Uint8Array.from([...(g.chance(0.3) ? [0x66] : []), 0x0f, gs ? 0xa8 : 0xa0]);
       break;
     }
   }
@@ -338,7 +364,7 @@ function stackCase(g: Rng): PagedCase | null {
     // Frames are written where they fit inside the data area; the rest of the stack is random.
     for (let j = 0; j < frame.length; j++) if (k + j >= 0 && k + j < stackWin.bytes.length) stackWin.bytes[k + j] = frame[j];
   }
-  c.windows = mergeWindows([...c.windows, stackWin]);
+  c.windows = mergeWindows([stackWin, ...c.windows]); // explicit operands (pointers, targets) over the random stack
   c.note = `rsp=0x${sp.toString(16)} kind=${kind}`;
   return { ...c, codeOff, code: body };
 }
@@ -454,6 +480,9 @@ function stringCase(g: Rng): PagedCase | null {
   const back = g.chance(0.4);
   c.rflags = randomFlags(g, 0) | (back ? 0x400 : 0);
   const prefixes: number[] = [];
+  // Segment overrides that change nothing in 64-bit mode (FS/GS bases differ between the host and bzemu), and now and then LOCK (#UD).
+  if (g.chance(0.15)) prefixes.push(g.pick([0x26, 0x2e, 0x36, 0x3e]));
+  if (g.chance(0.03)) prefixes.push(0xf0);
   if (a32) prefixes.push(0x67);
   if (rep) prefixes.push(rep);
   if (size === 2) prefixes.push(0x66);

@@ -131,16 +131,16 @@ function hex(v: number): string {
 }
 
 /**
- * LRETQ (REX.W far return): RIP and CS from the stack, CS read first as AMD
- * hardware does (a #PF's CR2, paged differential tests); RSP changes only
- * when the return completes.
+ * Far return (insn.op = operand size 8, 4 or 2): the offset and CS from
+ * operand-sized stack slots, CS read first as AMD hardware does (a #PF's
+ * CR2, paged differential tests); RSP changes only when the return completes.
  */
 const retFar: Handler = (cpu, i) => {
-  if (i.op !== 8) cpu.gap('far return with a 16/32-bit operand size is not implemented');
+  const size = i.op;
   const spLo = cpu.regLo[RSP], spHi = cpu.regHi[RSP];
-  const cs = stackSlot(cpu, spLo, spHi, 8) & 0xffff;
-  const lo = stackSlot(cpu, spLo, spHi, 0);
-  const hi = cpu.vHi;
+  const cs = stackRead(cpu, spLo, spHi, size, size) & 0xffff;
+  const lo = stackRead(cpu, spLo, spHi, 0, size);
+  const hi = size === 8 ? cpu.vHi : 0;
   const oldCs = cpu.seg[1], oldLong = cpu.csLong;
   try {
     loadCodeSegment(cpu, cs);
@@ -150,7 +150,7 @@ const retFar: Handler = (cpu, i) => {
     cpu.csLong = oldLong;
     throw e;
   }
-  let n = spLo + 16 + (i.k0 === Operand.Imm ? i.immLo & 0xffff : 0);
+  let n = spLo + 2 * size + (i.k0 === Operand.Imm ? i.immLo & 0xffff : 0);
   let h = spHi;
   if (n > 0xffffffff) {
     n -= TWO32;
@@ -162,12 +162,66 @@ const retFar: Handler = (cpu, i) => {
   cpu.ripHi = hi;
 };
 
+/**
+ * CALL/JMP far through memory (insn.op = offset size: 4 for m16:32, 2 for
+ * m16:16). AMD ignores REX.W here (m16:64 is read as m16:32, so its selector
+ * comes from bits 32..47 of the offset), as the host CPU does. The offset is
+ * zero-extended; CALL pushes CS, then the return offset, each in a slot of the
+ * operand size. A fault (the selector, the stack) changes nothing.
+ */
+function farIndirect(call: boolean): Handler {
+  return (cpu, i) => {
+    const size = i.op;
+    cpu.calcEA(i);
+    const eaLo = cpu.eaLo, eaHi = cpu.eaHi;
+    const offset = cpu.readLinear(eaLo, eaHi, size);
+    const selLo = eaLo + size;
+    const sel = cpu.readLinear(selLo > 0xffffffff ? selLo - TWO32 : selLo, selLo > 0xffffffff ? (eaHi + 1) >>> 0 : eaHi, 2);
+    const retLo = size === 2 ? cpu.ripLo & 0xffff : cpu.ripLo;
+    const oldCs = cpu.seg[1], oldLong = cpu.csLong;
+    const spLo = cpu.regLo[RSP], spHi = cpu.regHi[RSP];
+    loadCodeSegment(cpu, sel);
+    if (call) {
+      try {
+        pushSized(cpu, size, oldCs);
+        pushSized(cpu, size, retLo);
+      } catch (e) {
+        cpu.seg[1] = oldCs;
+        cpu.csLong = oldLong;
+        cpu.regLo[RSP] = spLo;
+        cpu.regHi[RSP] = spHi;
+        throw e;
+      }
+    }
+    cpu.ripLo = size === 2 ? offset & 0xffff : offset >>> 0;
+    cpu.ripHi = 0;
+  };
+}
+
+/** Push a 2- or 4-byte value. */
+function pushSized(cpu: Cpu, size: number, v: number): void {
+  let lo = cpu.regLo[RSP] - size;
+  let hi = cpu.regHi[RSP];
+  if (lo < 0) {
+    lo += TWO32;
+    hi = (hi - 1) >>> 0;
+  }
+  cpu.writeLinear(lo, hi, size, v, 0);
+  cpu.regLo[RSP] = lo;
+  cpu.regHi[RSP] = hi;
+}
+
 const TWO32 = 4294967296;
 
-/** Read the 8-byte stack slot at RSP + `offset` (sets vHi). */
-function stackSlot(cpu: Cpu, spLo: number, spHi: number, offset: number): number {
+/** Read `size` bytes of the stack at RSP + `offset` (8 bytes set vHi). */
+function stackRead(cpu: Cpu, spLo: number, spHi: number, offset: number, size: number): number {
   const lo = spLo + offset;
-  return lo > 0xffffffff ? cpu.readLinear(lo - TWO32, (spHi + 1) >>> 0, 8) : cpu.readLinear(lo, spHi, 8);
+  return lo > 0xffffffff ? cpu.readLinear(lo - TWO32, (spHi + 1) >>> 0, size) : cpu.readLinear(lo, spHi, size);
+}
+
+/** The 8-byte stack slot at RSP + `offset` (sets vHi). */
+function stackSlot(cpu: Cpu, spLo: number, spHi: number, offset: number): number {
+  return stackRead(cpu, spLo, spHi, offset, 8);
 }
 
 /**
@@ -203,15 +257,26 @@ const iretq: Handler = (cpu, i) => {
   cpu.ripHi = ripHi;
 };
 
+const farCall = farIndirect(true);
+const farJmp = farIndirect(false);
+
 export function registerControlFlow(r: Registry): void {
-  r.pick([Mnemonic.Jmp], (insn) => {
+  r.pick([Mnemonic.Jmp], (insn, ins) => {
+    if (ins.code === Code.Jmp_m1632 || ins.code === Code.Jmp_m1664 || ins.code === Code.Jmp_m1616) {
+      insn.op = ins.code === Code.Jmp_m1616 ? 2 : 4;
+      return farJmp;
+    }
     if (insn.k0 === Operand.Imm) return jmpRel;
     if (insn.k0 === Operand.Reg || insn.k0 === Operand.Mem) {
       if (insn.s0 === 8) return jmpIndirect;
     }
     return (cpu: Cpu) => cpu.gap('far or 16/32-bit indirect JMP is not implemented');
   });
-  r.pick([Mnemonic.Call], (insn) => {
+  r.pick([Mnemonic.Call], (insn, ins) => {
+    if (ins.code === Code.Call_m1632 || ins.code === Code.Call_m1664 || ins.code === Code.Call_m1616) {
+      insn.op = ins.code === Code.Call_m1616 ? 2 : 4;
+      return farCall;
+    }
     if (insn.k0 === Operand.Imm) return callRel;
     if (insn.s0 === 8) return callIndirect;
     return (cpu: Cpu) => cpu.gap('far or 16/32-bit indirect CALL is not implemented');
@@ -228,7 +293,7 @@ export function registerControlFlow(r: Registry): void {
     return jrcxz;
   });
   r.pick([Mnemonic.Retf], (insn, ins) => {
-    insn.op = ins.code === Code.Retfq || ins.code === Code.Retfq_imm16 ? 8 : 4;
+    insn.op = ins.code === Code.Retfq || ins.code === Code.Retfq_imm16 ? 8 : ins.code === Code.Retfw || ins.code === Code.Retfw_imm16 ? 2 : 4;
     return retFar;
   });
   r.pick([Mnemonic.Iretq, Mnemonic.Iretd, Mnemonic.Iret], (insn, ins) => {
