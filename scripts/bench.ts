@@ -1,92 +1,143 @@
 /**
- * npm run bench: guest instructions, wall time and guest MIPS of real boots of
- * the Debian kernels (to extract_kernel and to kernel-entry), plus one SEV-SNP
- * boot of 6.1 to kernel-entry. Prints figures only; asserts nothing.
+ * npm run bench: speed figures of whole bzemu processes on the Debian kernels,
+ * side by side with QEMU TCG, and fuzz throughput. Prints figures and writes
+ * them as JSON under bench/results/ (ignored by git); asserts nothing and
+ * never fails on a slow machine: what cannot be measured is reported as such.
  *
- * Then fuzz throughput: boots/s of campaign runs on the self-built regress
- * and fix kernels (2 worker threads). `npm run bench -- --fuzz-only` runs only that.
+ * For each kernel, medians of --repeat runs (default 3):
+ *   - bzemu to extract_kernel and to kernel-entry, whole process (Node start-up,
+ *     kernel loading, the run), and the guest MIPS of the run itself;
+ *   - QEMU TCG booting the same bzImage until its first kernel console line
+ *     (`qemu-system-x86_64 -accel tcg -nographic -kernel ... -append console=ttyS0`;
+ *     installed from Debian when missing) and the ratio bzemu kernel-entry / QEMU.
+ * Then boots/s of fuzz campaign runs on the self-built regress and fix kernels.
  *
- * Each row is a fresh boot of a fresh machine in this process, so the first
- * rows also pay for JIT warm-up (as every CLI run does).
+ *   npm run bench [-- --repeat N] [--fuzz-only] [--no-fuzz] [--no-qemu]
  */
 import { ensureDebianKernel } from '../src/kernel/kernel-cache.js';
-import { boot, type BootOptions, type BootResult } from '../src/machine/boot.js';
-import { makeVmConfig, type VmConfig } from '../src/hypervisor/vm-config.js';
-import type { MilestoneName } from '../src/kernel/verdict.js';
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { makeVmConfig } from '../src/hypervisor/vm-config.js';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { workerPoolExecutor } from '../src/analysis/fuzz/executor.js';
 import { runSpec } from '../src/analysis/fuzz/plan.js';
 import type { TargetConfig } from '../src/analysis/fuzz/runner.js';
 
-interface Case {
-  kernel: string;
-  label: string;
-  until: MilestoneName;
-  vm?: VmConfig;
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const cli = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+const argv = process.argv.slice(2);
+const repeatArg = argv.indexOf('--repeat');
+const REPEAT = repeatArg >= 0 ? Math.max(1, Number(argv[repeatArg + 1]) || 3) : 3;
+const KERNELS = ['debian-6.12', 'debian-6.1-cloud'];
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-const CASES: Case[] = [
-  { kernel: 'debian-6.12', label: 'plain', until: 'extract_kernel' },
-  { kernel: 'debian-6.12', label: 'plain', until: 'kernel-entry' },
-  { kernel: 'debian-6.1-cloud', label: 'plain', until: 'extract_kernel' },
-  { kernel: 'debian-6.1-cloud', label: 'plain', until: 'kernel-entry' },
-  { kernel: 'debian-6.1-cloud', label: 'snp', until: 'kernel-entry', vm: makeVmConfig({ mode: 'snp' }) },
-];
-
-function options(kernelPath: string, c: Case): BootOptions {
-  return {
-    kernelPath,
-    memSize: 1 << 30,
-    poison: { kind: 'zero' },
-    seed: 1,
-    cmdline: 'nokaslr console=ttyS0',
-    loadAddress: 0x2000000,
-    gdt: 'boot-protocol',
-    until: c.until,
-    budget: 4e9,
-    traceLength: 0,
-    vm: c.vm,
-  };
-}
-
-interface Row {
-  kernel: string;
-  vm: string;
-  until: string;
+interface BzemuRun {
+  wallSeconds: number;
   verdict: string;
   instructions: number;
-  seconds: number;
-  mips: number;
-  extractAt: number | null;
-  hash: string;
+  runMs: number;
+  traceHash: string;
 }
 
-function run(c: Case): Row {
-  const path = ensureDebianKernel(c.kernel);
+/** One whole bzemu process, timed from spawn to exit. */
+function bzemuRun(kernel: string, until: string, coco = 'none'): BzemuRun {
   const t0 = process.hrtime.bigint();
-  const r: BootResult = boot(options(path, c));
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  const ek = r.milestones.find((m) => m.name === 'extract_kernel');
-  return {
-    kernel: c.kernel,
-    vm: c.label,
-    until: c.until,
-    verdict: r.verdict,
-    instructions: r.instructions,
-    seconds,
-    mips: r.instructions / seconds / 1e6,
-    extractAt: ek ? ek.instruction : null,
-    hash: r.traceHash,
-  };
+  const r = spawnSync(process.execPath, [cli, 'boot', kernel, '--until', until, '--poison', 'zero', '--coco', coco, '--json'], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const wallSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const j = JSON.parse(r.stdout) as { verdict: string; instructions: number; elapsedMs: number; traceHash: string };
+  return { wallSeconds, verdict: j.verdict, instructions: j.instructions, runMs: j.elapsedMs, traceHash: j.traceHash };
 }
 
-function pad(s: string, n: number, right = false): string {
-  return right ? s.padStart(n) : s.padEnd(n);
+/** QEMU's binary, installing Debian's qemu-system-x86 when it is missing; null when that is not possible. */
+function qemuBinary(): string | null {
+  const which = (): string | null => {
+    const r = spawnSync('sh', ['-c', 'command -v qemu-system-x86_64'], { encoding: 'utf8' });
+    return r.status === 0 ? r.stdout.trim() : null;
+  };
+  const found = which();
+  if (found) return found;
+  console.log('bench: qemu-system-x86_64 missing, installing qemu-system-x86 from Debian...');
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env });
+  spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'qemu-system-x86'], { stdio: 'ignore', env });
+  return which();
+}
+
+/** Seconds from spawning QEMU TCG until the kernel's first console line (null: none within the timeout). */
+function qemuFirstLine(qemu: string, bzImage: string, timeoutSeconds = 120): Promise<number | null> {
+  return new Promise((resolve) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(qemu, ['-accel', 'tcg', '-nographic', '-no-reboot', '-m', '1G', '-kernel', bzImage, '-append', 'console=ttyS0'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    let done = false;
+    const finish = (v: number | null): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      resolve(v);
+    };
+    const timer = setTimeout(() => finish(null), timeoutSeconds * 1000);
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString('latin1');
+      // The kernel's first console line: the banner the serial console replays when it registers.
+      if (/Linux version [^\n]*\n/.test(out)) finish(Number(process.hrtime.bigint() - t0) / 1e9);
+    });
+    child.on('exit', () => finish(null));
+  });
+}
+
+interface KernelFigures {
+  kernel: string;
+  extractKernelSeconds: number;
+  kernelEntrySeconds: number;
+  instructions: number;
+  verdict: string;
+  mips: number;
+  qemuSeconds: number | null;
+  ratio: number | null;
+  traceHash: string;
+}
+
+async function speed(useQemu: boolean): Promise<KernelFigures[]> {
+  const qemu = useQemu ? qemuBinary() : null;
+  if (useQemu && qemu === null) console.log('bench: QEMU unavailable: ratios not measured');
+  const rows: KernelFigures[] = [];
+  for (const id of KERNELS) {
+    const path = ensureDebianKernel(id);
+    const ek = Array.from({ length: REPEAT }, () => bzemuRun(path, 'extract_kernel'));
+    const ke = Array.from({ length: REPEAT }, () => bzemuRun(path, 'kernel-entry'));
+    const qs: number[] = [];
+    if (qemu) for (let k = 0; k < REPEAT; k++) {
+      const t = await qemuFirstLine(qemu, path);
+      if (t !== null) qs.push(t);
+    }
+    const keWall = median(ke.map((r) => r.wallSeconds));
+    const qemuSeconds = qs.length > 0 ? median(qs) : null;
+    const row: KernelFigures = {
+      kernel: id,
+      extractKernelSeconds: median(ek.map((r) => r.wallSeconds)),
+      kernelEntrySeconds: keWall,
+      instructions: ke[0].instructions,
+      verdict: ke[0].verdict,
+      mips: median(ke.map((r) => r.instructions / r.runMs / 1e3)),
+      qemuSeconds,
+      ratio: qemuSeconds !== null ? keWall / qemuSeconds : null,
+      traceHash: ke[0].traceHash,
+    };
+    rows.push(row);
+    console.log(`${id.padEnd(17)} extract_kernel ${row.extractKernelSeconds.toFixed(3)} s | kernel-entry ${keWall.toFixed(2)} s (${row.verdict}, ${row.instructions.toLocaleString('en-US')} instructions, ${row.mips.toFixed(1)} MIPS) | QEMU TCG first console line ${qemuSeconds !== null ? `${qemuSeconds.toFixed(2)} s | ratio ${row.ratio!.toFixed(2)}` : 'not measured'}`);
+  }
+  return rows;
 }
 
 /** Boots per second of a fuzz campaign's runs (restores from the entry snapshot) on 2 worker threads. */
-async function fuzzThroughput(variant: string, dir: string): Promise<void> {
+async function fuzzThroughput(variant: string, dir: string): Promise<{ variant: string; bootsPerSecond: number; instructionsPerBoot: number }> {
   const target: TargetConfig = {
     kernelPath: join(dir, variant, 'vmlinux'),
     memSize: 1 << 30,
@@ -108,38 +159,36 @@ async function fuzzThroughput(variant: string, dir: string): Promise<void> {
     const failed = records.filter((r) => r.outcome.key !== 'reached').length;
     const instructions = records.reduce((a, r) => a + r.instructions, 0);
     console.log(`fuzz ${variant.padEnd(8)} --coco snp, 2 workers: ${n} boots in ${seconds.toFixed(2)} s = ${(n / seconds).toFixed(1)} boots/s (${failed} failed, ${(instructions / n / 1e3).toFixed(0)}k instructions per boot)`);
+    return { variant, bootsPerSecond: n / seconds, instructionsPerBoot: instructions / n };
   } finally {
     await pool.close();
   }
 }
 
-async function fuzzBench(): Promise<void> {
-  const out = execFileSync('bash', ['scripts/build-test-kernels.sh'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+async function fuzzBench(): Promise<Array<{ variant: string; bootsPerSecond: number; instructionsPerBoot: number }>> {
+  const out = execFileSync('bash', ['scripts/build-test-kernels.sh'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], cwd: repoRoot });
   const dir = out.trim().split('\n').reverse().find((l) => l.startsWith('KERNELS_DIR='))!.slice('KERNELS_DIR='.length);
-  await fuzzThroughput('regress', dir);
-  await fuzzThroughput('fix', dir);
+  return [await fuzzThroughput('regress', dir), await fuzzThroughput('fix', dir)];
 }
 
-function main(): void {
-  const header = ['kernel', 'vm', 'until', 'verdict', 'instructions', 'wall s', 'MIPS', 'trace hash'];
-  const widths = [18, 6, 15, 10, 14, 9, 7, 10];
-  const line = (cells: string[]): string => cells.map((c, k) => pad(c, widths[k], k >= 4 && k <= 6)).join('  ');
-  console.log(`node ${process.version}, ${process.arch}`);
-  console.log(line(header));
-  const all = Date.now();
-  let total = 0;
-  let totalSeconds = 0;
-  for (const c of CASES) {
-    const r = run(c);
-    total += r.instructions;
-    totalSeconds += r.seconds;
-    console.log(line([r.kernel, r.vm, r.until, r.verdict, r.instructions.toLocaleString('en-US'), r.seconds.toFixed(2), r.mips.toFixed(2), r.hash]));
-  }
-  console.log(`total ${total.toLocaleString('en-US')} instructions in ${totalSeconds.toFixed(1)} s: ${(total / totalSeconds / 1e6).toFixed(2)} MIPS (${((Date.now() - all) / 1000).toFixed(1)} s with kernel loading)`);
+async function main(): Promise<void> {
+  console.log(`node ${process.version}, ${process.arch}, medians of ${REPEAT} runs`);
+  const results: Record<string, unknown> = { date: new Date().toISOString(), node: process.version, repeat: REPEAT };
+  const section = async <T>(name: string, f: () => Promise<T>): Promise<void> => {
+    try {
+      results[name] = await f();
+    } catch (e) {
+      results[name] = { error: String((e as Error).message ?? e) };
+      console.log(`bench: ${name} not measured: ${(e as Error).message ?? e}`);
+    }
+  };
+  if (!argv.includes('--fuzz-only')) await section('speed', () => speed(!argv.includes('--no-qemu')));
+  if (!argv.includes('--no-fuzz')) await section('fuzz', fuzzBench);
+  const dir = join(repoRoot, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${(results.date as string).replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`bench: figures written to ${file}`);
 }
 
-if (process.argv.includes('--fuzz-only')) await fuzzBench();
-else {
-  main();
-  await fuzzBench();
-}
+await main();
