@@ -6,6 +6,7 @@ import { ADD_FORMS, CMP_FORMS, SUB_FORMS } from './exec/arithmetic.js';
 import { AND_FORMS, OR_FORMS, TEST_FORMS, XOR_FORMS } from './exec/logic.js';
 import { LEA_FORMS, MOVZX_FORMS, MOV_FORMS } from './exec/data.js';
 import { imul64Flags } from './exec/muldiv.js';
+import { BMI_SHIFT_FORMS } from './exec/shift.js';
 import { add32, add64, logic32, logic64, sub32, sub64 } from './exec/flags-compute.js';
 import type { CodePage } from './code-page.js';
 
@@ -371,6 +372,27 @@ function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: b
       if (h === f.mi8) return { code: `${rd(8)} ${aluSource(kind, 8, 'm', 'mh', `${i.immLo}`, `${i.immHi}`, null, defer)}`, writes: false };
       if (h === f.mi4) return { code: `${rd(4)} ${aluSource(kind, 4, 'm', '0', `${i.immLo}`, '0', null, defer)}`, writes: false };
     }
+  }
+  // SHLX/SHRX between registers (no flags): the count is read before the destination is written.
+  if (h === BMI_SHIFT_FORMS.shrxRRR4) return { code: `R[${d}] = R[${s}] >>> (R[${i.r2}] & 31); RH[${d}] = 0;`, writes: false };
+  if (h === BMI_SHIFT_FORMS.shlxRRR4) return { code: `R[${d}] = (R[${s}] << (R[${i.r2}] & 31)) >>> 0; RH[${d}] = 0;`, writes: false };
+  if (h === BMI_SHIFT_FORMS.shrxRRR8) {
+    return {
+      code: `const c = R[${i.r2}] & 63, sl = R[${s}], sh = RH[${s}];` +
+        ` if (c === 0) { R[${d}] = sl; RH[${d}] = sh; }` +
+        ` else if (c < 32) { R[${d}] = ((sl >>> c) | (sh << (32 - c))) >>> 0; RH[${d}] = sh >>> c; }` +
+        ` else { R[${d}] = sh >>> (c - 32); RH[${d}] = 0; }`,
+      writes: false,
+    };
+  }
+  if (h === BMI_SHIFT_FORMS.shlxRRR8) {
+    return {
+      code: `const c = R[${i.r2}] & 63, sl = R[${s}], sh = RH[${s}];` +
+        ` if (c === 0) { R[${d}] = sl; RH[${d}] = sh; }` +
+        ` else if (c < 32) { RH[${d}] = ((sh << c) | (sl >>> (32 - c))) >>> 0; R[${d}] = (sl << c) >>> 0; }` +
+        ` else { RH[${d}] = (sl << (c - 32)) >>> 0; R[${d}] = 0; }`,
+      writes: false,
+    };
   }
   // IMUL r64, r/m64 and IMUL r64, r/m64, imm
   if (i.mnemonic === Mnemonic.Imul && i.s0 === 8 && i.k0 === Operand.Reg && d < 16 && (i.opCount === 2 || (i.opCount === 3 && i.k2 === Operand.Imm))) {
