@@ -2,7 +2,7 @@ import { Mnemonic } from 'iced-x86';
 import type { Cpu } from './cpu.js';
 import { Operand, type Handler, type Insn } from './insn.js';
 import { PARITY } from './flags.js';
-import { ADD_FORMS, CMP_FORMS, SUB_FORMS } from './exec/arithmetic.js';
+import { ADD_FORMS, CMP_FORMS, NEG_FORMS, SUB_FORMS } from './exec/arithmetic.js';
 import { AND_FORMS, OR_FORMS, TEST_FORMS, XOR_FORMS } from './exec/logic.js';
 import { LEA_FORMS, MOVZX_FORMS, MOV_FORMS } from './exec/data.js';
 import { imul64Flags } from './exec/muldiv.js';
@@ -373,6 +373,9 @@ function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: b
       if (h === f.mi4) return { code: `${rd(4)} ${aluSource(kind, 4, 'm', '0', `${i.immLo}`, '0', null, defer)}`, writes: false };
     }
   }
+  // NEG r64/r32: 0 - r, flags as SUB's
+  if (h === NEG_FORMS.r8) return { code: aluSource('sub', 8, '0', '0', `R[${d}]`, `RH[${d}]`, d, defer), writes: false };
+  if (h === NEG_FORMS.r4) return { code: aluSource('sub', 4, '0', '0', `R[${d}]`, '0', d, defer), writes: false };
   // SHLX/SHRX between registers (no flags): the count is read before the destination is written.
   if (h === BMI_SHIFT_FORMS.shrxRRR4) return { code: `R[${d}] = R[${s}] >>> (R[${i.r2}] & 31); RH[${d}] = 0;`, writes: false };
   if (h === BMI_SHIFT_FORMS.shlxRRR4) return { code: `R[${d}] = (R[${s}] << (R[${i.r2}] & 31)) >>> 0; RH[${d}] = 0;`, writes: false };

@@ -178,6 +178,8 @@ const neg4: Handler = (cpu, i) => {
   R[d] = sub32(cpu, 0, R[d]);
   cpu.regHi[d] = 0;
 };
+/** NEG of a 64/32-bit register (block translation inlines exactly these: 0 - r with SUB's flags). */
+export const NEG_FORMS = { r8: neg8, r4: neg4 } as const;
 
 /** The specialised forms (block translation recognises them by identity). */
 export const ADD_FORMS = { rr8: addRR8, rr4: addRR4, ri8: addRI8, ri4: addRI4, rm8: addRM8, rm4: addRM4 } as const satisfies FormSet;
