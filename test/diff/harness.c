@@ -33,6 +33,8 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "harness-emit.h"
+
 #define STATE 0x1e0000UL
 #define CODE 0x1f0000UL
 #define SCRATCH 0x100000UL
@@ -52,34 +54,10 @@ static volatile int fault_vector;
 static uint64_t fault_regs[16];
 static uint64_t fault_flags;
 
-static void die(const char *msg) {
-  perror(msg);
-  exit(2);
-}
-
 static void *map_fixed(unsigned long addr, size_t len, int prot) {
   void *p = mmap((void *)addr, len, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   if (p == MAP_FAILED || p != (void *)addr) die("mmap");
   return p;
-}
-
-static uint8_t *emit(uint8_t *p, const uint8_t *bytes, size_t n) {
-  memcpy(p, bytes, n);
-  return p + n;
-}
-
-static uint8_t *emit32(uint8_t *p, uint32_t v) {
-  memcpy(p, &v, 4);
-  return p + 4;
-}
-
-/* mov r64, [abs32] (load=1) or mov [abs32], r64 (load=0); always 8 bytes. */
-static uint8_t *mov_abs(uint8_t *p, int reg, int load, unsigned long addr) {
-  *p++ = 0x48 | (reg >= 8 ? 4 : 0);
-  *p++ = load ? 0x8b : 0x89;
-  *p++ = 0x04 | ((reg & 7) << 3);
-  *p++ = 0x25;
-  return emit32(p, (uint32_t)addr);
 }
 
 static void build_prologue(void) {

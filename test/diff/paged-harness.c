@@ -48,6 +48,8 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "harness-emit.h"
+
 #define MAGIC 0x3147504646494450ULL /* "PDIFFPG1" */
 #define STATE 0x1e0000UL
 #define STUB 0x1f0000UL
@@ -72,11 +74,6 @@ static sigjmp_buf fault_jmp;
 static volatile int fault_vector;
 static uint64_t fault_regs[16], fault_rip, fault_flags, fault_err, fault_cr2;
 
-static void die(const char *msg) {
-  perror(msg);
-  exit(2);
-}
-
 static void *map_at(unsigned long addr, size_t len, int prot, int flags, int fd, off_t off) {
   void *p = mmap((void *)addr, len, prot, flags | MAP_FIXED_NOREPLACE, fd, off);
   if (p == MAP_FAILED || p != (void *)addr) die("mmap");
@@ -87,25 +84,6 @@ static int memfd(const char *name, size_t size) {
   int fd = memfd_create(name, 0);
   if (fd < 0 || ftruncate(fd, (off_t)size) != 0) die("memfd");
   return fd;
-}
-
-static uint8_t *emit(uint8_t *p, const uint8_t *bytes, size_t n) {
-  memcpy(p, bytes, n);
-  return p + n;
-}
-
-static uint8_t *emit32(uint8_t *p, uint32_t v) {
-  memcpy(p, &v, 4);
-  return p + 4;
-}
-
-/* mov r64, [abs32] (load=1) or mov [abs32], r64 (load=0); always 8 bytes. */
-static uint8_t *mov_abs(uint8_t *p, int reg, int load, unsigned long addr) {
-  *p++ = 0x48 | (reg >= 8 ? 4 : 0);
-  *p++ = load ? 0x8b : 0x89;
-  *p++ = 0x04 | ((reg & 7) << 3);
-  *p++ = 0x25;
-  return emit32(p, (uint32_t)addr);
 }
 
 /* jmp qword [abs32]: 7 bytes. */
@@ -241,9 +219,11 @@ int main(void) {
     *(uint64_t *)S_ENTRY = CODE + code_off;
 
     int32_t vector = -1;
-    uint64_t out_flags, rip, err = 0, cr2 = 0;
+    uint64_t out_flags, rip, err, cr2;
     if (sigsetjmp(fault_jmp, 0) == 0) {
       enter();
+      err = 0;
+      cr2 = 0;
       out_flags = *(uint64_t *)S_FLAGS_OUT;
       rip = CODE + code_off + code_len;
     } else {
