@@ -373,6 +373,17 @@ function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: b
       if (h === f.mi4) return { code: `${rd(4)} ${aluSource(kind, 4, 'm', '0', `${i.immLo}`, '0', null, defer)}`, writes: false };
     }
   }
+  // CMP r8, imm8 and TEST r8, r8 (not AH..BH): flags computed now, exactly as sub/logicResult for size 1 (they overwrite any pending ones)
+  if (h === CMP_FORMS.ri1) {
+    return {
+      code: `const a = R[${d}] & 255, b = ${i.immLo & 255}, r0 = a - b, r = r0 & 255;` +
+        ` cpu.rflags = (cpu.rflags & ${KEEP}) | (r0 < 0 ? 1 : 0) | ((a ^ b ^ r) & 16) | ((a ^ b) & (a ^ r) & 128 ? 2048 : 0) | P[r] | (r === 0 ? 64 : 0) | (r & 128); pk = 0;`,
+      writes: false,
+    };
+  }
+  if (h === TEST_FORMS.rr1) {
+    return { code: `const r = R[${d}] & R[${s}] & 255; cpu.rflags = (cpu.rflags & ${KEEP}) | P[r] | (r === 0 ? 64 : 0) | (r & 128); pk = 0;`, writes: false };
+  }
   // NEG r64/r32: 0 - r, flags as SUB's
   if (h === NEG_FORMS.r8) return { code: aluSource('sub', 8, '0', '0', `R[${d}]`, `RH[${d}]`, d, defer), writes: false };
   if (h === NEG_FORMS.r4) return { code: aluSource('sub', 4, '0', '0', `R[${d}]`, '0', d, defer), writes: false };
