@@ -22,37 +22,38 @@ import type { PhysicalMemory } from '../memory/physical-memory.js';
 import type { CpuidSource, IoBus, MmioBus, MsrBus, SvsmCallEvent, SvsmHandler } from './interfaces.js';
 import { gpaToNumber, readU64, writeU64 } from './mem64.js';
 import type { RmpTable } from './rmp.js';
+import { SAVE_AREA } from './save-area.js';
 import * as X from './svm-exit.js';
 import { decodeGhcbTermination, type Termination } from './termination.js';
 import type { VmConfig } from './vm-config.js';
 
-/** Byte offsets inside the GHCB page. */
+/** Byte offsets inside the GHCB page: the save-area fields it mirrors, then its own. */
 export const GHCB_OFFSET = {
-  cpl: 0x0cb,
-  xss: 0x140,
-  dr7: 0x160,
-  rip: 0x178,
-  rsp: 0x1d8,
-  rax: 0x1f8,
-  rcx: 0x308,
-  rdx: 0x310,
-  rbx: 0x318,
-  rbp: 0x328,
-  rsi: 0x330,
-  rdi: 0x338,
-  r8: 0x340,
-  r9: 0x348,
-  r10: 0x350,
-  r11: 0x358,
-  r12: 0x360,
-  r13: 0x368,
-  r14: 0x370,
-  r15: 0x378,
+  cpl: SAVE_AREA.cpl,
+  xss: SAVE_AREA.xss,
+  dr7: SAVE_AREA.dr7,
+  rip: SAVE_AREA.rip,
+  rsp: SAVE_AREA.rsp,
+  rax: SAVE_AREA.rax,
+  rcx: SAVE_AREA.rcx,
+  rdx: SAVE_AREA.rdx,
+  rbx: SAVE_AREA.rbx,
+  rbp: SAVE_AREA.rbp,
+  rsi: SAVE_AREA.rsi,
+  rdi: SAVE_AREA.rdi,
+  r8: SAVE_AREA.r8,
+  r9: SAVE_AREA.r9,
+  r10: SAVE_AREA.r10,
+  r11: SAVE_AREA.r11,
+  r12: SAVE_AREA.r12,
+  r13: SAVE_AREA.r13,
+  r14: SAVE_AREA.r14,
+  r15: SAVE_AREA.r15,
   sw_exit_code: 0x390,
   sw_exit_info_1: 0x398,
   sw_exit_info_2: 0x3a0,
   sw_scratch: 0x3a8,
-  xcr0: 0x3e8,
+  xcr0: SAVE_AREA.xcr0,
   valid_bitmap: 0x3f0,
   x87_state_gpa: 0x400,
   shared_buffer: 0x800,

@@ -1,9 +1,10 @@
 import type { Cpu } from '../cpu/cpu.js';
+import { SAVE_AREA } from './save-area.js';
 import { sevStatusFor, type VmConfig } from './vm-config.js';
 
 /**
  * The VMSA: a vCPU's register state in the SEV-ES save-area layout (AMD APM
- * vol. 2, "VMSA layout"; the same offsets the GHCB save area mirrors). bzemu
+ * vol. 2, "VMSA layout", in save-area.ts: the GHCB mirrors the same offsets). bzemu
  * reads and writes the fields the BSP's entry state needs. Segment
  * registers are {selector u16, attributes u16, limit u32, base u64}; the
  * attributes are in the VMCB's packed form (type, S, DPL, P, AVL, L, D/B, G).
@@ -11,29 +12,7 @@ import { sevStatusFor, type VmConfig } from './vm-config.js';
 export const VMSA_SIZE = 4096;
 
 const SEG = { es: 0x000, cs: 0x010, ss: 0x020, ds: 0x030, fs: 0x040, gs: 0x050, gdtr: 0x060, ldtr: 0x070, idtr: 0x080, tr: 0x090 } as const;
-const OFF = {
-  vmpl: 0x0ca,
-  cpl: 0x0cb,
-  efer: 0x0d0,
-  cr4: 0x148,
-  cr3: 0x150,
-  cr0: 0x158,
-  rflags: 0x170,
-  rip: 0x178,
-  rsp: 0x1d8,
-  rax: 0x1f8,
-  kernelGsBase: 0x220,
-  cr2: 0x240,
-  rcx: 0x308,
-  rdx: 0x310,
-  rbx: 0x318,
-  rbp: 0x328,
-  rsi: 0x330,
-  rdi: 0x338,
-  r8: 0x340,
-  sevFeatures: 0x3b0,
-  xcr0: 0x3e8,
-} as const;
+const OFF = SAVE_AREA;
 
 /** Register number -> VMSA offset (RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8..R15). */
 const GPR_OFFSETS = [OFF.rax, OFF.rcx, OFF.rdx, OFF.rbx, OFF.rsp, OFF.rbp, OFF.rsi, OFF.rdi, ...Array.from({ length: 8 }, (_, i) => OFF.r8 + i * 8)];
