@@ -41,6 +41,8 @@ export class UninitializedReadDetector {
   private readonly bytes = new Set<number>();
   /** Reads beyond the report cap (still counted in `bytes`). */
   dropped = 0;
+  /** Told of each new report while the CPU is still at the reading instruction (a run report takes its trace window then). */
+  onRead: ((read: UninitializedRead) => void) | null = null;
 
   constructor(private readonly machine: Machine) {}
 
@@ -99,5 +101,6 @@ export class UninitializedReadDetector {
     };
     this.byKey.set(key, read);
     this.reads.push(read);
+    this.onRead?.(read);
   }
 }

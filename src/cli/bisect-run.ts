@@ -53,6 +53,7 @@ export function runBisectStep(argv: string[], cwd: string, env: NodeJS.ProcessEn
     own = splitOwn(argv);
     poisons = parsePoisonList(own.poisons);
     bootArgs = parseBootArgs(own.rest);
+    if (bootArgs.report !== null) throw new UsageError('bisect-run writes no report: drop --report (run bzemu boot --report on the commit it names)');
     if (own.rest.some((a) => !a.startsWith('-') && a === bootArgs.kernel)) throw new UsageError('bisect-run boots the tree it runs in: give no kernel');
     tree = findKernelTree(cwd);
     if (own.build) checkBuildSetup(tree, env);
@@ -85,7 +86,7 @@ export function runBisectStep(argv: string[], cwd: string, env: NodeJS.ProcessEn
   const vmlinux = join(tree, 'arch', 'x86', 'boot', 'compressed', 'vmlinux');
   const bzImage = join(tree, 'arch', 'x86', 'boot', 'bzImage');
   if (!existsSync(vmlinux) || !existsSync(bzImage)) return finish(SKIP, `nothing built to judge (${existsSync(vmlinux) ? bzImage : vmlinux} is missing)`);
-  const { kernel: _k, json: _j, trace: _t, poison: _p, seed: _s, ...options } = bootArgs;
+  const { kernel: _k, json: _j, trace: _t, poison: _p, seed: _s, report: _r, ...options } = bootArgs;
   const results: BootResult[] = [];
   for (const p of poisons) {
     let r: BootResult;

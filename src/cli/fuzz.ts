@@ -7,15 +7,19 @@ import { parseShard, ShardError, type Shard } from '../analysis/fuzz/plan.js';
 import { mergeReports, MergeError, type CampaignReport } from '../analysis/fuzz/report.js';
 import type { TargetConfig } from '../analysis/fuzz/runner.js';
 import { parseBootArgs, parseNumber, UsageError } from './options.js';
+import { checkReportPath } from '../analysis/report/run-report.js';
+import { writeCampaignReport } from '../analysis/report/campaign-report.js';
 
 /** Options only a campaign has; everything else is a boot option every run shares. */
-const OWN_VALUE_OPTIONS = new Set(['--runs', '--workers', '--shard', '--out']);
+const OWN_VALUE_OPTIONS = new Set(['--runs', '--workers', '--shard', '--out', '--report']);
 
 interface FuzzCliOptions {
   runs: number;
   workers: number;
   shard: Shard | null;
   out: string | null;
+  /** HTML report of the campaign (and one run report per failing group beside it). */
+  report: string | null;
   json: boolean;
   seed: number;
   target: TargetConfig;
@@ -68,12 +72,13 @@ export function parseFuzzArgs(argv: string[], resolveKernel: (name: string) => s
       throw e;
     }
   }
-  const { kernel, json, trace: _trace, poison: _poison, seed, ...target } = boot;
+  const { kernel, json, trace: _trace, poison: _poison, seed, report: _report, ...target } = boot;
   return {
     runs,
     workers,
     shard,
     out: own.get('--out') ?? null,
+    report: own.get('--report') ?? null,
     json,
     seed,
     target: { ...target, kernelPath: resolveKernel(kernel) },
@@ -97,6 +102,7 @@ function progressBar(): ((p: CampaignProgress) => void) | undefined {
 export async function runFuzz(argv: string[], resolveKernel: (name: string) => string): Promise<number> {
   if (argv[0] === 'merge') return runMerge(argv.slice(1));
   const o = parseFuzzArgs(argv, resolveKernel);
+  if (o.report !== null) checkReportPath(o.report);
   // Loaded here once to fail early on bad input and to name culprits; each worker loads its own copy once.
   const kernel = loadKernel(o.target.kernelPath, { bzImage: o.target.bzImage, symbols: o.target.symbols });
   const started = Date.now();
@@ -117,6 +123,10 @@ export async function runFuzz(argv: string[], resolveKernel: (name: string) => s
   if (o.out) writeFileSync(o.out, JSON.stringify({ ...report, timing }, null, 2) + '\n');
   if (o.json) process.stdout.write(JSON.stringify({ ...report, timing }, null, 2) + '\n');
   else process.stdout.write(renderCampaign(report, timing) + '\n');
+  if (o.report !== null) {
+    const files = writeCampaignReport(o.report, report, o.target);
+    if (!o.json) for (const f of files) process.stdout.write(`report       ${f.path} (${(f.bytes / 2 ** 20).toFixed(1)} MB)\n`);
+  }
   return report.summary.failingGroups > 0 ? 1 : 0;
 }
 

@@ -11,6 +11,12 @@ import { explainExitValue } from '../hypervisor/termination.js';
 import { runFuzz } from './fuzz.js';
 import { runBisectStep } from './bisect-run.js';
 import { writeVmsa } from './vmsa.js';
+import { bootWithReportFile } from './report.js';
+import { EARLY_BUDGET, FIXED, FLOOR, MARGIN, RATES } from '../kernel/budget.js';
+
+const rateList = Object.entries(RATES).map(([f, r]) => `${f} ${r.output}/${r.payload}`);
+const rates = `${rateList.slice(0, 4).join(', ')},\n                        ${rateList.slice(4).join(', ')}`;
+const exp = (n: number): string => n.toExponential().replace('e+', 'e');
 
 const USAGE = `usage: bzemu <command> [options]
 
@@ -18,7 +24,12 @@ commands:
   boot [KERNEL]     run the decompressor of KERNEL (a bzImage, a compressed vmlinux ELF,
                     or a Debian series id such as debian-6.12, fetched on first use)
       --until extract_kernel|kernel-entry   where to stop (default extract_kernel)
-      --budget N        instruction budget (default 2e8, 4e9 with --until kernel-entry)
+      --budget N        instruction budget: a guest still running then ends as budget-exhausted.
+                        Default ${exp(EARLY_BUDGET)} to extract_kernel; to kernel-entry it scales with the
+                        kernel: max(${exp(FLOOR)}, ${MARGIN} x (O x decompressed size + P x payload size))
+                        + ${exp(FIXED)}, O/P instructions per byte fitted to measured runs of each format
+                        (${rates});
+                        'bzemu info KERNEL' shows the default for KERNEL
       --mem SIZE        guest RAM (default 1G)
       --poison random|zero|0xNN   contents of memory nobody wrote (default random)
       --seed N          seed for poison and RDRAND (default 1)
@@ -29,6 +40,7 @@ commands:
       --symbols PATH    a compressed vmlinux ELF naming a bzImage's addresses
       --trace N         print the last N instructions when the run ends
       --json            machine-readable result
+      --report FILE     also write an HTML report: memory map, event timeline with trace windows, findings
     confidential computing (the stub SEV-SNP hypervisor):
       --coco none|sev|sev-es|snp   guest type (default none)
       --cbit N          C-bit position (default 51)
@@ -50,6 +62,8 @@ commands:
       --workers W       worker threads (default: the number of cores)
       --shard k/n|auto  run the k-th of n slices (auto: Kubernetes Indexed Job or Slurm array)
       --out FILE        also write the JSON report to FILE (one per shard)
+      --report FILE     also write an HTML report: outcome histogram, culprits, and beside it
+                        one run report per failing group (its first run booted again)
       --json            the whole campaign as JSON
       and any boot option (--coco, --vmpl, --svsm, --until, --symbols, --bzimage, ...)
   fuzz merge FILE...  merge shard reports into the report of the whole campaign
@@ -87,15 +101,18 @@ function progressPrinter(): ((p: { instructions: number; elapsedMs: number; last
 }
 
 function runBoot(argv: string[]): number {
-  const { kernel, json, trace, ...bootOptions } = parseBootArgs(argv);
+  const { kernel, json, trace, report, ...bootOptions } = parseBootArgs(argv);
   const progress = json ? undefined : progressPrinter();
-  const result: BootResult = boot({ ...bootOptions, kernelPath: resolveKernel(kernel), traceLength: trace, onProgress: progress });
+  const options = { ...bootOptions, kernelPath: resolveKernel(kernel), traceLength: trace, onProgress: progress };
+  const withReport = report !== null ? bootWithReportFile(options, report, argv) : null;
+  const result: BootResult = withReport?.result ?? boot(options);
   if (progress) process.stderr.write('\r\x1b[K');
   if (json) {
     const { trace: lastInstructions, ...rest } = result;
     process.stdout.write(JSON.stringify(trace > 0 ? { ...rest, trace: lastInstructions } : rest, null, 2) + '\n');
   } else {
     process.stdout.write(renderBoot(result) + '\n');
+    if (withReport) process.stdout.write(withReport.line + '\n');
   }
   return exitCodeFor(result.verdict);
 }

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { parsePoison, type PoisonPolicy } from '../memory/poison.js';
 import type { BootOptions } from '../machine/boot.js';
 import { UNTIL_CHOICES, type MilestoneName } from '../kernel/verdict.js';
+import type { Budget } from '../kernel/budget.js';
 import type { GdtStyle } from '../platform/firmware.js';
 import { makeVmConfig, VmConfigError, type CocoMode, type Prevalidate, type RmpMismatch, type Vmpl, type VmConfig } from '../hypervisor/vm-config.js';
 
@@ -15,6 +16,8 @@ export interface BootCliOptions extends Omit<BootOptions, 'kernelPath' | 'traceL
   vm: VmConfig;
   json: boolean;
   trace: number;
+  /** --report FILE: also write the run's self-contained HTML report there. */
+  report: string | null;
 }
 
 export const DEFAULT_KERNEL = 'debian-6.12';
@@ -69,6 +72,7 @@ export function parseBootArgs(argv: string[]): BootCliOptions {
         prevalidate: { type: 'string', default: 'all' },
         'rmp-mismatch': { type: 'string', default: 'convert' },
         vmsa: { type: 'string' },
+        report: { type: 'string' },
       },
     });
   } catch (e) {
@@ -92,7 +96,8 @@ export function parseBootArgs(argv: string[]): BootCliOptions {
   const loadAddress = parseNumber(v['load-addr']!, '--load-addr');
   if (loadAddress % 0x1000 !== 0 || loadAddress < 0x100000) throw new UsageError('--load-addr must be page aligned and at or above 1 MiB');
   if (v.gdt !== 'boot-protocol' && v.gdt !== 'stage0') throw new UsageError('--gdt must be boot-protocol or stage0');
-  const budget = v.budget !== undefined ? parseNumber(v.budget, '--budget') : until === 'kernel-entry' ? 4e9 : 2e8;
+  // Without --budget the run sizes its budget from the kernel's payload once it is loaded (src/kernel/budget.ts).
+  const budget: Budget = v.budget !== undefined ? parseNumber(v.budget, '--budget') : 'default';
   const mode = v.coco!;
   if (!['none', 'sev', 'sev-es', 'snp'].includes(mode)) throw new UsageError(`--coco must be none, sev, sev-es or snp (got '${mode}')`);
   let vm: VmConfig;
@@ -126,6 +131,7 @@ export function parseBootArgs(argv: string[]): BootCliOptions {
     budget,
     json: v.json!,
     trace: parseNumber(v.trace!, '--trace'),
+    report: v.report ?? null,
     vm,
     ...(v.vmsa !== undefined ? { vmsa: v.vmsa } : {}),
   };

@@ -14,8 +14,9 @@ export function writeVmsa(argv: string[], resolveKernel: (name: string) => strin
     else rest.push(argv[i]);
   }
   if (!out) throw new UsageError('vmsa needs -o FILE');
-  const { kernel: name, json: _j, trace: _t, ...options } = parseBootArgs(rest);
+  const { kernel: name, json: _j, trace: _t, report, ...options } = parseBootArgs(rest);
   if (options.vmsa) throw new UsageError('vmsa writes a VMSA: it takes no --vmsa');
+  if (report !== null) throw new UsageError('vmsa runs nothing to report on: it takes no --report');
   const kernelPath = resolveKernel(name);
   const kernel = loadKernel(kernelPath, { bzImage: options.bzImage, symbols: options.symbols });
   const machine = new Machine(kernel, machineConfigFor({ ...options, traceLength: 0 }));

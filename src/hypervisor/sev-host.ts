@@ -27,6 +27,8 @@ export const MSR_SVSM_CAA = 0xc001f000;
 export interface HostEvent {
   kind: 'vmgexit-msr' | 'vmgexit-ghcb' | 'vc' | 'pvalidate' | 'rmpadjust' | 'svsm-call' | 'npf' | 'rmp-conversion';
   rip: number;
+  /** Instructions retired before it (the index of the instruction that caused it). */
+  instruction: number;
   /** Exit code, MSR request name, or instruction outcome. */
   detail: string;
   result: string;
@@ -50,6 +52,10 @@ export interface SevHostOptions {
 export class SevHost implements CpuHost {
   readonly rmp: RmpTable;
   readonly events: HostEvent[] = [];
+  /** Told of each event as it is recorded, while the CPU is still at it (a run report takes its trace window then). */
+  onEvent: ((event: HostEvent) => void) | null = null;
+  /** GHCB pages the guest used with the page protocol: GPA -> instruction count of the first use. */
+  readonly ghcbPages = new Map<number, number>();
   termination: Termination | null = null;
   private ghcbMsr = 0n;
   private readonly out = new Uint32Array(4);
@@ -59,7 +65,7 @@ export class SevHost implements CpuHost {
   private cpu: Cpu | null = null;
   private readonly privateGhcbSeen = new Set<number>();
   /** Cap so that a guest looping on exits cannot grow the report without bound. */
-  private static readonly MAX_EVENTS = 10_000;
+  static readonly MAX_EVENTS = 10_000;
 
   constructor(private readonly o: SevHostOptions) {
     const { config, memory, policy } = o;
@@ -175,7 +181,9 @@ export class SevHost implements CpuHost {
 
   private record(kind: HostEvent['kind'], detail: string, result: string): void {
     if (this.events.length >= SevHost.MAX_EVENTS) return;
-    this.events.push({ kind, rip: this.cpu?.curRipLo ?? 0, detail, result });
+    const event: HostEvent = { kind, rip: this.cpu?.curRipLo ?? 0, instruction: this.cpu?.icount ?? 0, detail, result };
+    this.events.push(event);
+    this.onEvent?.(event);
   }
 
   /** A live BigInt view of the calling CPU's registers for the SVSM. */
@@ -242,6 +250,9 @@ export class SevHost implements CpuHost {
   vmgexit(cpu: Cpu): void {
     if (!this.encryptedState) cpu.ud();
     if (this.snp) this.checkGhcbShared();
+    const v = this.ghcbMsr;
+    // Bounded: a hostile guest exiting with ever new GHCB addresses must not grow it without end.
+    if (v !== 0n && (v & 0xfffn) === 0n && v < BigInt(this.rmp.ramSize) && this.ghcbPages.size < 64 && !this.ghcbPages.has(Number(v))) this.ghcbPages.set(Number(v), cpu.icount);
     const outcome = this.dispatcher.handle(this.ghcbMsr);
     if (outcome.kind === 'terminate') {
       this.termination = outcome.reason;

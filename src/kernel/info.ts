@@ -6,7 +6,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { BadInputError } from './errors.js';
 import { classifyKernelElf, parseElf, type KernelElfKind } from './elf.js';
 import { locatePayload, type PayloadFormat } from './payload.js';
-import { detectKernelFile, parseSetupHeader, type KernelFileKind, type SetupHeader } from './setup-header.js';
+import { budgetBasis, defaultBudget, type BudgetBasis } from './budget.js';
+import { detectKernelFile, parseSetupHeader, protectedModePart, type KernelFileKind, type SetupHeader } from './setup-header.js';
 
 export interface KernelInfo {
   path: string;
@@ -28,6 +29,8 @@ export interface KernelInfo {
   xloadflags?: { value: number; flags: string[] };
   /** File offset of the 64-bit entry (protected-mode part + 0x200) for a bzImage. */
   entry64FileOffset?: number;
+  /** bzImage: the instruction budgets `bzemu boot` uses without --budget (src/kernel/budget.ts). */
+  defaultBudget?: { kernelEntry: number; earlier: number };
   /** ELF only. */
   elf?: {
     kernelKind: KernelElfKind;
@@ -58,6 +61,10 @@ function findBanner(bytes: Uint8Array): string | null {
   return null;
 }
 
+function defaultBudgets(basis: BudgetBasis): { kernelEntry: number; earlier: number } {
+  return { kernelEntry: defaultBudget('kernel-entry', basis).instructions, earlier: defaultBudget('extract_kernel', basis).instructions };
+}
+
 /** Inspect a kernel file. Throws BadInputError for anything that is not a usable kernel. */
 export function kernelInfoFromBytes(bytes: Uint8Array, path = '<memory>'): KernelInfo {
   const kind = detectKernelFile(bytes);
@@ -79,6 +86,7 @@ export function kernelInfoFromBytes(bytes: Uint8Array, path = '<memory>'): Kerne
       relocatable: hdr.relocatableKernel,
       xloadflags: { value: hdr.xloadflags, flags: hdr.xloadflagsDecoded },
       entry64FileOffset: hdr.protectedModeOffset + 0x200,
+      defaultBudget: defaultBudgets(budgetBasis({ header: hdr, image: protectedModePart(bytes, hdr) })),
       hasSymbols: false,
     };
   }
@@ -165,6 +173,8 @@ export function renderInfo(info: KernelInfo): string {
       ['handover_offset', hex(h.handoverOffset)],
       ['kernel_info_offset', h.kernelInfoOffset === null ? '-' : hex(h.kernelInfoOffset)],
     );
+    const b = info.defaultBudget;
+    if (b) rows.push(['default budget', `kernel-entry ${b.kernelEntry}, extract_kernel ${b.earlier} instructions`]);
   }
   const e = info.elf;
   if (e) {

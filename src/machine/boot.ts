@@ -6,6 +6,7 @@ import { RAX, RBX } from '../cpu/registers.js';
 import { disassemble, instructionLength } from '../cpu/decode.js';
 import { inspectOutput } from '../kernel/decompressed-output.js';
 import { loadKernel, type KernelImage } from '../kernel/kernel-image.js';
+import { resolveBudget, type Budget } from '../kernel/budget.js';
 import type { MilestoneName, VerdictKind } from '../kernel/verdict.js';
 import type { PoisonPolicy } from '../memory/poison.js';
 import type { GdtStyle } from '../platform/firmware.js';
@@ -28,7 +29,8 @@ export interface BootOptions {
   loadAddress: number;
   gdt: GdtStyle;
   until: MilestoneName;
-  budget: number;
+  /** Instructions before the run ends as budget-exhausted; 'default' sizes it from the kernel's payload (src/kernel/budget.ts). */
+  budget: Budget;
   /** Confidential-computing configuration; default a plain VM. */
   vm?: VmConfig;
   /** A VMSA file to launch the BSP from (instead of the firmware's entry state). */
@@ -69,6 +71,8 @@ export interface BootResult {
   milestones: MilestoneHit[];
   console: string;
   instructions: number;
+  /** The instruction budget the run had (the default one unless --budget was given). */
+  budget: number;
   traceHash: string;
   /** Where the decompressed kernel starts (kernel-entry runs only). */
   kernelEntry: string | null;
@@ -132,18 +136,25 @@ export function machineConfigFor(options: Omit<BootOptions, 'kernelPath'>): Mach
 export type RunOptions = Pick<BootOptions, 'until' | 'budget' | 'traceLength' | 'onProgress' | 'inspect'> & {
   /** Told, when the run ends, the physical address of every never-written byte it read (fuzz minimization). */
   onUninitializedBytes?: (addresses: number[]) => void;
+  /** Told of each milestone as it is hit, before its instruction runs (a run report takes its trace window then). */
+  onMilestone?: (hit: MilestoneHit) => void;
+  /** Told of each new uninitialized read while the CPU is at the reader. */
+  onUninitializedRead?: (read: UninitializedRead) => void;
 };
 
 /** Run a machine from its entry state to the target milestone or a failure, and report. */
 export function runMachine(machine: Machine, options: RunOptions): BootResult {
   const kernel = machine.kernel;
   const { cpu, addresses } = machine;
+  const budget = resolveBudget(options.budget, options.until, kernel);
   const uninit = new UninitializedReadDetector(machine);
   uninit.install();
+  uninit.onRead = options.onUninitializedRead ?? null;
   const started = Date.now();
   const milestones: MilestoneHit[] = [];
   const hit = (name: MilestoneName): void => {
     milestones.push({ name, rip: hex(cpu.ripLo, cpu.ripHi), symbol: addresses.describe(cpu.ripLo, cpu.ripHi), instruction: cpu.icount });
+    options.onMilestone?.(milestones[milestones.length - 1]);
   };
 
   // Breakpoints for milestones, by address.
@@ -176,7 +187,7 @@ export function runMachine(machine: Machine, options: RunOptions): BootResult {
   const entry = hex(cpu.ripLo);
 
   while (verdict === null) {
-    const limit = Math.min(options.budget, cpu.icount + SLICE);
+    const limit = Math.min(budget.instructions, cpu.icount + SLICE);
     try {
       cpu.run(limit);
     } catch (e) {
@@ -229,9 +240,10 @@ export function runMachine(machine: Machine, options: RunOptions): BootResult {
         reason = `${cpu.stopDetail} at ${hex(cpu.ripLo, cpu.ripHi)}${describeSuffix(addresses.describe(cpu.ripLo, cpu.ripHi))}`;
         break;
       case Stop.Budget:
-        if (cpu.icount >= options.budget) {
+        if (cpu.icount >= budget.instructions) {
           verdict = 'budget-exhausted';
-          reason = `instruction budget of ${options.budget} exhausted at ${hex(cpu.ripLo, cpu.ripHi)}${describeSuffix(addresses.describe(cpu.ripLo, cpu.ripHi))}`;
+          reason = `instruction budget of ${budget.instructions} exhausted at ${hex(cpu.ripLo, cpu.ripHi)}${describeSuffix(addresses.describe(cpu.ripLo, cpu.ripHi))}`;
+          if (budget.explanation) reason += ` (${budget.explanation}; --budget N sets another)`;
         }
         break;
       case Stop.Terminated:
@@ -270,6 +282,7 @@ export function runMachine(machine: Machine, options: RunOptions): BootResult {
     milestones,
     console: machine.ports.console(),
     instructions: cpu.icount,
+    budget: budget.instructions,
     traceHash: (cpu.traceHash >>> 0).toString(16).padStart(8, '0'),
     kernelEntry: kernelEntry !== null ? hex(kernelEntry) : null,
     output,

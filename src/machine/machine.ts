@@ -49,8 +49,8 @@ export interface MachineSnapshot {
 }
 
 /** Where an SVSM lives when one is modelled: its calling area low, its own memory at the top of RAM. */
-const SVSM_CAA = 0x3000;
-const SVSM_SIZE = 16 << 20;
+export const SVSM_CAA = 0x3000;
+export const SVSM_SIZE = 16 << 20;
 
 /**
  * One virtual machine: RAM, CPU, devices and the host in front of the CPU,
