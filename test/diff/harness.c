@@ -117,18 +117,8 @@ int main(void) {
   uint8_t *scratch = map_fixed(SCRATCH, SCRATCH_SIZE, PROT_READ | PROT_WRITE);
   build_prologue();
 
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = on_fault;
-  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-  sigemptyset(&sa.sa_mask);
-  int sigs[] = {SIGFPE, SIGSEGV, SIGILL, SIGBUS, SIGTRAP};
-  for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++)
-    if (sigaction(sigs[k], &sa, NULL) != 0) die("sigaction");
-
-  static char inbuf[1 << 16], outbuf[1 << 16];
-  setvbuf(stdin, inbuf, _IOFBF, sizeof inbuf);
-  setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+  catch_faults(on_fault, 0);
+  buffer_stdio();
 
   uint64_t insn_addr = CODE + insn_offset;
   fwrite(&insn_addr, 8, 1, stdout);

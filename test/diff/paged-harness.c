@@ -163,18 +163,8 @@ int main(void) {
   static uint8_t altstack[1 << 16];
   stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
   if (sigaltstack(&ss, NULL) != 0) die("sigaltstack");
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = on_fault;
-  sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
-  sigemptyset(&sa.sa_mask);
-  int sigs[] = {SIGFPE, SIGSEGV, SIGILL, SIGBUS, SIGTRAP};
-  for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++)
-    if (sigaction(sigs[k], &sa, NULL) != 0) die("sigaction");
-
-  static char inbuf[1 << 16], outbuf[1 << 16];
-  setvbuf(stdin, inbuf, _IOFBF, sizeof inbuf);
-  setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+  catch_faults(on_fault, SA_ONSTACK);
+  buffer_stdio();
   uint64_t magic = MAGIC;
   fwrite(&magic, 8, 1, stdout);
 
