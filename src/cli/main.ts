@@ -36,6 +36,9 @@ commands:
       --cmdline TEXT    kernel command line
       --load-addr ADDR  where the firmware loads the kernel (default 0x2000000, as stage0)
       --gdt boot-protocol|stage0   entry GDT layout (CS 0x10/DS 0x18, or CS 0x08/DS 0x10)
+      --entry startup_64|startup_32   boot-protocol entry (default startup_64, where stage0 enters):
+                        startup_32 enters in protected mode with paging off, as GRUB and
+                        QEMU's loader do; the decompressor then enables long mode itself
       --bzimage PATH    the bzImage of a compressed vmlinux ELF (setup header)
       --symbols PATH    a compressed vmlinux ELF naming a bzImage's addresses
       --trace N         print the last N instructions when the run ends
@@ -44,6 +47,9 @@ commands:
     confidential computing (the stub SEV-SNP hypervisor):
       --coco none|sev|sev-es|snp   guest type (default none)
       --cbit N          C-bit position (default 51)
+      --cpuid-cbit N    a lying hypervisor: CPUID, the CPUID page and SEV-info report
+                        C-bit N (32..51) while memory is encrypted at --cbit, and N is
+                        aliased onto the same memory; the guest's C-bit check must catch it
       --sev-features M  extra SEV_STATUS bits the guest sees
       --hv-features M   GHCB hypervisor features (default 0x3, as KVM without multi-VMPL)
       --vmpl N          run the guest at VMPL N (SNP)

@@ -3,7 +3,7 @@ import { parsePoison, type PoisonPolicy } from '../memory/poison.js';
 import type { BootOptions } from '../machine/boot.js';
 import { UNTIL_CHOICES, type MilestoneName } from '../kernel/verdict.js';
 import type { Budget } from '../kernel/budget.js';
-import type { GdtStyle } from '../platform/firmware.js';
+import { ENTRY_POINTS, type EntryPoint, type GdtStyle } from '../platform/firmware.js';
 import { makeVmConfig, VmConfigError, type CocoMode, type Prevalidate, type RmpMismatch, type Vmpl, type VmConfig } from '../hypervisor/vm-config.js';
 
 /** A usage mistake: reported in one line, exit code 2. */
@@ -58,12 +58,14 @@ export function parseBootArgs(argv: string[]): BootCliOptions {
         cmdline: { type: 'string', default: DEFAULT_CMDLINE },
         'load-addr': { type: 'string', default: '0x2000000' },
         gdt: { type: 'string', default: 'boot-protocol' },
+        entry: { type: 'string', default: 'startup_64' },
         json: { type: 'boolean', default: false },
         trace: { type: 'string', default: '0' },
         bzimage: { type: 'string' },
         symbols: { type: 'string' },
         coco: { type: 'string', default: 'none' },
         cbit: { type: 'string', default: '51' },
+        'cpuid-cbit': { type: 'string' },
         'sev-features': { type: 'string' },
         'hv-features': { type: 'string' },
         vmpl: { type: 'string' },
@@ -96,6 +98,8 @@ export function parseBootArgs(argv: string[]): BootCliOptions {
   const loadAddress = parseNumber(v['load-addr']!, '--load-addr');
   if (loadAddress % 0x1000 !== 0 || loadAddress < 0x100000) throw new UsageError('--load-addr must be page aligned and at or above 1 MiB');
   if (v.gdt !== 'boot-protocol' && v.gdt !== 'stage0') throw new UsageError('--gdt must be boot-protocol or stage0');
+  if (!ENTRY_POINTS.includes(v.entry as EntryPoint)) throw new UsageError(`--entry must be one of ${ENTRY_POINTS.join(', ')} (got '${v.entry}')`);
+  if (v.entry === 'startup_32' && v.vmsa !== undefined) throw new UsageError('--entry startup_32 and --vmsa both set the initial state; give one');
   // Without --budget the run sizes its budget from the kernel's payload once it is loaded (src/kernel/budget.ts).
   const budget: Budget = v.budget !== undefined ? parseNumber(v.budget, '--budget') : 'default';
   const mode = v.coco!;
@@ -105,6 +109,7 @@ export function parseBootArgs(argv: string[]): BootCliOptions {
     vm = makeVmConfig({
       mode: mode as CocoMode,
       cbit: parseNumber(v.cbit!, '--cbit'),
+      ...(v['cpuid-cbit'] !== undefined ? { cpuidCbit: parseNumber(v['cpuid-cbit'], '--cpuid-cbit') } : {}),
       ...(v['sev-features'] !== undefined ? { sevFeatures: parseBig(v['sev-features'], '--sev-features') } : {}),
       ...(v['hv-features'] !== undefined ? { hvFeatures: parseBig(v['hv-features'], '--hv-features') } : {}),
       ...(v.vmpl !== undefined ? { vmpl: parseNumber(v.vmpl, '--vmpl') as Vmpl } : {}),
@@ -127,6 +132,7 @@ export function parseBootArgs(argv: string[]): BootCliOptions {
     cmdline: v.cmdline!,
     loadAddress,
     gdt: v.gdt as GdtStyle,
+    entry: v.entry as EntryPoint,
     until,
     budget,
     json: v.json!,

@@ -6,7 +6,7 @@ export function renderBoot(r: BootResult): string {
   const secs = r.elapsedMs / 1000;
   lines.push(`kernel       ${r.kernel.path} (${r.kernel.kind})`);
   if (r.kernel.version) lines.push(`version      ${r.kernel.version}`);
-  lines.push(`entry        ${r.entry} (startup_64)`);
+  lines.push(`entry        ${r.entry} (${r.milestones[0]?.name ?? 'startup_64'})`);
   lines.push('milestones');
   for (const m of r.milestones) {
     lines.push(`  ${m.name.padEnd(15)} ${m.rip.padEnd(12)} ${(m.symbol || '').padEnd(24)} instruction ${m.instruction}`);

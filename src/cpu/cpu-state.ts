@@ -84,7 +84,7 @@ export function loadCpuState(cpu: Cpu, s: CpuState): void {
   [cpu.gdtrBaseLo, cpu.gdtrBaseHi, cpu.gdtrLimit] = s.gdtr;
   [cpu.idtrBaseLo, cpu.idtrBaseHi, cpu.idtrLimit] = s.idtr;
   [cpu.trSel, cpu.trBaseLo, cpu.trBaseHi, cpu.trLimit] = s.tr;
-  cpu.csLong = s.csLong;
+  cpu.setCodeMode(s.csLong);
   [cpu.fpuControl, cpu.fpuStatus] = s.fpu;
   cpu.msrFile.clear();
   for (const [msr, lo, hi] of s.msrs) cpu.msrFile.set(msr, [lo, hi]);

@@ -631,6 +631,10 @@ export class Cpu implements PagingControl {
       this.ripLo = t;
       return;
     }
+    if (!this.csLong) {
+      this.ripLo = t >>> 0; // EIP wraps at 4 GiB
+      return;
+    }
     // Only a change of the high half can leave the canonical range (RIP itself is canonical).
     const hi = t < 0 ? (this.ripHi - 1) >>> 0 : (this.ripHi + 1) >>> 0;
     if (!this.canonical(hi)) this.gp(0);
@@ -667,6 +671,22 @@ export class Cpu implements PagingControl {
   }
 
   // ======================= decode cache =======================
+
+  /**
+   * Enter 64-bit code (true) or 32-bit code (false). The same bytes decode
+   * differently in each, so all decoded code goes (a boot switches a handful
+   * of times), and a running block stops.
+   */
+  setCodeMode(long: boolean): void {
+    if (long === this.csLong) return;
+    this.csLong = long;
+    this.codeEpoch++;
+    for (const pfn of [...this.codeCache.keys()]) this.dropCode(pfn);
+    this.tailHeads.clear();
+    for (let pfn = 0; pfn < this.mem.watched.length; pfn++) if (this.mem.watched[pfn] !== 0) this.setWatched(pfn, 0);
+    this.fetchCode = null;
+    this.fetchVpn = -1;
+  }
 
   private invalidateCode(pfn: number): void {
     this.codeEpoch++;
@@ -796,7 +816,11 @@ export class Cpu implements PagingControl {
    */
   private buildBlock(lo: number, hi: number, first: Insn): Block {
     const page = this.fetchCode!;
-    if (first.len + (lo & 0xfff) > 4096) return new Block(lo, hi, this.blockGen, [], page);
+    if (first.len + (lo & 0xfff) > 4096) {
+      const straddling = new Block(lo, hi, this.blockGen, [], page);
+      if (!this.csLong) straddling.translatable = false;
+      return straddling;
+    }
     const items: BlockInsn[] = [{ insn: first, lo }];
     const before = page.count;
     let off = (lo & 0xfff) + first.len;
@@ -807,7 +831,7 @@ export class Cpu implements PagingControl {
       let insn = page.insnAt(off);
       if (insn === undefined) {
         const bytes = this.mem.readBytes(this.fetchPfn * 4096 + off, Math.min(15, 4096 - off));
-        const decoded = decodeInsn(bytes, at, hi);
+        const decoded = decodeInsn(bytes, at, hi, false, this.csLong ? 64 : 32);
         if (decoded === null || decoded.exec === undefinedOpcode) break;
         insn = decoded;
         page.setInsn(off, insn);
@@ -819,7 +843,9 @@ export class Cpu implements PagingControl {
     }
     this.codeInsns += page.count - before;
     if (this.codeInsns > this.maxCodeInsns) this.evictCode(this.fetchPfn);
-    return new Block(lo, hi, this.blockGen, items, page);
+    const block = new Block(lo, hi, this.blockGen, items, page);
+    if (!this.csLong) block.translatable = false; // translation emits 64-bit semantics; 32-bit code is short-lived boot code
+    return block;
   }
 
   private decodeAt(lo: number, hi: number, pa: number): Insn {
@@ -843,10 +869,11 @@ export class Cpu implements PagingControl {
         nextFault = true;
       }
     }
-    const insn = decodeInsn(bytes.subarray(0, avail), lo, hi);
+    const bits = this.csLong ? 64 : 32;
+    const insn = decodeInsn(bytes.subarray(0, avail), lo, hi, false, bits);
     if (insn === null) {
       if (nextFault) throw this.fault; // the instruction runs into an unmapped page
-      return decodeInsn(bytes.subarray(0, avail), lo, hi, true)!;
+      return decodeInsn(bytes.subarray(0, avail), lo, hi, true, bits)!;
     }
     return insn;
   }

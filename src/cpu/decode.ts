@@ -3,6 +3,9 @@ import { Insn, Operand } from './insn.js';
 import { gprOf, segmentOf } from './registers.js';
 import { handlerFor, gapHandler, undefinedOpcode } from './exec/table.js';
 
+/** Code segment kinds the decoder reads: 64-bit mode, or 32-bit code (protected mode or compatibility mode). */
+export type CodeBits = 64 | 32;
+
 const MASK32 = 0xffffffffn;
 let infoFactory: InstructionInfoFactory | null = null;
 
@@ -46,11 +49,12 @@ function primarySize(ins: Instruction): number {
  * become a #UD instruction instead.
  */
 /** LOOP/LOOPE/LOOPNE with a 0x67 prefix: they have no memory operand to carry the address size. */
-const ECX_COUNTED: ReadonlySet<number> = new Set([Code.Loop_rel8_64_ECX, Code.Loope_rel8_64_ECX, Code.Loopne_rel8_64_ECX]);
+const ECX_COUNTED: ReadonlySet<number> = new Set([Code.Loop_rel8_64_ECX, Code.Loope_rel8_64_ECX, Code.Loopne_rel8_64_ECX,
+  Code.Loop_rel8_32_ECX, Code.Loope_rel8_32_ECX, Code.Loopne_rel8_32_ECX]);
 
-export function decodeInsn(bytes: Uint8Array, ipLo: number, ipHi: number, force = false): Insn | null {
+export function decodeInsn(bytes: Uint8Array, ipLo: number, ipHi: number, force = false, bits: CodeBits = 64): Insn | null {
   const ip = (BigInt(ipHi) << 32n) | BigInt(ipLo >>> 0);
-  const decoder = new Decoder(64, bytes, DecoderOptions.None);
+  const decoder = new Decoder(bits, bytes, DecoderOptions.None);
   decoder.ip = ip;
   const ins = decoder.decode();
   try {
@@ -104,6 +108,14 @@ export function decodeInsn(bytes: Uint8Array, ipLo: number, ipHi: number, force 
             insn.memIndex = g.index;
             if (g.size === 4) insn.addrSize = 4;
           }
+          if (bits === 32) {
+            // 32-bit code: offsets wrap at 4 GiB; a 0x67 prefix (16-bit addressing) is not modelled.
+            if (ins.memoryDisplSize === 2 || (base !== Register.None && gprOf(base)!.size === 2)) {
+              insn.exec = gapHandler;
+              return insn;
+            }
+            insn.addrSize = 4;
+          }
           insn.memScale = ins.memoryIndexScale;
           insn.dispLo = Number(disp & MASK32);
           insn.dispHi = Number((disp >> 32n) & MASK32);
@@ -150,7 +162,7 @@ export function decodeInsn(bytes: Uint8Array, ipLo: number, ipHi: number, force 
     const access = ins.opCount > 0 ? info.op0Access : OpAccess.None;
     info.free();
     insn.rmw = access === OpAccess.ReadWrite || access === OpAccess.ReadCondWrite;
-    insn.exec = handlerFor(insn, ins);
+    insn.exec = handlerFor(insn, ins, bits);
     return insn;
   } finally {
     ins.free();
@@ -161,9 +173,9 @@ export function decodeInsn(bytes: Uint8Array, ipLo: number, ipHi: number, force 
 let formatter: Formatter | null = null;
 
 /** AT&T disassembly of raw bytes at an address (reports, traces; slow path only). */
-export function disassemble(bytes: Uint8Array, ipLo: number, ipHi = 0): string {
+export function disassemble(bytes: Uint8Array, ipLo: number, ipHi = 0, bits: CodeBits = 64): string {
   if (bytes.length === 0) return '(no bytes)';
-  const decoder = new Decoder(64, bytes, DecoderOptions.None);
+  const decoder = new Decoder(bits, bytes, DecoderOptions.None);
   decoder.ip = (BigInt(ipHi) << 32n) | BigInt(ipLo >>> 0);
   const ins = decoder.decode();
   try {
@@ -177,8 +189,8 @@ export function disassemble(bytes: Uint8Array, ipLo: number, ipHi = 0): string {
 }
 
 /** Length of the instruction at the start of `bytes` (0 if invalid). */
-export function instructionLength(bytes: Uint8Array): number {
-  const decoder = new Decoder(64, bytes, DecoderOptions.None);
+export function instructionLength(bytes: Uint8Array, bits: CodeBits = 64): number {
+  const decoder = new Decoder(bits, bytes, DecoderOptions.None);
   const ins = decoder.decode();
   try {
     return ins.isInvalid ? 0 : ins.length;

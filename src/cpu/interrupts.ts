@@ -1,6 +1,8 @@
 import type { Cpu } from './cpu.js';
 import { Stop } from './host.js';
 import { IF, NT, RF, TF } from './flags.js';
+import { EFER_LMA } from './exec/system.js';
+import { loadCodeSegment } from './exec/control.js';
 
 /** Benign (0), contributory (1) or page fault (2), for the double-fault rules. */
 function faultClass(vector: number): number {
@@ -44,6 +46,10 @@ export function deliverException(cpu: Cpu, vector: number, hasError: boolean, er
 }
 
 function pushFrame(cpu: Cpu, vector: number, hasError: boolean, errorCode: number): void {
+  if ((cpu.efer & EFER_LMA) === 0) {
+    pushFrame32(cpu, vector, hasError, errorCode);
+    return;
+  }
   const gateOffset = vector * 16;
   if (gateOffset + 15 > cpu.idtrLimit) cpu.raise(13, vector * 8 + 2);
   const baseLo = cpu.idtrBaseLo + gateOffset;
@@ -93,10 +99,41 @@ function pushFrame(cpu: Cpu, vector: number, hasError: boolean, errorCode: numbe
     }
     cpu.writeLinear(lo, hi, 8, vlo, vhi);
   }
+  if (!cpu.csLong) loadCodeSegment(cpu, selector); // from compatibility mode: the handler's CS decides its mode
   cpu.regLo[4] = lo;
   cpu.regHi[4] = hi;
   cpu.seg[1] = selector;
   cpu.rflags &= ~(TF | NT | RF | (type === 0xe ? IF : 0));
   cpu.ripLo = targetLo;
   cpu.ripHi = targetHi;
+}
+
+/**
+ * Protected-mode delivery (EFER.LMA = 0) through 8-byte 32-bit interrupt and
+ * trap gates, at the same privilege level (CPL 0 code, so no stack switch):
+ * EFLAGS, CS, EIP and any error code pushed as 4-byte slots on ESP.
+ */
+function pushFrame32(cpu: Cpu, vector: number, hasError: boolean, errorCode: number): void {
+  const gateOffset = vector * 8;
+  if (gateOffset + 7 > cpu.idtrLimit) cpu.raise(13, vector * 8 + 2);
+  const gLo = cpu.readLinear((cpu.idtrBaseLo + gateOffset) >>> 0, 0, 8);
+  const gHi = cpu.vHi;
+  const type = (gHi >>> 8) & 0x1f;
+  if ((gHi & 0x8000) === 0) cpu.raise(11, vector * 8 + 2);
+  if (type !== 0xe && type !== 0xf) cpu.raise(13, vector * 8 + 2); // 32-bit interrupt or trap gate
+  const selector = (gLo >>> 16) & 0xffff;
+  if ((selector & 3) !== (cpu.seg[1] & 3)) cpu.gap(`a 32-bit interrupt gate to another privilege level (vector ${vector}) is not implemented`);
+  const target = ((gLo & 0xffff) | (gHi & 0xffff0000)) >>> 0;
+  const frame = hasError ? [cpu.rflags >>> 0, cpu.seg[1], cpu.ripLo >>> 0, errorCode >>> 0] : [cpu.rflags >>> 0, cpu.seg[1], cpu.ripLo >>> 0];
+  let sp = cpu.regLo[4];
+  for (const v of frame) {
+    sp = (sp - 4) >>> 0;
+    cpu.writeLinear(sp, 0, 4, v, 0);
+  }
+  loadCodeSegment(cpu, selector);
+  cpu.regLo[4] = sp;
+  cpu.regHi[4] = 0;
+  cpu.rflags &= ~(TF | NT | RF | (type === 0xe ? IF : 0));
+  cpu.ripLo = target;
+  cpu.ripHi = 0;
 }

@@ -118,6 +118,18 @@ export class Mmu {
   ) {}
 
   /** Configure the C-bit position (>= 32) or disable it with 0. */
+  /**
+   * Address bits a (lying) hypervisor's nested page tables fold back onto the
+   * same memory: paging entries may carry them, they neither address nor are
+   * reserved, and the access they make is as shared as its C-bit says.
+   */
+  aliasHi = 0;
+
+  setAddressAlias(position: number | null): void {
+    this.aliasHi = position === null || position < 32 ? 0 : (1 << (position - 32)) >>> 0;
+    this.flush();
+  }
+
   setCbit(position: number): void {
     this.cbitPosition = position >= 32 && position < 64 ? position : 0;
     this.cbitHi = this.cbitPosition !== 0 ? (1 << (position - 32)) >>> 0 : 0;
@@ -210,8 +222,9 @@ export class Mmu {
   private walk(lo: number, hi: number, access: number, slot: number): number {
     const ctl = this.ctl;
     if ((ctl.cr0 & CR0_PG) === 0) {
-      // Paging off: identity on the low 32 bits (only seen in tests and transitions).
-      return lo >>> 0;
+      // Paging off (32-bit boot code): linear is physical, every page writable and executable. Under SEV every
+      // such access is private: the decompressor's C-bit check writes with paging off and reads it back encrypted.
+      return this.fill(slot, lo, hi, (lo & 0xfffff000) >>> 0, 12, access, true, true, false, this.cbitHi !== 0, true);
     }
     const la57 = (ctl.cr4 & CR4_LA57) !== 0;
     // Canonical check: bits 63..47 (or 63..56) must equal the top implemented bit.
@@ -220,9 +233,10 @@ export class Mmu {
     const mem = this.mem;
     const nxe = (ctl.efer & EFER_NXE) !== 0;
     // Reserved in every entry: address bits above the physical-address width (the C-bit is not one), and NX without EFER.NXE.
-    const rsvdHi = ((ADDR_HI_BITS & ~this.physHiMask & ~this.cbitHi) | (nxe ? 0 : NX_HI)) >>> 0;
+    const rsvdHi = ((ADDR_HI_BITS & ~this.physHiMask & ~this.cbitHi & ~this.aliasHi) | (nxe ? 0 : NX_HI)) >>> 0;
+    const addrHi = (this.physHiMask & ~this.aliasHi) >>> 0;
     let tableLo = (ctl.cr3Lo & 0xfffff000) >>> 0;
-    let tableHi = ctl.cr3Hi & this.physHiMask;
+    let tableHi = ctl.cr3Hi & addrHi;
     let writable = true, user = true, nx = false, encrypted = false;
     const levels = la57 ? 5 : 4;
     let pageSizeLog = 12;
@@ -251,7 +265,7 @@ export class Mmu {
       // Accessed bit.
       if ((entryLo & 0x20) === 0) mem.write32(entryPa, (entryLo | 0x20) >>> 0);
       tableLo = (entryLo & 0xfffff000) >>> 0;
-      tableHi = entryHi & this.physHiMask;
+      tableHi = entryHi & addrHi;
       if (large) {
         pageSizeLog = level === 3 ? 30 : 21;
         break;
@@ -272,6 +286,12 @@ export class Mmu {
     } else {
       frame = tableHi * 4294967296 + ((tableLo & 0xc0000000) >>> 0) + (lo & 0x3ffff000);
     }
+    return this.fill(slot, lo, hi, frame, pageSizeLog, access, writable || !wp, user, nx, encrypted, access === ACCESS_WRITE || (leafLo & 0x40) !== 0);
+  }
+
+  /** Put a translation in TLB slot `slot` (after the observer has seen it) and return the physical address. */
+  private fill(slot: number, lo: number, hi: number, frame: number, pageSizeLog: number, access: number,
+    writable: boolean, user: boolean, nx: boolean, encrypted: boolean, dirty: boolean): number {
     let cacheable = true;
     if (this.observer !== null) {
       frame += this.observer.onFill(frame, encrypted, access, lo, hi);
@@ -284,9 +304,9 @@ export class Mmu {
     this.tagHi[slot] = hi;
     this.frame[slot] = frame;
     let p = 0;
-    if (writable || !wp) p |= PERM_WRITE;
+    if (writable) p |= PERM_WRITE;
     if (nx) p |= PERM_NX;
-    if (access === ACCESS_WRITE || (leafLo & 0x40) !== 0) p |= PERM_DIRTY;
+    if (dirty) p |= PERM_DIRTY;
     if (user) p |= PERM_USER;
     if (encrypted) p |= PERM_PRIVATE;
     this.perm[slot] = p;

@@ -21,7 +21,7 @@
 import type { CpuidSource, SvsmCallEvent, SvsmHandler } from './interfaces.js';
 import type { RmpTable } from './rmp.js';
 import { decodeMsrTermination, GHCB_MSR_INFO, ghcbMsrInfoName, type Termination } from './termination.js';
-import { hasEncryptedState, type VmConfig } from './vm-config.js';
+import { hasEncryptedState, reportedCbit, type VmConfig } from './vm-config.js';
 
 export const GHCB_VERSION_MIN = 1;
 export const GHCB_MSR_PREF_GPA_NONE = 0xfffffffffffffn;
@@ -113,7 +113,7 @@ export class GhcbMsrProtocol {
         const out =
           (BigInt(this.config.ghcbMaxVersion & 0xffff) << 48n) |
           (BigInt(GHCB_VERSION_MIN) << 32n) |
-          (BigInt(this.config.cbit & 0xff) << 24n) |
+          (BigInt(reportedCbit(this.config) & 0xff) << 24n) |
           BigInt(GHCB_MSR_INFO.SEV_INFO_RESP);
         return reply(out);
       }

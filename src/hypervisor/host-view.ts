@@ -1,10 +1,9 @@
 import type { PhysicalMemory } from '../memory/physical-memory.js';
 import { CIPHERTEXT_VIEW_BASE } from '../memory/sparse-memory.js';
-import type { RmpTable } from './rmp.js';
 
 /**
  * Guest memory as the host sees it (through mappings without the C-bit): the
- * plaintext of shared pages, ciphertext of pages the RMP assigns to the guest.
+ * plaintext of shared pages, ciphertext of private ones (the RMP decides under SNP, the page's last key under SEV and SEV-ES).
  * Writes to private pages do not reach the guest's plaintext. The hypervisor
  * reads and writes the GHCB and its scratch area through this view, so a
  * guest that leaves its GHCB private talks to a host that sees garbage.
@@ -14,12 +13,13 @@ import type { RmpTable } from './rmp.js';
 export class HostView implements PhysicalMemory {
   readonly size: number;
 
-  constructor(private readonly mem: PhysicalMemory, private readonly rmp: RmpTable) {
+  /** `isPrivate`: whether a page holds the guest's private data (the RMP's view under SNP, the page's last key otherwise). */
+  constructor(private readonly mem: PhysicalMemory, private readonly isPrivate: (pa: number) => boolean) {
     this.size = mem.size;
   }
 
   private source(pa: number): number {
-    return pa < this.size && this.rmp.isPrivate(pa) ? CIPHERTEXT_VIEW_BASE + pa : pa;
+    return pa < this.size && this.isPrivate(pa) ? CIPHERTEXT_VIEW_BASE + pa : pa;
   }
 
   read8(pa: number): number {
@@ -35,7 +35,7 @@ export class HostView implements PhysicalMemory {
   }
 
   write8(pa: number, value: number): void {
-    if (pa < this.size && this.rmp.isPrivate(pa)) return;
+    if (pa < this.size && this.isPrivate(pa)) return;
     this.mem.write8(pa, value);
   }
 

@@ -1,3 +1,4 @@
+import { PageKeys } from './page-keys.js';
 import type { Cpu } from '../cpu/cpu.js';
 import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE } from '../cpu/mmu.js';
 import { Stop, type CpuHost } from '../cpu/host.js';
@@ -25,7 +26,7 @@ export const MSR_SVSM_CAA = 0xc001f000;
 
 /** One thing the guest asked of its host, for the run report. */
 export interface HostEvent {
-  kind: 'vmgexit-msr' | 'vmgexit-ghcb' | 'vc' | 'pvalidate' | 'rmpadjust' | 'svsm-call' | 'npf' | 'rmp-conversion';
+  kind: 'vmgexit-msr' | 'vmgexit-ghcb' | 'vc' | 'pvalidate' | 'rmpadjust' | 'svsm-call' | 'npf' | 'rmp-conversion' | 'key-switch';
   rip: number;
   /** Instructions retired before it (the index of the instruction that caused it). */
   instruction: number;
@@ -42,6 +43,13 @@ export interface SevHostOptions {
   /** The SVSM's calling area and its reserved memory (with config.svsm). */
   svsm?: { caa: number; base: number; size: number };
 }
+
+/**
+ * MSRs KVM stops intercepting for SEV-ES and SNP guests (sev_es_init_vmcb:
+ * EFER and PAT), so RDMSR/WRMSR of them run in the guest without a #VC; the
+ * 32-bit entry sets EFER.LME this way.
+ */
+const SEV_ES_UNINTERCEPTED_MSRS: ReadonlySet<number> = new Set([0xc0000080, 0x277]);
 
 /**
  * The stub SEV / SEV-ES / SEV-SNP hypervisor in front of the CPU: decides
@@ -64,6 +72,8 @@ export class SevHost implements CpuHost {
   private readonly snp: boolean;
   private cpu: Cpu | null = null;
   private readonly privateGhcbSeen = new Set<number>();
+  /** SEV and SEV-ES: which pages hold shared data (SNP has its RMP instead). */
+  readonly pageKeys: PageKeys | null;
   /** Cap so that a guest looping on exits cannot grow the report without bound. */
   static readonly MAX_EVENTS = 10_000;
 
@@ -86,11 +96,16 @@ export class SevHost implements CpuHost {
       svsm,
       onEvent: (e) => this.record('vmgexit-msr', `${e.request} 0x${e.valueIn.toString(16)}`, e.valueOut === null ? 'stopped' : `0x${e.valueOut.toString(16)}`),
     });
+    // No RMP under SEV and SEV-ES: which key last wrote each page decides what an access with the other C-bit sees.
+    this.pageKeys = this.snp ? null : new PageKeys(memory.size, (page, toShared) => {
+      this.record('key-switch', `${toShared ? 'shared (C=0)' : 'private (C=1)'} write to page 0x${page.toString(16)}, which held ${toShared ? 'private' : 'shared'} data`, `page now ${toShared ? 'shared' : 'private'}; its other bytes read as ciphertext through the old C-bit`);
+      this.cpu?.flushTlb();
+    });
     const ports = o.ports;
     const page = new GhcbPageProtocol({
       config,
       // The host reaches the GHCB and scratch area without the C-bit: under SNP it sees what the RMP lets it see.
-      memory: this.snp ? new HostView(memory, this.rmp) : memory,
+      memory: new HostView(memory, this.snp ? (pa) => this.rmp.isPrivate(pa) : (pa) => !this.pageKeys!.isShared(pa)),
       cpuid: policy,
       registration: msr,
       rmp: this.rmp,
@@ -116,7 +131,8 @@ export class SevHost implements CpuHost {
         uncacheable: false,
         onFill: (pa: number, encrypted: boolean, access: number, lo: number, hi: number): number => {
           if (pa >= rmp.ramSize) return 0;
-          if (encrypted) {
+          // Instruction fetches are always private, whatever the C-bit of their mapping (APM vol. 2, 15.34.5).
+          if (encrypted || access === ACCESS_EXEC) {
             if (!rmp.isPrivate(pa)) this.rmpMismatch(cpu, pa, true, access, lo, hi);
             if (!rmp.isValidated(pa)) {
               // #VC PAGE_NOT_VALIDATED reports the faulting linear address in CR2, like #PF.
@@ -132,6 +148,8 @@ export class SevHost implements CpuHost {
         },
       };
       cpu.mmu.observer = observer;
+    } else {
+      cpu.mmu.observer = this.pageKeys;
     }
     cpu.exceptionListener = (vector, errorCode) => {
       if (vector === VC_VECTOR) this.record('vc', `#VC exit 0x${errorCode.toString(16)}`, 'delivered');
@@ -223,7 +241,7 @@ export class SevHost implements CpuHost {
       cpu.msrHi = Number(this.ghcbMsr >> 32n);
       return true;
     }
-    if (this.encryptedState) this.vc(cpu, VC_MSR);
+    if (this.encryptedState && !SEV_ES_UNINTERCEPTED_MSRS.has(msr)) this.vc(cpu, VC_MSR);
     return false;
   }
 
@@ -233,7 +251,7 @@ export class SevHost implements CpuHost {
       return true;
     }
     if (msr === MSR_SEV_STATUS) cpu.gp(0); // read-only
-    if (this.encryptedState) this.vc(cpu, VC_MSR);
+    if (this.encryptedState && !SEV_ES_UNINTERCEPTED_MSRS.has(msr)) this.vc(cpu, VC_MSR);
     return false;
   }
 

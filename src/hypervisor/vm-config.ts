@@ -12,6 +12,14 @@ export interface VmConfig {
   readonly mode: CocoMode;
   /** C-bit position reported in CPUID 0x8000001F.EBX[5:0] and in the SEV-info response. */
   readonly cbit: number;
+  /**
+   * A lying hypervisor: the C-bit position CPUID, the CPUID page and the
+   * SEV-information response report, when it differs from `cbit` (which the
+   * memory encryption really uses); null when the hypervisor is honest. Such a
+   * hypervisor maps guest-physical addresses with the reported bit set onto
+   * the same memory, so the guest's "encrypted" mappings are really shared.
+   */
+  readonly cpuidCbit: number | null;
   /** Extra SEV_STATUS bits (bit 3 and up) ORed into the value implied by `mode`. */
   readonly sevFeatures: bigint;
   /** GHCB hypervisor-features bitmap (MSR request 0x080, NAE exit 0x8000FFFD). */
@@ -105,6 +113,7 @@ export const PREVALIDATE_CHOICES: readonly Prevalidate[] = ['all', 'launch', 'no
 export const DEFAULT_VM_CONFIG: VmConfig = {
   mode: 'none',
   cbit: 51,
+  cpuidCbit: null,
   sevFeatures: 0n,
   hvFeatures: KVM_HV_FEATURES,
   vmpl: 0,
@@ -141,6 +150,10 @@ function validate(c: VmConfig): void {
   if (!Number.isInteger(c.cbit) || c.cbit < 32 || c.cbit > 63) {
     throw new VmConfigError(`cbit must be an integer in 32..63 (got ${c.cbit})`);
   }
+  if (c.cpuidCbit !== null && (!Number.isInteger(c.cpuidCbit) || c.cpuidCbit < 32 || c.cpuidCbit > 51)) {
+    throw new VmConfigError(`cpuid-cbit must be an integer in 32..51, an address bit of the 52-bit physical space (got ${c.cpuidCbit})`);
+  }
+  if (c.cpuidCbit !== null && c.mode === 'none') throw new VmConfigError('cpuid-cbit needs an SEV mode (sev, sev-es or snp)');
   if (c.sevFeatures < 0n || c.sevFeatures >= 1n << 64n) throw new VmConfigError('sev-features must fit in 64 bits');
   if ((c.sevFeatures & 0x7n) !== 0n) {
     throw new VmConfigError('sev-features must not contain bits 0..2; they follow from the mode');
@@ -175,11 +188,16 @@ export function hasEncryptedState(config: VmConfig): boolean {
 export function cpuidOptionsFor(config: VmConfig, base: CpuidPolicyOptions = DEFAULT_CPUID_OPTIONS): CpuidPolicyOptions {
   return {
     ...base,
-    cbit: config.cbit,
+    cbit: reportedCbit(config),
     sev: config.mode !== 'none',
     sevEs: config.mode === 'sev-es' || config.mode === 'snp',
     sevSnp: config.mode === 'snp',
   };
+}
+
+/** The C-bit position the hypervisor tells the guest (a lie with cpuidCbit). */
+export function reportedCbit(config: VmConfig): number {
+  return config.cpuidCbit ?? config.cbit;
 }
 
 const MODES: readonly CocoMode[] = ['none', 'sev', 'sev-es', 'snp'];
@@ -197,8 +215,8 @@ function parseBool(key: string, text: string): boolean {
 
 /**
  * Parse a comma-separated VM option string, for example
- * `snp`, `snp,vmpl=1,svsm`, `sev-es,cbit=47`, `snp,sev-features=0x80,hv-features=0x23,cpuid-page=off`.
- * Keys: a bare mode name or `mode=`; `cbit=`; `sev-features=`; `hv-features=`; `vmpl=`;
+ * `snp`, `snp,vmpl=1,svsm`, `sev-es,cbit=47`, `sev,cpuid-cbit=47`, `snp,sev-features=0x80,hv-features=0x23,cpuid-page=off`.
+ * Keys: a bare mode name or `mode=`; `cbit=`; `cpuid-cbit=`; `sev-features=`; `hv-features=`; `vmpl=`;
  * `svsm[=on|off]`; `cpuid-page[=on|off]`; `ghcb-version=`. Later keys win.
  */
 export function parseVmOptions(spec: string): VmConfig {
@@ -222,6 +240,9 @@ export function parseVmOptions(spec: string): VmConfig {
         break;
       case 'cbit':
         partial.cbit = Number(parseBig(key, value ?? ''));
+        break;
+      case 'cpuid-cbit':
+        partial.cpuidCbit = Number(parseBig(key, value ?? ''));
         break;
       case 'sev-features':
         partial.sevFeatures = parseBig(key, value ?? '');

@@ -89,7 +89,7 @@ export function applyVmsa(cpu: Cpu, bytes: Uint8Array): void {
   const lo = (at: number): number => v.getUint32(at, true);
   const hi = (at: number): number => v.getUint32(at + 4, true);
   [SEG.es, SEG.cs, SEG.ss, SEG.ds, SEG.fs, SEG.gs].forEach((at, i) => (cpu.seg[i] = v.getUint16(at, true)));
-  cpu.csLong = (v.getUint16(SEG.cs + 2, true) & ATTR_L) !== 0;
+  cpu.setCodeMode((v.getUint16(SEG.cs + 2, true) & ATTR_L) !== 0);
   [cpu.fsBaseLo, cpu.fsBaseHi] = [lo(SEG.fs + 8), hi(SEG.fs + 8)];
   [cpu.gsBaseLo, cpu.gsBaseHi] = [lo(SEG.gs + 8), hi(SEG.gs + 8)];
   cpu.gdtrLimit = v.getUint32(SEG.gdtr + 4, true) & 0xffff;

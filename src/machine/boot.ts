@@ -9,7 +9,7 @@ import { loadKernel, type KernelImage } from '../kernel/kernel-image.js';
 import { resolveBudget, type Budget } from '../kernel/budget.js';
 import type { MilestoneName, VerdictKind } from '../kernel/verdict.js';
 import type { PoisonPolicy } from '../memory/poison.js';
-import type { GdtStyle } from '../platform/firmware.js';
+import type { EntryPoint, GdtStyle } from '../platform/firmware.js';
 import { Machine, type MachineConfig } from './machine.js';
 import { UninitializedReadDetector, type UninitializedRead } from '../analysis/uninitialized-reads.js';
 import { makeVmConfig, sevStatusFor, type VmConfig } from '../hypervisor/vm-config.js';
@@ -28,6 +28,8 @@ export interface BootOptions {
   cmdline: string;
   loadAddress: number;
   gdt: GdtStyle;
+  /** Boot-protocol entry: startup_64 (default) or startup_32. */
+  entry?: EntryPoint;
   until: MilestoneName;
   /** Instructions before the run ends as budget-exhausted; 'default' sizes it from the kernel's payload (src/kernel/budget.ts). */
   budget: Budget;
@@ -126,6 +128,7 @@ export function machineConfigFor(options: Omit<BootOptions, 'kernelPath'>): Mach
     loadAddress: options.loadAddress,
     cmdline: options.cmdline,
     gdt: options.gdt,
+    entry: options.entry ?? 'startup_64',
     traceSize: 1 << Math.max(12, Math.ceil(Math.log2(Math.max(1, options.traceLength)))),
     vm: options.vm ?? makeVmConfig({ mode: 'none' }),
     vmsa: options.vmsa ? readVmsa(options.vmsa) : null,
@@ -146,6 +149,7 @@ export type RunOptions = Pick<BootOptions, 'until' | 'budget' | 'traceLength' | 
 export function runMachine(machine: Machine, options: RunOptions): BootResult {
   const kernel = machine.kernel;
   const { cpu, addresses } = machine;
+  const vm = machine.config.vm;
   const budget = resolveBudget(options.budget, options.until, kernel);
   const uninit = new UninitializedReadDetector(machine);
   uninit.install();
@@ -176,9 +180,11 @@ export function runMachine(machine: Machine, options: RunOptions): BootResult {
   // Where the decompressor moves itself is its own decision (compiled-in LOAD_PHYSICAL_ADDR and
   // CONFIG_RELOCATABLE, not the header's claims): read it from RBX once startup_64 computed it.
   if (lm.relocComputed !== null) bp.set(addresses.loadBase + lm.relocComputed, 'reloc-known');
+  const entry32 = (machine.config.entry ?? 'startup_64') === 'startup_32';
+  if (entry32) bp.set(addresses.loadBase + lm.startup64, 'startup_64'); // startup_32 far-returns into it
   for (const a of bp.keys()) cpu.addBreakpoint(a);
   if (lm.relocComputed === null && addresses.relocBase !== null) relocatedBreakpoints(addresses.relocBase);
-  hit('startup_64');
+  hit(entry32 ? 'startup_32' : 'startup_64');
 
   let verdict: VerdictKind | null = null;
   let reason = '';
@@ -202,7 +208,7 @@ export function runMachine(machine: Machine, options: RunOptions): BootResult {
         rip: hex(cpu.curRipLo, cpu.curRipHi),
         symbol: addresses.describe(cpu.curRipLo, cpu.curRipHi),
         bytes: Buffer.from(bytes).toString('hex').replace(/(..)/g, '$1 ').trim(),
-        disassembly: disassemble(bytes, cpu.curRipLo, cpu.curRipHi),
+        disassembly: disassemble(bytes, cpu.curRipLo, cpu.curRipHi, cpu.csLong ? 64 : 32),
       };
       verdict = 'emulator-gap';
       reason = `${e.message} at ${gap.rip}${gap.symbol ? ` (${gap.symbol})` : ''}`;
@@ -234,6 +240,9 @@ export function runMachine(machine: Machine, options: RunOptions): BootResult {
       case Stop.Halted:
         verdict = 'guest-halted';
         reason = `the guest halted at ${hex(cpu.curRipLo, cpu.curRipHi)}${describeSuffix(addresses.describe(cpu.curRipLo, cpu.curRipHi))}`;
+        if (vm.cpuidCbit !== null && vm.cpuidCbit !== vm.cbit) {
+          reason += `; the hypervisor reports the C-bit at ${vm.cpuidCbit} while memory is encrypted at ${vm.cbit} (--cpuid-cbit), which the decompressor's C-bit check exists to catch`;
+        }
         break;
       case Stop.TripleFault:
         verdict = 'triple-fault';

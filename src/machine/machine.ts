@@ -8,7 +8,7 @@ import type { PoisonPolicy } from '../memory/poison.js';
 import type { KernelImage } from '../kernel/kernel-image.js';
 import { BareMetalHost } from '../platform/bare-host.js';
 import { CpuidPolicy } from '../platform/cpuid-policy.js';
-import { bootFirmware, LAYOUT, type GdtStyle } from '../platform/firmware.js';
+import { bootFirmware, LAYOUT, type EntryPoint, type GdtStyle } from '../platform/firmware.js';
 import { SevHost } from '../hypervisor/sev-host.js';
 import { installSnpBootData } from '../hypervisor/snp-structures.js';
 import { cpuidOptionsFor, type VmConfig } from '../hypervisor/vm-config.js';
@@ -24,6 +24,8 @@ export interface MachineConfig {
   loadAddress: number;
   cmdline: string;
   gdt: GdtStyle;
+  /** Boot-protocol entry (default startup_64). */
+  entry?: EntryPoint;
   traceSize: number;
   /** Confidential-computing configuration (mode none = a plain VM). */
   vm: VmConfig;
@@ -82,6 +84,8 @@ export class Machine {
     this.cpuid.lookup(0x80000008, 0, leaf);
     this.cpu.mmu.setPhysicalAddressWidth(leaf[0] & 0xff);
     this.sev?.attach(this.cpu);
+    // A lying hypervisor (cpuidCbit) aliases guest-physical addresses with the reported bit onto the same memory.
+    this.cpu.mmu.setAddressAlias(vm.cpuidCbit);
     this.addresses = new AddressMap(kernel, config.loadAddress);
     if (from !== null) {
       loadCpuState(this.cpu, from.cpu);
@@ -96,6 +100,7 @@ export class Machine {
       cmdline: config.cmdline,
       cbit: vm.mode === 'none' ? 0 : vm.cbit,
       gdt: config.gdt,
+      entry: config.entry ?? 'startup_64',
       setupDataHead: 0,
       reservedTop: svsm ? SVSM_SIZE : 0,
     });

@@ -34,6 +34,9 @@ export const LAYOUT = {
 } as const;
 
 export type GdtStyle = 'boot-protocol' | 'stage0';
+/** The boot protocol's entries: 64-bit (stage0, most VMMs' direct boot) or 32-bit (GRUB, QEMU's loader). */
+export type EntryPoint = 'startup_64' | 'startup_32';
+export const ENTRY_POINTS: readonly EntryPoint[] = ['startup_64', 'startup_32'];
 
 export interface FirmwareOptions {
   loadAddress: number;
@@ -41,6 +44,8 @@ export interface FirmwareOptions {
   /** C-bit position to set in page-table entries, or 0 for none. */
   cbit: number;
   gdt: GdtStyle;
+  /** Where the kernel is entered, in the state that entry's protocol defines. */
+  entry?: EntryPoint;
   /** Physical address of the first setup_data node to hand over (0 = none). */
   setupDataHead: number;
   /** Bytes at the top of RAM that belong to someone else (an SVSM) and are reported reserved. */
@@ -117,7 +122,7 @@ function buildZeroPage(mem: PhysicalMemory, kernel: KernelImage, options: Firmwa
   });
 }
 
-/** Load the kernel image and leave the CPU at the 64-bit entry point. */
+/** Load the kernel image and leave the CPU at the chosen boot-protocol entry point. */
 export function bootFirmware(cpu: Cpu, mem: PhysicalMemory, kernel: KernelImage, options: FirmwareOptions): void {
   const { loadAddress } = options;
   if (loadAddress % 0x1000 !== 0) throw new Error('load address must be page aligned');
@@ -132,6 +137,10 @@ export function bootFirmware(cpu: Cpu, mem: PhysicalMemory, kernel: KernelImage,
   }
   mem.writeBytes(loadAddress, kernel.image);
   buildZeroPage(mem, kernel, options);
+  if (options.entry === 'startup_32') {
+    enter32(cpu, mem, options);
+    return;
+  }
 
   // GDT: boot.rst's __BOOT_CS 0x10 / __BOOT_DS 0x18, or stage0's 0x08 / 0x10.
   const entries = options.gdt === 'stage0' ? [GDT_NULL, CODE64, DATA] : [GDT_NULL, GDT_NULL, CODE64, DATA];
@@ -155,13 +164,54 @@ export function bootFirmware(cpu: Cpu, mem: PhysicalMemory, kernel: KernelImage,
   cpu.seg.fill(ds);
   cpu.seg[1] = cs;
   cpu.seg[4] = cpu.seg[5] = 0;
-  cpu.csLong = true;
+  cpu.setCodeMode(true);
   cpu.rflags = 0x2;
   cpu.regLo.fill(0);
   cpu.regHi.fill(0);
   cpu.regLo[RSI] = LAYOUT.zeroPage;
   cpu.regLo[RSP] = LAYOUT.stackTop;
   cpu.ripLo = loadAddress + 0x200;
+  cpu.ripHi = 0;
+  cpu.flushTlb();
+}
+
+const CODE32: [number, number] = [0x0000ffff, 0x00cf9a00];
+const DATA32: [number, number] = [0x0000ffff, 0x00cf9200];
+
+/**
+ * The 32-bit boot protocol's state (boot.rst, "32-bit boot protocol"): protected
+ * mode with paging off, flat 4 GiB code and data segments (__BOOT_CS 0x10 and
+ * __BOOT_DS 0x18, or stage0's 0x08/0x10), interrupts off, %esi = the zero page,
+ * %ebp = %edi = %ebx = 0, at code32_start (startup_32, the image's first byte).
+ * No page tables: the decompressor builds its own.
+ */
+function enter32(cpu: Cpu, mem: PhysicalMemory, options: FirmwareOptions): void {
+  const entries = options.gdt === 'stage0' ? [GDT_NULL, CODE32, DATA32] : [GDT_NULL, GDT_NULL, CODE32, DATA32];
+  entries.forEach(([lo, hi], k) => write64(mem, LAYOUT.gdt + k * 8, lo, hi));
+  const cs = options.gdt === 'stage0' ? 0x08 : 0x10;
+  const ds = options.gdt === 'stage0' ? 0x10 : 0x18;
+  mem.write32(LAYOUT.zeroPage + 0x214, options.loadAddress); // code32_start
+  cpu.cr0 = 0x11; // PE ET
+  cpu.cr4 = 0;
+  cpu.efer = 0;
+  cpu.cr3Lo = 0;
+  cpu.cr3Hi = 0;
+  cpu.mmu.setCbit(options.cbit);
+  cpu.gdtrBaseLo = LAYOUT.gdt;
+  cpu.gdtrBaseHi = 0;
+  cpu.gdtrLimit = entries.length * 8 - 1;
+  cpu.idtrBaseLo = LAYOUT.idt;
+  cpu.idtrBaseHi = 0;
+  cpu.idtrLimit = 0;
+  cpu.seg.fill(ds);
+  cpu.seg[1] = cs;
+  cpu.setCodeMode(false);
+  cpu.rflags = 0x2;
+  cpu.regLo.fill(0);
+  cpu.regHi.fill(0);
+  cpu.regLo[RSI] = LAYOUT.zeroPage;
+  cpu.regLo[RSP] = LAYOUT.stackTop;
+  cpu.ripLo = options.loadAddress;
   cpu.ripHi = 0;
   cpu.flushTlb();
 }

@@ -61,10 +61,11 @@ describe('parseVmOptions', () => {
   });
 
   it('parses all keys', () => {
-    const c = parseVmOptions('mode=snp, cbit=47, sev-features=0x80, hv-features=0x21, vmpl=2, svsm, cpuid-page=off, ghcb-version=1');
+    const c = parseVmOptions('mode=snp, cbit=47, cpuid-cbit=51, sev-features=0x80, hv-features=0x21, vmpl=2, svsm, cpuid-page=off, ghcb-version=1');
     expect(c).toEqual({
       mode: 'snp',
       cbit: 47,
+      cpuidCbit: 51,
       sevFeatures: 0x80n,
       hvFeatures: 0x21n,
       vmpl: 2,

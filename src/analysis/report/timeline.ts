@@ -39,6 +39,8 @@ export function placeHostEvent(e: Pick<HostEvent, 'kind' | 'detail' | 'result'>,
     }
     case 'rmp-conversion':
       return { group: 'page-state', lane: 'page-state change', label: 'implicit page conversion (RMP mismatch)' };
+    case 'key-switch':
+      return { group: 'page-state', lane: 'page-state change', label: 'page written with the other C-bit (SEV key switch)' };
     case 'pvalidate':
       return { group: 'rmp', lane: 'PVALIDATE', label: `PVALIDATE ${e.detail}` };
     case 'rmpadjust':

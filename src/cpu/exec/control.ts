@@ -5,6 +5,7 @@ import { Operand } from '../insn.js';
 import { CF, IRET_MASK, OF, PF, SF, ZF, testCondition } from '../flags.js';
 import { RCX, RSP } from '../registers.js';
 import type { Registry } from './table.js';
+import { EFER_LMA } from './system.js';
 
 /** JMP/CALL/RET (near, direct and indirect), Jcc, LOOPcc, JrCXZ, far return and IRETQ. */
 
@@ -109,21 +110,30 @@ const jrcxz: Handler = (cpu, i) => {
   if (zero) cpu.jumpRel(i.rel);
 };
 
-/** Load CS from the GDT: only 64-bit code segments are modelled. */
+/**
+ * Load CS from the GDT. In long mode a code segment is 64-bit (L = 1) or
+ * compatibility-mode 32-bit code (L = 0, D = 1); outside long mode L is
+ * ignored and D = 1 makes it 32-bit code. 16-bit code is not modelled.
+ */
 export function loadCodeSegment(cpu: Cpu, selector: number): void {
   const index = selector & 0xfff8;
   if (index === 0 || index + 7 > cpu.gdtrLimit) cpu.gp(selector & 0xfffc);
   const a = cpu.gdtrBaseLo + index;
-  cpu.readLinear(a >>> 0, cpu.gdtrBaseHi, 8);
+  const lo = cpu.readLinear(a >>> 0, cpu.gdtrBaseHi, 8);
   const hi = cpu.vHi;
   if ((hi & 0x8000) === 0) cpu.raise(11, selector & 0xfffc);
   if ((hi & 0x1800) !== 0x1800) cpu.gp(selector & 0xfffc); // not a code segment
-  const long = (hi & 0x200000) !== 0;
+  const long = (hi & 0x200000) !== 0 && (cpu.efer & EFER_LMA) !== 0;
   if (!long) {
-    cpu.gap(`far transfer to a ${((hi & 0x400000) !== 0) ? '32' : '16'}-bit code segment (selector ${hex(selector)}): compatibility mode is not implemented`);
+    if ((hi & 0x400000) === 0) cpu.gap(`far transfer to a 16-bit code segment (selector ${hex(selector)}) is not implemented`);
+    const base = ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0;
+    const limit = (lo & 0xffff) | (hi & 0xf0000);
+    if (base !== 0 || limit !== 0xfffff || (hi & 0x800000) === 0) {
+      cpu.gap(`a non-flat 32-bit code segment (selector ${hex(selector)}, base ${hex(base)}): segment bases and limits are not modelled`);
+    }
   }
   cpu.seg[1] = selector;
-  cpu.csLong = true;
+  cpu.setCodeMode(long);
 }
 
 function hex(v: number): string {
@@ -147,7 +157,7 @@ const retFar: Handler = (cpu, i) => {
     if (!cpu.canonical(hi)) cpu.gp(0); // checked after CS, as the SDM's RET pseudocode does
   } catch (e) {
     cpu.seg[1] = oldCs;
-    cpu.csLong = oldLong;
+    cpu.setCodeMode(oldLong);
     throw e;
   }
   let n = spLo + 2 * size + (i.k0 === Operand.Imm ? i.immLo & 0xffff : 0);
@@ -187,7 +197,7 @@ function farIndirect(call: boolean): Handler {
         pushSized(cpu, size, retLo);
       } catch (e) {
         cpu.seg[1] = oldCs;
-        cpu.csLong = oldLong;
+        cpu.setCodeMode(oldLong);
         cpu.regLo[RSP] = spLo;
         cpu.regHi[RSP] = spHi;
         throw e;
@@ -246,7 +256,7 @@ const iretq: Handler = (cpu, i) => {
     if (!cpu.canonical(ripHi)) cpu.gp(0);
   } catch (e) {
     cpu.seg[1] = oldCs;
-    cpu.csLong = oldLong;
+    cpu.setCodeMode(oldLong);
     throw e;
   }
   cpu.rflags = ((cpu.rflags & ~IRET_MASK) | (flags & IRET_MASK) | 2) >>> 0;

@@ -28,7 +28,8 @@ const CR4_PAE = 0x20, CR4_LA57 = 0x1000, CR4_OSXSAVE = 0x40000;
  * advertised, not modelled), nor bits AMD reserves (13..15, 19, 63:24).
  */
 const CR4_SUPPORTED = 0x7ff | CR4_LA57 | 0x10000 | CR4_OSXSAVE | 0x100000 | 0x200000;
-const EFER_LMA = 0x400, EFER_LME = 0x100, EFER_NXE = 0x800;
+export const EFER_LMA = 0x400;
+const EFER_LME = 0x100, EFER_NXE = 0x800;
 /**
  * EFER bits that exist (APM vol. 2 3.1.7): SCE, LME, LMA, NXE, SVME, LMSLE,
  * FFXSR, TCE, MCOMMIT (17), INTWB (18), UAIE (20), AIBRSE (21). The rest are
@@ -102,15 +103,25 @@ const wrmsr: Handler = (cpu) => {
 };
 
 export const movToControl: Handler = (cpu, i) => {
-  const lo = cpu.getReg(i.r1, 8);
-  const hi = cpu.vHi;
+  const lo = cpu.getReg(i.r1, i.s1 === 4 ? 4 : 8); // 32-bit code moves EAX..EDI
+  const hi = i.s1 === 4 ? 0 : cpu.vHi;
   switch (i.op) {
     case 0: {
       if (hi !== 0) cpu.gp(0);
       if ((lo & CR0_PG) !== 0 && (lo & CR0_PE) === 0) cpu.gp(0);
       if ((lo & CR0_NW) !== 0 && (lo & CR0_CD) === 0) cpu.gp(0);
-      if ((lo & CR0_PG) === 0 && (cpu.efer & EFER_LMA) !== 0) cpu.gp(0); // leaving long mode needs compatibility mode first
+      if ((lo & CR0_PE) === 0) cpu.gap('clearing CR0.PE (real mode) is not implemented');
       const next = ((lo & CR0_DEFINED) | CR0_ET) >>> 0; // ET is hard-wired to 1
+      const pagingOn = (next & CR0_PG) !== 0, wasOn = (cpu.cr0 & CR0_PG) !== 0;
+      if (!pagingOn && wasOn && cpu.csLong) cpu.gp(0); // long mode is left from compatibility mode only
+      if (pagingOn && !wasOn) {
+        // Paging on with EFER.LME activates long mode (APM vol. 2 14.6.1), which needs CR4.PAE; legacy paging is not modelled.
+        if ((cpu.efer & EFER_LME) === 0) cpu.gap('paging without EFER.LME (legacy 32-bit or PAE paging) is not implemented');
+        if ((cpu.cr4 & CR4_PAE) === 0) cpu.gp(0);
+        cpu.efer = (cpu.efer | EFER_LMA) >>> 0;
+      } else if (!pagingOn && wasOn) {
+        cpu.efer = (cpu.efer & ~EFER_LMA) >>> 0;
+      }
       if (((next ^ cpu.cr0) & (CR0_PG | CR0_WP)) !== 0) cpu.flushTlb();
       cpu.cr0 = next;
       return;
@@ -157,6 +168,27 @@ function descriptorBase(cpu: Cpu, selector: number): number {
 }
 
 /**
+ * 32-bit code addresses memory through segment bases and limits, which this
+ * CPU does not model for ES, SS and DS: it runs 32-bit code only with the flat
+ * segments every x86-64 boot path uses (base 0, 4 GiB limit, a 32-bit stack),
+ * and says so when a guest loads anything else.
+ */
+function requireFlatSegment(cpu: Cpu, s: number, sel: number): void {
+  const index = sel & 0xfff8;
+  if (index + 7 > cpu.gdtrLimit) cpu.gp(sel & 0xfffc);
+  const a = cpu.gdtrBaseLo + index;
+  const lo = cpu.readLinear(a >>> 0, cpu.gdtrBaseHi, 8);
+  const hi = cpu.vHi;
+  const base = ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0;
+  const limit = (lo & 0xffff) | (hi & 0xf0000);
+  const pageGranular = (hi & 0x800000) !== 0, big = (hi & 0x400000) !== 0;
+  const flat = limit === 0xfffff && pageGranular && (s === 4 || s === 5 || base === 0) && (s !== 2 || big);
+  if (!flat) {
+    cpu.gap(`a non-flat segment in 32-bit code (selector 0x${sel.toString(16)}, base 0x${base.toString(16)}, limit 0x${limit.toString(16)}${pageGranular ? ' pages' : ' bytes'}): segment bases and limits are not modelled`);
+  }
+}
+
+/**
  * Load a data segment register (ES, SS, DS, FS, GS) with a selector, as MOV
  * and POP do in 64-bit mode: a non-null selector's descriptor is checked, and
  * for FS/GS its 32-bit base becomes the segment base (upper half zeroed). A
@@ -166,6 +198,7 @@ function descriptorBase(cpu: Cpu, selector: number): number {
 export function loadDataSegment(cpu: Cpu, s: number, sel: number): void {
   if ((sel & 0xfffc) !== 0) {
     const base = descriptorBase(cpu, sel);
+    if (!cpu.csLong) requireFlatSegment(cpu, s, sel);
     if (s === 4) { cpu.fsBaseLo = base; cpu.fsBaseHi = 0; }
     else if (s === 5) { cpu.gsBaseLo = base; cpu.gsBaseHi = 0; }
   } else if (s === 2 && (sel & 3) !== 0) {
@@ -195,13 +228,15 @@ function descriptorTable(load: boolean, gdt: boolean): Handler {
     const bLo = baseAddr >>> 0, bHi = baseAddr > 0xffffffff ? (hi + 1) >>> 0 : hi;
     if (load) {
       const limit = cpu.readLinear(lo, hi, 2);
-      const baseLo = cpu.readLinear(bLo, bHi, 8);
-      const baseHi = cpu.vHi;
+      // 32-bit code loads a 6-byte operand: a 32-bit base.
+      const baseLo = cpu.csLong ? cpu.readLinear(bLo, bHi, 8) : cpu.readLinear(bLo, bHi, 4);
+      const baseHi = cpu.csLong ? cpu.vHi : 0;
       if (gdt) { cpu.gdtrLimit = limit; cpu.gdtrBaseLo = baseLo; cpu.gdtrBaseHi = baseHi; }
       else { cpu.idtrLimit = limit; cpu.idtrBaseLo = baseLo; cpu.idtrBaseHi = baseHi; }
     } else {
       cpu.writeLinear(lo, hi, 2, gdt ? cpu.gdtrLimit : cpu.idtrLimit, 0);
-      cpu.writeLinear(bLo, bHi, 8, gdt ? cpu.gdtrBaseLo : cpu.idtrBaseLo, gdt ? cpu.gdtrBaseHi : cpu.idtrBaseHi);
+      if (cpu.csLong) cpu.writeLinear(bLo, bHi, 8, gdt ? cpu.gdtrBaseLo : cpu.idtrBaseLo, gdt ? cpu.gdtrBaseHi : cpu.idtrBaseHi);
+      else cpu.writeLinear(bLo, bHi, 4, gdt ? cpu.gdtrBaseLo : cpu.idtrBaseLo, 0);
     }
   };
 }
@@ -210,13 +245,15 @@ const ltr: Handler = (cpu, i) => {
   const sel = cpu.readOp(i, 0) & 0xffff;
   if ((sel & 0xfffc) === 0) cpu.gp(0);
   const index = sel & 0xfff8;
-  if (index + 15 > cpu.gdtrLimit) cpu.gp(sel & 0xfffc);
+  // A long-mode TSS descriptor takes 16 bytes; outside long mode it is an 8-byte 32-bit TSS descriptor.
+  const longMode = (cpu.efer & EFER_LMA) !== 0;
+  if (index + (longMode ? 15 : 7) > cpu.gdtrLimit) cpu.gp(sel & 0xfffc);
   const a = cpu.gdtrBaseLo + index;
   const lo = cpu.readLinear(a >>> 0, cpu.gdtrBaseHi, 8);
   const hi = cpu.vHi;
-  const upper = cpu.readLinear((a + 8) >>> 0, cpu.gdtrBaseHi, 4);
+  const upper = longMode ? cpu.readLinear((a + 8) >>> 0, cpu.gdtrBaseHi, 4) : 0;
   const type = (hi >>> 8) & 0xf;
-  if (type !== 0x9) cpu.gp(sel & 0xfffc); // must be an available 64-bit TSS
+  if (type !== 0x9) cpu.gp(sel & 0xfffc); // must be an available (64-bit, or 32-bit outside long mode) TSS
   if ((hi & 0x8000) === 0) cpu.raise(11, sel & 0xfffc);
   cpu.trSel = sel;
   cpu.trBaseLo = ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0;

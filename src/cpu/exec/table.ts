@@ -13,6 +13,7 @@ import { registerControlFlow } from './control.js';
 import { registerStrings } from './string.js';
 import { registerSystem } from './system.js';
 import { registerX87 } from './x87.js';
+import { registerCode32 } from './code32.js';
 
 /** Chooses the handler for a decoded instruction (and may fill `insn.op`). */
 export type HandlerPicker = (insn: Insn, ins: Instruction) => Handler;
@@ -25,19 +26,25 @@ export interface Registry {
   pick(mnemonics: readonly number[], picker: HandlerPicker): void;
 }
 
-const table = new Map<number, HandlerPicker>();
+function registryFor(table: Map<number, HandlerPicker>): Registry {
+  const registry: Registry = {
+    handle(mnemonics, handler) {
+      registry.pick(mnemonics, () => handler);
+    },
+    pick(mnemonics, picker) {
+      for (const m of mnemonics) {
+        if (table.has(m)) throw new Error(`mnemonic ${m} defined twice`);
+        table.set(m, picker);
+      }
+    },
+  };
+  return registry;
+}
 
-const define: Registry = {
-  handle(mnemonics, handler) {
-    define.pick(mnemonics, () => handler);
-  },
-  pick(mnemonics, picker) {
-    for (const m of mnemonics) {
-      if (table.has(m)) throw new Error(`mnemonic ${m} defined twice`);
-      table.set(m, picker);
-    }
-  },
-};
+const table = new Map<number, HandlerPicker>();
+const define = registryFor(table);
+/** 32-bit code's own handlers, where the stack width or the mode changes what an instruction does; the rest is shared. */
+const table32 = new Map<number, HandlerPicker>();
 
 registerArithmetic(define);
 registerLogic(define);
@@ -50,9 +57,10 @@ registerControlFlow(define);
 registerStrings(define);
 registerSystem(define);
 registerX87(define);
+registerCode32(registryFor(table32));
 
-export function handlerFor(insn: Insn, ins: Instruction): Handler {
-  const pick = table.get(ins.mnemonic);
+export function handlerFor(insn: Insn, ins: Instruction, bits: 64 | 32 = 64): Handler {
+  const pick = (bits === 32 ? table32.get(ins.mnemonic) : undefined) ?? table.get(ins.mnemonic);
   return pick === undefined ? gapHandler : pick(insn, ins);
 }
 
@@ -64,7 +72,7 @@ export function implementedMnemonics(): number[] {
 export const gapHandler: Handler = (cpu: Cpu, insn: Insn) => {
   cpu.ripLo = cpu.curRipLo;
   cpu.ripHi = cpu.curRipHi;
-  cpu.gap(`unimplemented instruction: ${disassemble(insn.bytes, cpu.curRipLo, cpu.curRipHi)}`);
+  cpu.gap(`unimplemented instruction${cpu.csLong ? '' : ' in 32-bit code'}: ${disassemble(insn.bytes, cpu.curRipLo, cpu.curRipHi, cpu.csLong ? 64 : 32)}`);
 };
 
 export const undefinedOpcode: Handler = (cpu: Cpu) => cpu.ud();
