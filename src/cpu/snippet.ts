@@ -11,6 +11,8 @@ export interface SnippetState {
   rflags: number;
   /** Extra memory contents: physical = linear (paging off). */
   memory?: Array<{ addr: number; bytes: Uint8Array }>;
+  /** 32: run as 32-bit protected-mode code (flat segments, ESP stack) instead of 64-bit code. */
+  bits?: 64 | 32;
 }
 
 export interface SnippetResult {
@@ -38,6 +40,10 @@ export function runSnippet(code: Uint8Array, state: SnippetState, codeAddr = 0x4
   cpu.cr0 = 0x11; // protected mode, paging off: linear = physical
   cpu.cr4 = 0x40620; // OSXSAVE etc. so XGETBV works
   cpu.efer = 0x500;
+  if (state.bits === 32) {
+    cpu.efer = 0; // protected mode, not long mode
+    cpu.setCodeMode(false);
+  }
   state.regs.forEach((v, r) => cpu.setReg64(r, v));
   cpu.rflags = (state.rflags | 2) >>> 0;
   cpu.ripLo = codeAddr;

@@ -16,7 +16,7 @@ const NAMES = ['rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9
 export function runEmulator(c: DiffCase, codeAddr: number): DiffOutput {
   let res;
   try {
-    res = runSnippet(c.code, { regs: c.regs, rflags: c.rflags, memory: [{ addr: SCRATCH + c.winOff, bytes: c.window }] }, codeAddr, 1000, EMU_MEM);
+    res = runSnippet(c.code, { regs: c.regs, rflags: c.rflags, memory: [{ addr: SCRATCH + c.winOff, bytes: c.window }], bits: c.bits ?? 64 }, codeAddr, 1000, EMU_MEM);
   } catch (e) {
     return { regs: [], rflags: 0, fault: null, window: new Uint8Array(0), nOutside: 0, outside: [], error: String((e as Error)?.message ?? e) };
   }
@@ -94,8 +94,8 @@ function bytesHex(b: Uint8Array): string {
 
 let formatter: Formatter | null = null;
 
-export function disassemble(code: Uint8Array, ip: number): string {
-  const d = new Decoder(64, code, DecoderOptions.None);
+export function disassemble(code: Uint8Array, ip: number, bits: 64 | 32 = 64): string {
+  const d = new Decoder(bits, code, DecoderOptions.None);
   d.ip = BigInt(ip);
   const ins = d.decode();
   formatter ??= new Formatter(FormatterSyntax.Intel);
@@ -107,7 +107,7 @@ export function disassemble(code: Uint8Array, ip: number): string {
 
 /** A multi-line report of one mismatch: instruction, inputs, differences. */
 export function formatMismatch(c: DiffCase, diffs: string[], ip: number): string {
-  const lines = [`${disassemble(c.code, ip)}    [${bytesHex(c.code)}]${c.note ? `  (${c.note})` : ''}`];
+  const lines = [`${disassemble(c.code, ip, c.bits ?? 64)}    [${bytesHex(c.code)}]${c.note ? `  (${c.note})` : ''}`];
   const used: string[] = [];
   for (let r = 0; r < 16; r++) if (c.usedRegs & (1 << r)) used.push(`${NAMES[r]}=${hex(c.regs[r])}`);
   lines.push(`  in: ${used.join(' ')} rflags=${hex(c.rflags)} (${flagNames(c.rflags & (ARITH | DF))})`);

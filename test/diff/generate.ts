@@ -29,6 +29,8 @@ export interface DiffCase extends DiffInput {
   memOff: number;
   memBytes: number;
   note: string;
+  /** 32: 32-bit code (compatibility mode on the host, protected mode in bzemu); default 64-bit code. */
+  bits?: 32;
 }
 
 /** Window of the scratch area that each case initialises (offset from SCRATCH). */

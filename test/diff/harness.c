@@ -18,6 +18,12 @@
  *   CODE    0x1f0000  RWX stub: prologue, instruction under test, epilogue
  *   SCRATCH 0x100000  64 KiB data area; memory operands point here
  *
+ * With the argument `compat` the instruction runs in compatibility mode (32-bit
+ * code, CS 0x23): the 64-bit prologue also loads RSP from the case and
+ * far-jumps to it, a 32-bit epilogue stores EAX..EDI (ESP included) and
+ * EFLAGS and far-jumps back to 64-bit code. Only the low halves of the first
+ * eight registers mean anything then.
+ *
  * Faults (#DE, #UD, #GP, #PF, ...) are caught with sigsetjmp/siglongjmp; the
  * vector comes from the trap number in the signal context, and registers
  * and flags at the fault from the context too.
@@ -46,6 +52,14 @@
 #define S_FLAGS_IN (STATE + 0x080)  /* u64 */
 #define S_FLAGS_OUT (STATE + 0x088) /* u64 */
 #define S_HOST_RSP (STATE + 0x090)  /* u64 */
+#define S_FAR_IN (STATE + 0x0a0)    /* m16:32 to the instruction in compatibility mode */
+#define S_FAR_OUT (STATE + 0x0a8)   /* m16:32 back to 64-bit code */
+#define S_STACK32 (STATE + 0xf00)   /* the 32-bit epilogue's own stack (for PUSHFD) */
+#define RESUME64 (CODE + 0xe00)     /* 64-bit code the compat epilogue returns to */
+#define USER32_CS 0x23
+#define USER64_CS 0x33
+
+static int compat;
 
 static uint8_t *code_page;
 static size_t insn_offset;
@@ -65,13 +79,55 @@ static void build_prologue(void) {
   static const uint8_t saves[] = {0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57};
   p = emit(p, saves, sizeof saves);
   p = mov_abs(p, 4, 0, S_HOST_RSP); /* mov [host_rsp], rsp */
+  if (compat) {
+    /* 64-bit processes run with null DS and ES, which 32-bit code cannot address through: load the flat user data segment. */
+    static const uint8_t flat_ds[] = {0xb8, 0x2b, 0x00, 0x00, 0x00, 0x8e, 0xd8, 0x8e, 0xc0}; /* mov eax, 0x2b; mov ds, eax; mov es, eax */
+    p = emit(p, flat_ds, sizeof flat_ds);
+  }
   static const uint8_t push_abs[] = {0xff, 0x34, 0x25};
   p = emit(p, push_abs, 3);
   p = emit32(p, (uint32_t)S_FLAGS_IN);
   *p++ = 0x9d; /* popfq */
   for (int r = 0; r < 16; r++)
     if (r != 4) p = mov_abs(p, r, 1, S_REGS + 8 * r);
+  if (compat) {
+    p = mov_abs(p, 4, 1, S_REGS + 8 * 4);
+    static const uint8_t ljmp_abs[] = {0xff, 0x2c, 0x25}; /* jmp far [abs32] (m16:32) */
+    p = emit(p, ljmp_abs, 3);
+    p = emit32(p, (uint32_t)S_FAR_IN);
+  }
   insn_offset = (size_t)(p - code_page);
+  if (compat) {
+    /* Back in 64-bit mode: the host stack and the saved registers, as the 64-bit epilogue ends. */
+    uint8_t *q = code_page + (RESUME64 - CODE);
+    q = mov_abs(q, 4, 1, S_HOST_RSP);
+    *q++ = 0xfc; /* cld */
+    static const uint8_t restores[] = {0x41, 0x5f, 0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, 0x5d, 0x5b, 0xc3};
+    emit(q, restores, sizeof restores);
+    uint32_t *far_in = (uint32_t *)S_FAR_IN, *far_out = (uint32_t *)S_FAR_OUT;
+    far_in[0] = (uint32_t)(CODE + insn_offset);
+    far_in[1] = USER32_CS;
+    far_out[0] = (uint32_t)RESUME64;
+    far_out[1] = USER64_CS;
+  }
+}
+
+/* 32-bit code after the instruction: store EAX..EDI and EFLAGS, then far-jump to RESUME64. */
+static void build_epilogue32(uint8_t *p) {
+  for (int r = 0; r < 8; r++) {
+    *p++ = 0x89; /* mov [abs32], r32 */
+    *p++ = (uint8_t)(0x05 | (r << 3));
+    p = emit32(p, (uint32_t)(S_REGS + 8 * r));
+  }
+  *p++ = 0xbc; /* mov esp, imm32 */
+  p = emit32(p, (uint32_t)S_STACK32);
+  *p++ = 0x9c; /* pushfd */
+  *p++ = 0x8f; /* pop [abs32] */
+  *p++ = 0x05;
+  p = emit32(p, (uint32_t)S_FLAGS_OUT);
+  *p++ = 0xff; /* jmp far [abs32] */
+  *p++ = 0x2d;
+  emit32(p, (uint32_t)S_FAR_OUT);
 }
 
 static void build_epilogue(uint8_t *p) {
@@ -111,7 +167,8 @@ static void read_exact(void *buf, size_t n) {
   if (n && fread(buf, 1, n, stdin) != n) die("short read");
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  compat = argc > 1 && strcmp(argv[1], "compat") == 0;
   map_fixed(STATE, 4096, PROT_READ | PROT_WRITE);
   code_page = map_fixed(CODE, 4096, PROT_READ | PROT_WRITE | PROT_EXEC);
   uint8_t *scratch = map_fixed(SCRATCH, SCRATCH_SIZE, PROT_READ | PROT_WRITE);
@@ -144,7 +201,8 @@ int main(void) {
     read_exact(scratch + win_off, win_len);
 
     memcpy(code_page + insn_offset, code, len);
-    build_epilogue(code_page + insn_offset + len);
+    if (compat) build_epilogue32(code_page + insn_offset + len);
+    else build_epilogue(code_page + insn_offset + len);
     memcpy(regs, in_regs, sizeof in_regs);
     *(uint64_t *)S_FLAGS_IN = flags;
 
@@ -159,7 +217,7 @@ int main(void) {
       out_flags = fault_flags;
       __asm__ volatile("cld");
     }
-    regs[4] = in_regs[4];
+    if (!compat) regs[4] = in_regs[4];
 
     /* Nonzero scratch bytes outside the window; zero them for the next case. */
     uint32_t outside[MAX_OUTSIDE];

@@ -45,20 +45,23 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 export interface Harness {
   path: string;
+  /** Arguments: ['compat'] runs each instruction in compatibility mode (32-bit code). */
+  args: string[];
   /** Address of the instruction under test inside the native stub (use as the emulator's code address). */
   insnAddr: number;
   dispose(): void;
 }
 
 /** Compile harness.c into a fresh temporary directory. */
-export function buildHarness(): Harness {
+export function buildHarness(mode: 'long' | 'compat' = 'long'): Harness {
   const dir = mkdtempSync(join(tmpdir(), 'bzemu-diff-'));
   const path = join(dir, 'harness');
   execFileSync('gcc', ['-O1', '-Wall', '-Wextra', '-o', path, join(here, 'harness.c')], { stdio: 'pipe' });
-  const header = spawnSync(path, [], { input: Buffer.alloc(0) });
+  const args = mode === 'compat' ? ['compat'] : [];
+  const header = spawnSync(path, args, { input: Buffer.alloc(0) });
   if (header.status !== 0 || header.stdout.length !== 8) throw new Error(`harness did not start: ${header.stderr}`);
   const insnAddr = Number(header.stdout.readBigUInt64LE(0));
-  return { path, insnAddr, dispose: () => rmSync(dir, { recursive: true, force: true }) };
+  return { path, args, insnAddr, dispose: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 function encodeInputs(cases: readonly DiffInput[]): Buffer {
@@ -87,7 +90,7 @@ function encodeInputs(cases: readonly DiffInput[]): Buffer {
 /** Run a batch natively. */
 export function runNative(h: Harness, cases: readonly DiffInput[]): DiffOutput[] {
   const input = encodeInputs(cases);
-  const res = spawnSync(h.path, [], { input, maxBuffer: 1 << 30 });
+  const res = spawnSync(h.path, h.args, { input, maxBuffer: 1 << 30 });
   if (res.status !== 0) throw new Error(`harness failed (status ${res.status}, signal ${res.signal}): ${res.stderr}`);
   const out = res.stdout;
   let o = 8;
