@@ -12,7 +12,7 @@ import { runFuzz } from './fuzz.js';
 import { runBisectStep } from './bisect-run.js';
 import { writeVmsa } from './vmsa.js';
 import { bootWithReportFile } from './report.js';
-import { EARLY_BUDGET, FIXED, FLOOR, MARGIN, RATES } from '../kernel/budget.js';
+import { BANNER_EXTRA, EARLY_BUDGET, FIXED, FLOOR, MARGIN, RATES } from '../kernel/budget.js';
 
 const rateList = Object.entries(RATES).map(([f, r]) => `${f} ${r.output}/${r.payload}`);
 const rates = `${rateList.slice(0, 4).join(', ')},\n                        ${rateList.slice(4).join(', ')}`;
@@ -23,11 +23,14 @@ const USAGE = `usage: bzemu <command> [options]
 commands:
   boot [KERNEL]     run the decompressor of KERNEL (a bzImage, a compressed vmlinux ELF,
                     or a Debian series id such as debian-6.12, fetched on first use)
-      --until extract_kernel|kernel-entry   where to stop (default extract_kernel)
+      --until extract_kernel|kernel-entry|linux-banner   where to stop (default extract_kernel);
+                        linux-banner runs on into the decompressed kernel until the line
+                        "Linux version ..." reaches COM1 (needs earlyprintk=ttyS0 on the command line)
       --budget N        instruction budget: a guest still running then ends as budget-exhausted.
                         Default ${exp(EARLY_BUDGET)} to extract_kernel; to kernel-entry it scales with the
                         kernel: max(${exp(FLOOR)}, ${MARGIN} x (O x decompressed size + P x payload size))
-                        + ${exp(FIXED)}, O/P instructions per byte fitted to measured runs of each format
+                        + ${exp(FIXED)}, O/P instructions per byte fitted to measured runs of each format;
+                        to linux-banner ${exp(BANNER_EXTRA)} more
                         (${rates});
                         'bzemu info KERNEL' shows the default for KERNEL
       --mem SIZE        guest RAM (default 1G)

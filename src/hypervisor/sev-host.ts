@@ -1,3 +1,4 @@
+import { architecturalRdmsr, architecturalWrmsr } from '../cpu/exec/system.js';
 import { PageKeys } from './page-keys.js';
 import type { Cpu } from '../cpu/cpu.js';
 import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE } from '../cpu/mmu.js';
@@ -28,6 +29,8 @@ export const MSR_SVSM_CAA = 0xc001f000;
 export interface HostEvent {
   kind: 'vmgexit-msr' | 'vmgexit-ghcb' | 'vc' | 'pvalidate' | 'rmpadjust' | 'svsm-call' | 'npf' | 'rmp-conversion' | 'key-switch';
   rip: number;
+  /** High half of the RIP (the kernel proper runs at 0xffffffff8...). */
+  ripHi: number;
   /** Instructions retired before it (the index of the instruction that caused it). */
   instruction: number;
   /** Exit code, MSR request name, or instruction outcome. */
@@ -45,11 +48,16 @@ export interface SevHostOptions {
 }
 
 /**
- * MSRs KVM stops intercepting for SEV-ES and SNP guests (sev_es_init_vmcb:
- * EFER and PAT), so RDMSR/WRMSR of them run in the guest without a #VC; the
- * 32-bit entry sets EFER.LME this way.
+ * MSRs whose RDMSR/WRMSR run in the guest without a #VC, because KVM does not
+ * intercept them: for every guest the ones svm.c's direct_access_msrs marks
+ * "always" (STAR, SYSENTER_CS, FS/GS/KERNEL_GS base, LSTAR, CSTAR, SFMASK:
+ * the kernel sets GS base first thing), and for SEV-ES and SNP guests EFER and
+ * PAT as well (sev_es_init_vmcb; the 32-bit entry sets EFER.LME this way).
  */
-const SEV_ES_UNINTERCEPTED_MSRS: ReadonlySet<number> = new Set([0xc0000080, 0x277]);
+const SEV_ES_UNINTERCEPTED_MSRS: ReadonlySet<number> = new Set([
+  0xc0000081, 0x174, 0xc0000100, 0xc0000101, 0xc0000102, 0xc0000082, 0xc0000083, 0xc0000084,
+  0xc0000080, 0x277,
+]);
 
 /**
  * The stub SEV / SEV-ES / SEV-SNP hypervisor in front of the CPU: decides
@@ -112,9 +120,14 @@ export class SevHost implements CpuHost {
       svsm,
       io: { in: (p, s) => ports.portIn(p, s), out: (p, s, v) => ports.portOut(p, s, v) },
       msr: {
-        // The SVSM calling-area MSR is the one a guest may ask for through the GHCB; others get #GP.
-        read: (m) => (m === MSR_SVSM_CAA && svsm ? BigInt(svsm.caa) : null),
-        write: () => false,
+        // What KVM emulates for the guest: the CPU's own MSRs (#GP for one it lacks), and the SVSM calling area.
+        read: (m) => {
+          if (m === MSR_SVSM_CAA && svsm) return BigInt(svsm.caa);
+          const cpu = this.cpu;
+          if (cpu === null || !architecturalRdmsr(cpu, m)) return null;
+          return (BigInt(cpu.msrHi >>> 0) << 32n) | BigInt(cpu.msrLo >>> 0);
+        },
+        write: (m, v) => this.cpu !== null && architecturalWrmsr(this.cpu, m, Number(v & 0xffffffffn), Number(v >> 32n)),
       },
       onEvent: (e) => this.record('vmgexit-ghcb', `${e.exitName} (0x${e.exitCode.toString(16)}) info1=0x${e.exitInfo1.toString(16)}`, e.result === null ? 'stopped' : `info1=0x${e.result.info1.toString(16)} info2=0x${e.result.info2.toString(16)}`),
     });
@@ -199,7 +212,7 @@ export class SevHost implements CpuHost {
 
   private record(kind: HostEvent['kind'], detail: string, result: string): void {
     if (this.events.length >= SevHost.MAX_EVENTS) return;
-    const event: HostEvent = { kind, rip: this.cpu?.curRipLo ?? 0, instruction: this.cpu?.icount ?? 0, detail, result };
+    const event: HostEvent = { kind, rip: this.cpu?.curRipLo ?? 0, ripHi: this.cpu?.curRipHi ?? 0, instruction: this.cpu?.icount ?? 0, detail, result };
     this.events.push(event);
     this.onEvent?.(event);
   }

@@ -56,6 +56,12 @@ export const MARGIN = 4;
 export const FLOOR = 1e9;
 /** Added to every kernel-entry budget: the work before decompression, hundreds of times over. */
 export const FIXED = 2e8;
+/**
+ * Added to the kernel-entry budget for linux-banner: the kernel's own early
+ * start-up up to its early console (head_64.S, start_kernel, the start of
+ * setup_arch) is a few million instructions; this is a hundred times that.
+ */
+export const BANNER_EXTRA = 5e8;
 /** The budget to any milestone before kernel-entry (extract_kernel and earlier). */
 export const EARLY_BUDGET = 2e8;
 
@@ -97,8 +103,15 @@ export function rateFor(format: PayloadFormat | null): Rate {
 
 /** The budget a boot to `until` gets when --budget is not given. */
 export function defaultBudget(until: MilestoneName, basis: BudgetBasis): DefaultBudget {
-  if (until !== 'kernel-entry') {
+  if (until !== 'kernel-entry' && until !== 'linux-banner') {
     return { instructions: EARLY_BUDGET, explanation: `the default budget to ${until}` };
+  }
+  if (until === 'linux-banner') {
+    const entry = defaultBudget('kernel-entry', basis);
+    return {
+      instructions: entry.instructions + BANNER_EXTRA,
+      explanation: `${entry.explanation.replace('to kernel-entry', 'to linux-banner')}, plus ${BANNER_EXTRA.toExponential().replace('e+', 'e')} for the kernel's start-up`,
+    };
   }
   const rate = rateFor(basis.format);
   const model = rate.output * basis.outputSize + rate.payload * basis.payloadSize;

@@ -21,6 +21,6 @@ export function exitCodeFor(verdict: VerdictKind): number {
 }
 
 /** Milestones a boot can stop at. */
-export const MILESTONES = ['startup_32', 'startup_64', 'sev_enable', 'bss-clear', 'extract_kernel', 'kernel-entry'] as const;
+export const MILESTONES = ['startup_32', 'startup_64', 'sev_enable', 'bss-clear', 'extract_kernel', 'kernel-entry', 'linux-banner'] as const;
 export type MilestoneName = (typeof MILESTONES)[number];
-export const UNTIL_CHOICES: readonly MilestoneName[] = ['extract_kernel', 'kernel-entry'];
+export const UNTIL_CHOICES: readonly MilestoneName[] = ['extract_kernel', 'kernel-entry', 'linux-banner'];

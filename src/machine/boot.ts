@@ -86,7 +86,7 @@ export interface BootResult {
   unclaimedPorts: number[];
   /** The VM's confidential-computing mode and what the guest asked of its host. */
   coco: { mode: string; vmpl: number; svsm: boolean; sevStatus: string } | null;
-  events: Array<Omit<HostEvent, 'rip'> & { rip: string; symbol: string }>;
+  events: Array<Omit<HostEvent, 'rip' | 'ripHi'> & { rip: string; symbol: string }>;
   /** RMP misuse found during the run (double validation and such). */
   findings: string[];
   /** Reads of the loaded image's .bss before anything wrote it (firmware leaves it as poison). */
@@ -188,6 +188,23 @@ export function runMachine(machine: Machine, options: RunOptions): BootResult {
 
   let verdict: VerdictKind | null = null;
   let reason = '';
+  // linux-banner: the line "Linux version ..." complete on the serial console (the early console replays the banner when it registers).
+  let bannerSeen = false;
+  if (options.until === 'linux-banner') {
+    let line = '';
+    machine.ports.com1.onTransmit = (byte) => {
+      if (bannerSeen) return;
+      if (byte === 0x0a) {
+        if (line.includes('Linux version ')) {
+          bannerSeen = true;
+          cpu.stop = Stop.Milestone;
+        }
+        line = '';
+      } else if (line.length < 4096) {
+        line += String.fromCharCode(byte);
+      }
+    };
+  }
   let kernelEntry: number | null = null;
   let gap: BootResult['gap'] = null;
   const entry = hex(cpu.ripLo);
@@ -237,6 +254,13 @@ export function runMachine(machine: Machine, options: RunOptions): BootResult {
         }
         break;
       }
+      case Stop.Milestone:
+        if (bannerSeen && !milestones.some((m) => m.name === 'linux-banner')) {
+          hit('linux-banner');
+          verdict = 'reached';
+          reason = 'reached linux-banner';
+        }
+        break;
       case Stop.Halted:
         verdict = 'guest-halted';
         reason = `the guest halted at ${hex(cpu.curRipLo, cpu.curRipHi)}${describeSuffix(addresses.describe(cpu.curRipLo, cpu.curRipHi))}`;
@@ -300,7 +324,7 @@ export function runMachine(machine: Machine, options: RunOptions): BootResult {
     elapsedMs: Date.now() - started,
     unclaimedPorts: [...machine.ports.unclaimed.keys()].sort((a, b) => a - b),
     coco: machine.sev ? { mode: machine.config.vm.mode, vmpl: machine.config.vm.vmpl, svsm: machine.config.vm.svsm, sevStatus: '0x' + sevStatusFor(machine.config.vm).toString(16) } : null,
-    events: (machine.sev?.events ?? []).map((e) => ({ ...e, rip: hex(e.rip), symbol: addresses.describe(e.rip) })),
+    events: (machine.sev?.events ?? []).map(({ ripHi, ...e }) => ({ ...e, rip: hex(e.rip, ripHi), symbol: addresses.describe(e.rip, ripHi) })),
     findings: (machine.sev?.rmp.findings ?? []).map((f) => `${f.severity} ${f.code} at 0x${f.gpa.toString(16)}: ${f.detail}`),
     termination: terminationOf(machine),
     uninitializedReads: uninit.reads,

@@ -62,7 +62,7 @@ export class RunRecorder {
     hostEvents.forEach((e, i) => {
       const place = placeHostEvent(e, terminationName);
       const detail = `${e.detail} -> ${e.result}`;
-      events.push({ instruction: e.instruction, ...place, detail: place.group === 'end' ? `${detail}. ${result.reason}` : detail, rip: hex(e.rip), symbol: machine.addresses.describe(e.rip), window: this.hostWindows[i] ?? -1 });
+      events.push({ instruction: e.instruction, ...place, detail: place.group === 'end' ? `${detail}. ${result.reason}` : detail, rip: hex(e.rip, e.ripHi), symbol: machine.addresses.describe(e.rip, e.ripHi), window: this.hostWindows[i] ?? -1 });
     });
     result.uninitializedReads.forEach((u, i) => {
       events.push({

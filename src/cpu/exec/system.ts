@@ -12,7 +12,7 @@ import type { Registry } from './table.js';
  * maintenance, hints, and the SEV instructions (handed to the host).
  */
 
-export const MSR_TSC = 0x10, MSR_APIC_BASE = 0x1b, MSR_PAT = 0x277;
+export const MSR_TSC = 0x10, MSR_APIC_BASE = 0x1b, MSR_PAT = 0x277, MSR_XSS = 0xda0;
 export const MSR_EFER = 0xc0000080, MSR_STAR = 0xc0000081, MSR_LSTAR = 0xc0000082, MSR_CSTAR = 0xc0000083, MSR_FMASK = 0xc0000084;
 export const MSR_FS_BASE = 0xc0000100, MSR_GS_BASE = 0xc0000101, MSR_KERNEL_GS_BASE = 0xc0000102, MSR_TSC_AUX = 0xc0000103;
 
@@ -45,6 +45,8 @@ export function defaultMsrs(cpu: Cpu): void {
   cpu.msrFile.set(MSR_APIC_BASE, [0xfee00900, 0]);
   cpu.msrFile.set(MSR_PAT, [0x00070406, 0x00070406]);
   for (const m of [MSR_STAR, MSR_LSTAR, MSR_CSTAR, MSR_FMASK, MSR_TSC_AUX]) cpu.msrFile.set(m, [0, 0]);
+  // IA32_XSS exists because CPUID 0xD.1 advertises XSAVES (the SNP CPUID code reads it with a plain RDMSR).
+  cpu.msrFile.set(MSR_XSS, [0, 0]);
 }
 
 function tsc(cpu: Cpu): [number, number] {
@@ -85,6 +87,28 @@ function writeMsr(cpu: Cpu, msr: number, lo: number, hi: number): void {
   }
   if (!cpu.msrFile.has(msr)) cpu.gp(0);
   cpu.msrFile.set(msr, [lo >>> 0, hi >>> 0]);
+}
+
+/**
+ * RDMSR as the CPU itself answers it (what a hypervisor that emulates an MSR
+ * for the guest returns): true with the value in cpu.msrLo/msrHi, false for
+ * an MSR this CPU does not have (#GP).
+ */
+export function architecturalRdmsr(cpu: Cpu, msr: number): boolean {
+  if (msr !== MSR_EFER && msr !== MSR_FS_BASE && msr !== MSR_GS_BASE && msr !== MSR_KERNEL_GS_BASE && msr !== MSR_TSC && !cpu.msrFile.has(msr)) return false;
+  readMsr(cpu, msr);
+  return true;
+}
+
+/** WRMSR as the CPU itself does it; false where it would raise #GP. */
+export function architecturalWrmsr(cpu: Cpu, msr: number, lo: number, hi: number): boolean {
+  try {
+    writeMsr(cpu, msr, lo, hi);
+    return true;
+  } catch (e) {
+    if (e === cpu.fault) return false;
+    throw e;
+  }
 }
 
 const cpuid: Handler = (cpu) => cpu.host.cpuid(cpu);

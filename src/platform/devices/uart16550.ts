@@ -8,6 +8,8 @@ export class Uart16550 {
   private divisorLo = 1;
   private divisorHi = 0;
   private readonly bytes: number[] = [];
+  /** Told each transmitted byte (a run watching the console for a line). */
+  onTransmit: ((byte: number) => void) | null = null;
 
   constructor(readonly base: number) {
     this.regs[3] = 0x03;
@@ -38,6 +40,7 @@ export class Uart16550 {
     value &= 0xff;
     if (r === 0 && !this.dlab) {
       this.bytes.push(value);
+      this.onTransmit?.(value);
       return;
     }
     if (r === 0) this.divisorLo = value;
