@@ -5,17 +5,21 @@
  * never fails on a slow machine: what cannot be measured is reported as such.
  *
  * For each kernel, medians of --repeat runs (default 3):
- *   - bzemu to extract_kernel and to kernel-entry, whole process (Node start-up,
- *     kernel loading, the run), and the guest MIPS of the run itself;
- *   - QEMU TCG booting the same bzImage until its first kernel console line
- *     (`qemu-system-x86_64 -accel tcg -nographic -kernel ... -append console=ttyS0`;
- *     installed from Debian when missing) and the ratio bzemu kernel-entry / QEMU.
+ *   - bzemu to extract_kernel, to kernel-entry and to linux-banner, whole process
+ *     (Node start-up, kernel loading, the run), and the guest MIPS of the run;
+ *   - QEMU TCG booting the same bzImage with the same command line until the
+ *     kernel's banner line ("Linux version ...") reaches its serial console
+ *     (`qemu-system-x86_64 -accel tcg -nographic -kernel ... -append
+ *     'console=ttyS0 earlyprintk=ttyS0,115200'`; installed from Debian when
+ *     missing), and two ratios: bzemu kernel-entry / QEMU, and bzemu
+ *     linux-banner / QEMU, which is the same guest work on both sides.
  * Then boots/s of fuzz campaign runs on the self-built regress and fix kernels.
  *
  *   npm run bench [-- --repeat N] [--fuzz-only] [--no-fuzz] [--no-qemu]
  */
 import { ensureDebianKernel } from '../src/kernel/kernel-cache.js';
 import { makeVmConfig } from '../src/hypervisor/vm-config.js';
+import { DEFAULT_CMDLINE } from '../src/cli/options.js';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -72,7 +76,8 @@ function qemuBinary(): string | null {
 function qemuFirstLine(qemu: string, bzImage: string, timeoutSeconds = 120): Promise<number | null> {
   return new Promise((resolve) => {
     const t0 = process.hrtime.bigint();
-    const child = spawn(qemu, ['-accel', 'tcg', '-nographic', '-no-reboot', '-m', '1G', '-kernel', bzImage, '-append', 'console=ttyS0'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    // bzemu's default command line: with earlyprintk the banner reaches the console at the same point of the boot in both.
+    const child = spawn(qemu, ['-accel', 'tcg', '-nographic', '-no-reboot', '-m', '1G', '-kernel', bzImage, '-append', DEFAULT_CMDLINE], { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
     let done = false;
     const finish = (v: number | null): void => {
@@ -101,6 +106,11 @@ interface KernelFigures {
   mips: number;
   qemuSeconds: number | null;
   ratio: number | null;
+  /** The same guest work as QEMU's: through the decompressor and the kernel's start-up to its banner. */
+  bannerSeconds: number;
+  bannerInstructions: number;
+  bannerVerdict: string;
+  bannerRatio: number | null;
   traceHash: string;
 }
 
@@ -112,6 +122,7 @@ async function speed(useQemu: boolean): Promise<KernelFigures[]> {
     const path = ensureDebianKernel(id);
     const ek = Array.from({ length: REPEAT }, () => bzemuRun(path, 'extract_kernel'));
     const ke = Array.from({ length: REPEAT }, () => bzemuRun(path, 'kernel-entry'));
+    const banner = Array.from({ length: REPEAT }, () => bzemuRun(path, 'linux-banner'));
     const qs: number[] = [];
     if (qemu) for (let k = 0; k < REPEAT; k++) {
       const t = await qemuFirstLine(qemu, path);
@@ -128,10 +139,15 @@ async function speed(useQemu: boolean): Promise<KernelFigures[]> {
       mips: median(ke.map((r) => r.instructions / r.runMs / 1e3)),
       qemuSeconds,
       ratio: qemuSeconds !== null ? keWall / qemuSeconds : null,
+      bannerSeconds: median(banner.map((r) => r.wallSeconds)),
+      bannerInstructions: banner[0].instructions,
+      bannerVerdict: banner[0].verdict,
+      bannerRatio: null,
       traceHash: ke[0].traceHash,
     };
+    if (qemuSeconds !== null) row.bannerRatio = row.bannerSeconds / qemuSeconds;
     rows.push(row);
-    console.log(`${id.padEnd(17)} extract_kernel ${row.extractKernelSeconds.toFixed(3)} s | kernel-entry ${keWall.toFixed(2)} s (${row.verdict}, ${row.instructions.toLocaleString('en-US')} instructions, ${row.mips.toFixed(1)} MIPS) | QEMU TCG first console line ${qemuSeconds !== null ? `${qemuSeconds.toFixed(2)} s | ratio ${row.ratio!.toFixed(2)}` : 'not measured'}`);
+    console.log(`${id.padEnd(17)} extract_kernel ${row.extractKernelSeconds.toFixed(3)} s | kernel-entry ${keWall.toFixed(2)} s (${row.verdict}, ${row.instructions.toLocaleString('en-US')} instructions, ${row.mips.toFixed(1)} MIPS) | linux-banner ${row.bannerSeconds.toFixed(2)} s (${row.bannerVerdict}, ${row.bannerInstructions.toLocaleString('en-US')} instructions) | QEMU TCG to the banner line ${qemuSeconds !== null ? `${qemuSeconds.toFixed(2)} s | ratio kernel-entry/QEMU ${row.ratio!.toFixed(2)}, linux-banner/QEMU (equal work) ${row.bannerRatio!.toFixed(2)}` : 'not measured'}`);
   }
   return rows;
 }
