@@ -18,7 +18,7 @@ const OFF = SAVE_AREA;
 const GPR_OFFSETS = [OFF.rax, OFF.rcx, OFF.rdx, OFF.rbx, OFF.rsp, OFF.rbp, OFF.rsi, OFF.rdi, ...Array.from({ length: 8 }, (_, i) => OFF.r8 + i * 8)];
 
 /** Packed attributes: 64-bit code (type 0xb, S, P, L, G) and flat data (type 3, S, P, D/B, G). */
-const ATTR_CODE64 = 0xa9b, ATTR_DATA = 0xc93, ATTR_TSS = 0x08b;
+const ATTR_CODE64 = 0xa9b, ATTR_CODE32 = 0xc9b, ATTR_DATA = 0xc93, ATTR_TSS = 0x08b;
 const ATTR_L = 0x200;
 
 /** SEV_FEATURES in the VMSA are the SEV_STATUS feature bits from bit 2 up (SNPActive is bit 0). */
@@ -40,7 +40,7 @@ export function encodeVmsa(cpu: Cpu, config: VmConfig): Uint8Array {
   const segs = [SEG.es, SEG.cs, SEG.ss, SEG.ds, SEG.fs, SEG.gs];
   segs.forEach((at, i) => {
     v.setUint16(at, cpu.seg[i], true);
-    v.setUint16(at + 2, i === 1 ? (cpu.csLong ? ATTR_CODE64 : ATTR_CODE64 & ~ATTR_L) : cpu.seg[i] !== 0 ? ATTR_DATA : 0, true);
+    v.setUint16(at + 2, i === 1 ? (cpu.csLong ? ATTR_CODE64 : ATTR_CODE32) : cpu.seg[i] !== 0 ? ATTR_DATA : 0, true);
     v.setUint32(at + 4, 0xffffffff, true);
   });
   put64(v, SEG.fs + 8, cpu.fsBaseLo, cpu.fsBaseHi);

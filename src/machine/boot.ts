@@ -180,7 +180,8 @@ export function runMachine(machine: Machine, options: RunOptions): BootResult {
   // Where the decompressor moves itself is its own decision (compiled-in LOAD_PHYSICAL_ADDR and
   // CONFIG_RELOCATABLE, not the header's claims): read it from RBX once startup_64 computed it.
   if (lm.relocComputed !== null) bp.set(addresses.loadBase + lm.relocComputed, 'reloc-known');
-  const entry32 = (machine.config.entry ?? 'startup_64') === 'startup_32';
+  // 32-bit code at the first instruction (--entry startup_32, or a VMSA with a 32-bit CS): startup_32 far-returns into startup_64.
+  const entry32 = !cpu.csLong;
   if (entry32) bp.set(addresses.loadBase + lm.startup64, 'startup_64'); // startup_32 far-returns into it
   for (const a of bp.keys()) cpu.addBreakpoint(a);
   if (lm.relocComputed === null && addresses.relocBase !== null) relocatedBreakpoints(addresses.relocBase);

@@ -20,10 +20,10 @@ import { bootDebian, kernelPath } from '../boot/helpers.js';
  */
 const dir = mkdtempSync(join(tmpdir(), 'bzemu-vmsa-'));
 
-function entryMachine(id: string, mode: CocoMode): Machine {
+function entryMachine(id: string, mode: CocoMode, entry: 'startup_64' | 'startup_32' = 'startup_64'): Machine {
   const options: Omit<BootOptions, 'kernelPath'> = {
     memSize: 1 << 30, poison: { kind: 'random', seed: 1 }, seed: 1, cmdline: 'console=ttyS0 earlyprintk=ttyS0,115200', loadAddress: 0x2000000,
-    gdt: 'boot-protocol', until: 'extract_kernel', budget: 2e8, traceLength: 0, vm: makeVmConfig({ mode }),
+    gdt: 'boot-protocol', until: 'extract_kernel', budget: 2e8, traceLength: 0, vm: makeVmConfig({ mode }), entry,
   };
   return new Machine(loadKernel(kernelPath(id)), machineConfigFor(options));
 }
@@ -59,6 +59,23 @@ describe.each(['debian-6.12', 'debian-6.1-cloud'])('%s: vmsa round trip', (id) =
       // Under SNP the VMSA is a page of guest memory, private and validated, flagged as a VMSA in the RMP.
       expect(vmsaPage!.flag).toBe(true);
     }
+  });
+});
+
+describe('a VMSA of the 32-bit entry', () => {
+  it('has a 32-bit code segment (D, not L) and protected mode, and boots as --entry startup_32 does', () => {
+    const m = entryMachine('debian-6.12', 'snp', 'startup_32');
+    const bytes = encodeVmsa(m.cpu, m.config.vm);
+    const v = new DataView(bytes.buffer);
+    expect(v.getUint16(0x012, true)).toBe(0xc9b); // CS attributes: G, D, present, code (APM save-area layout)
+    expect(v.getUint32(0x178, true)).toBe(0x2000000); // RIP: startup_32
+    const file = join(dir, 'entry32.vmsa');
+    writeFileSync(file, bytes);
+    const direct = bootDebian('debian-6.12', { vm: makeVmConfig({ mode: 'snp' }), entry: 'startup_32' });
+    const fromVmsa = bootDebian('debian-6.12', { vm: makeVmConfig({ mode: 'snp' }), vmsa: file });
+    expect(direct.verdict, direct.reason).toBe('reached');
+    expect([fromVmsa.verdict, fromVmsa.instructions, fromVmsa.traceHash]).toEqual([direct.verdict, direct.instructions, direct.traceHash]);
+    expect(fromVmsa.milestones.map((x) => x.name)).toEqual(direct.milestones.map((x) => x.name));
   });
 });
 
