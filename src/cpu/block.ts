@@ -1,4 +1,4 @@
-import { Mnemonic } from 'iced-x86';
+import { Mnemonic } from './iced.js';
 import type { Cpu } from './cpu.js';
 import { Operand, type Handler, type Insn } from './insn.js';
 import { PARITY } from './flags.js';

@@ -1,4 +1,4 @@
-import { Code, Decoder, DecoderError, InstructionInfoFactory, DecoderOptions, Formatter, FormatterSyntax, MemorySize, OpAccess, OpKind, Register, type Instruction } from 'iced-x86';
+import { Code, Decoder, DecoderError, InstructionInfoFactory, DecoderOptions, Formatter, FormatterSyntax, MemorySize, OpAccess, OpKind, Register, type Instruction } from './iced.js';
 import { Insn, Operand } from './insn.js';
 import { gprOf, segmentOf } from './registers.js';
 import { handlerFor, gapHandler, undefinedOpcode } from './exec/table.js';

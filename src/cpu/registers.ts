@@ -1,4 +1,4 @@
-import { Register } from 'iced-x86';
+import { Register } from './iced.js';
 
 /** General-purpose register numbers as the hardware encodes them. */
 export const RAX = 0, RCX = 1, RDX = 2, RBX = 3, RSP = 4, RBP = 5, RSI = 6, RDI = 7;

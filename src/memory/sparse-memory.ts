@@ -27,6 +27,9 @@ export interface MemoryImage {
   readonly partial: ReadonlyMap<number, Uint8Array>;
 }
 
+/** The recording mask of a page written whole: shared by all such pages, never written. */
+const WHOLE_PAGE_WRITTEN = new Uint8Array(PAGE_SIZE).fill(1);
+
 /**
  * RAM as lazily materialised 4 KiB pages. Reads of unbacked addresses return
  * all-ones (like an empty bus); writes there are dropped.
@@ -105,8 +108,16 @@ export class SparseMemory implements PhysicalMemory {
   private record(pa: number, length: number): void {
     const pfn = pa >>> PAGE_SHIFT;
     let mask = this.recorded!.get(pfn);
-    if (mask === undefined) this.recorded!.set(pfn, (mask = new Uint8Array(PAGE_SIZE)));
+    if (mask === WHOLE_PAGE_WRITTEN) return;
     const o = pa & PAGE_MASK;
+    if (mask === undefined) {
+      // A page written whole (the kernel image, mostly) shares one all-ones mask instead of its own.
+      if (o === 0 && length >= PAGE_SIZE) {
+        this.recorded!.set(pfn, WHOLE_PAGE_WRITTEN);
+        return;
+      }
+      this.recorded!.set(pfn, (mask = new Uint8Array(PAGE_SIZE)));
+    }
     mask.fill(1, o, Math.min(PAGE_SIZE, o + length));
   }
 
@@ -303,11 +314,22 @@ export class SparseMemory implements PhysicalMemory {
       const n = Math.min(PAGE_SIZE - o, data.length - done);
       if (a < this.size) {
         const pfn = a >>> PAGE_SHIFT;
-        this.page(pfn).set(data.subarray(done, done + n), o);
+        const target = n === PAGE_SIZE ? this.pageToOverwrite(pfn) : this.page(pfn);
+        target.set(data.subarray(done, done + n), o);
         this.wrote(a, n);
       }
       done += n;
     }
+  }
+
+  /** A page about to be overwritten whole: a fresh one is not poisoned first. */
+  private pageToOverwrite(pfn: number): Uint8Array {
+    const leaf = this.pages[pfn >>> DIR_SHIFT];
+    const p = leaf?.[pfn & DIR_MASK];
+    if (p !== undefined || this.base !== null) return this.page(pfn);
+    const fresh = new Uint8Array(PAGE_SIZE);
+    (this.pages[pfn >>> DIR_SHIFT] ??= new Array(DIR_PAGES))[pfn & DIR_MASK] = fresh;
+    return fresh;
   }
 
   fill(pa: number, length: number, byte: number): void {
@@ -327,7 +349,15 @@ export class SparseMemory implements PhysicalMemory {
 
   copy(dst: number, src: number, length: number): void {
     if (length <= 0) return;
-    // Overlap-safe: go through a temporary when the ranges overlap.
+    const so = src & PAGE_MASK, d = dst & PAGE_MASK;
+    if (so + length <= PAGE_SIZE && d + length <= PAGE_SIZE && src + length <= this.size && dst + length <= this.size) {
+      // Within one page on each side (what REP MOVS hands over): TypedArray.set copies as if through a temporary, overlap included.
+      const from = this.page(src >>> PAGE_SHIFT);
+      this.page(dst >>> PAGE_SHIFT).set(from.subarray(so, so + length), d);
+      this.wrote(dst, length);
+      return;
+    }
+    // Overlap-safe: go through a temporary.
     const data = this.readBytes(src, length);
     this.writeBytes(dst, data);
   }

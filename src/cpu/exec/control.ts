@@ -1,4 +1,4 @@
-import { Code, Mnemonic } from 'iced-x86';
+import { Code, Mnemonic } from '../iced.js';
 import type { Cpu } from '../cpu.js';
 import type { Handler, Insn } from '../insn.js';
 import { Operand } from '../insn.js';

@@ -1,4 +1,4 @@
-import { Mnemonic, OpKind, Register } from 'iced-x86';
+import { Mnemonic, OpKind, Register } from '../iced.js';
 import type { Cpu } from '../cpu.js';
 import type { Handler, Insn } from '../insn.js';
 import { Operand } from '../insn.js';

@@ -1,4 +1,4 @@
-import { Mnemonic } from 'iced-x86';
+import { Mnemonic } from '../iced.js';
 import type { Cpu } from '../cpu.js';
 import type { Handler, Insn } from '../insn.js';
 import { AF, CF, OF, SIZE_MASK } from '../flags.js';

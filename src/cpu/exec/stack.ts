@@ -1,4 +1,4 @@
-import { Code, Mnemonic, OpKind, Register } from 'iced-x86';
+import { Code, Mnemonic, OpKind, Register } from '../iced.js';
 import type { Cpu } from '../cpu.js';
 import type { Handler } from '../insn.js';
 import { Operand } from '../insn.js';

@@ -1,4 +1,4 @@
-import type { Instruction } from 'iced-x86';
+import type { Instruction } from '../iced.js';
 import type { Cpu } from '../cpu.js';
 import type { Handler, Insn } from '../insn.js';
 import { disassemble } from '../decode.js';

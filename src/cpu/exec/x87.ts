@@ -1,4 +1,4 @@
-import { Mnemonic } from 'iced-x86';
+import { Mnemonic } from '../iced.js';
 import type { Handler } from '../insn.js';
 import { Operand } from '../insn.js';
 import type { Registry } from './table.js';
