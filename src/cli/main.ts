@@ -8,10 +8,7 @@ import { kernelInfo, renderInfo } from '../kernel/info.js';
 import { parseBootArgs, UsageError } from './options.js';
 import { renderBoot } from './render.js';
 import { explainExitValue } from '../hypervisor/termination.js';
-import { runFuzz } from './fuzz.js';
-import { runBisectStep } from './bisect-run.js';
-import { writeVmsa } from './vmsa.js';
-import { bootWithReportFile } from './report.js';
+// fuzz, bisect-run, vmsa and --report load their modules when asked: a plain boot does not pay for compiling them.
 import { BANNER_EXTRA, EARLY_BUDGET, FIXED, FLOOR, MARGIN, RATES } from '../kernel/budget.js';
 
 const rateList = Object.entries(RATES).map(([f, r]) => `${f} ${r.output}/${r.payload}`);
@@ -109,11 +106,11 @@ function progressPrinter(): ((p: { instructions: number; elapsedMs: number; last
   };
 }
 
-function runBoot(argv: string[]): number {
+async function runBoot(argv: string[]): Promise<number> {
   const { kernel, json, trace, report, ...bootOptions } = parseBootArgs(argv);
   const progress = json ? undefined : progressPrinter();
   const options = { ...bootOptions, kernelPath: resolveKernel(kernel), traceLength: trace, onProgress: progress };
-  const withReport = report !== null ? bootWithReportFile(options, report, argv) : null;
+  const withReport = report !== null ? (await import('./report.js')).bootWithReportFile(options, report, argv) : null;
   const result: BootResult = withReport?.result ?? boot(options);
   if (progress) process.stderr.write('\r\x1b[K');
   if (json) {
@@ -144,8 +141,9 @@ function runDecodeExit(argv: string[]): number {
 }
 
 /** A bisect step never exits 2..4: an unexpected error stops the bisect (128) instead of marking the commit. */
-function bisectStep(argv: string[]): number {
+async function bisectStep(argv: string[]): Promise<number> {
   try {
+    const { runBisectStep } = await import('./bisect-run.js');
     return runBisectStep(argv, process.cwd(), process.env, (line) => process.stdout.write(line + '\n'));
   } catch (e) {
     process.stdout.write(`bzemu bisect-run: internal error, stopping the bisect: ${(e as Error)?.message ?? String(e)}\n`);
@@ -157,10 +155,10 @@ export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
-      case 'boot': return runBoot(rest);
-      case 'fuzz': return await runFuzz(rest, resolveKernel);
-      case 'bisect-run': return bisectStep(rest);
-      case 'vmsa': return writeVmsa(rest, resolveKernel);
+      case 'boot': return await runBoot(rest);
+      case 'fuzz': return await (await import('./fuzz.js')).runFuzz(rest, resolveKernel);
+      case 'bisect-run': return await bisectStep(rest);
+      case 'vmsa': return (await import('./vmsa.js')).writeVmsa(rest, resolveKernel);
       case 'info': return runInfo(rest);
       case 'decode-exit': return runDecodeExit(rest);
       case undefined: case '-h': case '--help': case 'help':

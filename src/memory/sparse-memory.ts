@@ -29,12 +29,16 @@ export interface MemoryImage {
 
 /** The recording mask of a page written whole: shared by all such pages, never written. */
 const WHOLE_PAGE_WRITTEN = new Uint8Array(PAGE_SIZE).fill(1);
+/** Pages allocated together (RAM pages live as long as their machine). */
+const SLAB_PAGES = 64;
 
 /**
  * RAM as lazily materialised 4 KiB pages. Reads of unbacked addresses return
  * all-ones (like an empty bus); writes there are dropped.
  */
 export class SparseMemory implements PhysicalMemory {
+  private slab = new Uint8Array(0);
+  private slabUsed = SLAB_PAGES;
   readonly size: number;
   /**
    * Materialised pages in a two-level directory (DIR_PAGES pages per leaf,
@@ -191,7 +195,7 @@ export class SparseMemory implements PhysicalMemory {
     if (leaf === undefined) this.pages[pfn >>> DIR_SHIFT] = leaf = new Array(DIR_PAGES);
     let p = leaf[pfn & DIR_MASK];
     if (p === undefined) {
-      p = new Uint8Array(PAGE_SIZE);
+      p = this.freshPage();
       const saved = this.base?.pages.get(pfn);
       if (saved === undefined) poisonPage(this.poison, pfn, p);
       else {
@@ -322,12 +326,21 @@ export class SparseMemory implements PhysicalMemory {
     }
   }
 
+  /** A zeroed page from the current slab: one allocation per SLAB_PAGES pages instead of one per page. */
+  private freshPage(): Uint8Array {
+    if (this.slabUsed === SLAB_PAGES) {
+      this.slab = new Uint8Array(SLAB_PAGES * PAGE_SIZE);
+      this.slabUsed = 0;
+    }
+    return this.slab.subarray(this.slabUsed * PAGE_SIZE, ++this.slabUsed * PAGE_SIZE);
+  }
+
   /** A page about to be overwritten whole: a fresh one is not poisoned first. */
   private pageToOverwrite(pfn: number): Uint8Array {
     const leaf = this.pages[pfn >>> DIR_SHIFT];
     const p = leaf?.[pfn & DIR_MASK];
     if (p !== undefined || this.base !== null) return this.page(pfn);
-    const fresh = new Uint8Array(PAGE_SIZE);
+    const fresh = this.freshPage();
     (this.pages[pfn >>> DIR_SHIFT] ??= new Array(DIR_PAGES))[pfn & DIR_MASK] = fresh;
     return fresh;
   }
@@ -353,7 +366,8 @@ export class SparseMemory implements PhysicalMemory {
     if (so + length <= PAGE_SIZE && d + length <= PAGE_SIZE && src + length <= this.size && dst + length <= this.size) {
       // Within one page on each side (what REP MOVS hands over): TypedArray.set copies as if through a temporary, overlap included.
       const from = this.page(src >>> PAGE_SHIFT);
-      this.page(dst >>> PAGE_SHIFT).set(from.subarray(so, so + length), d);
+      const to = d === 0 && length === PAGE_SIZE ? this.pageToOverwrite(dst >>> PAGE_SHIFT) : this.page(dst >>> PAGE_SHIFT);
+      to.set(from.subarray(so, so + length), d);
       this.wrote(dst, length);
       return;
     }
