@@ -8,6 +8,7 @@ import { decodeInsn } from './decode.js';
 import { deliverException } from './interrupts.js';
 import { Block, continuesBlock, translateBlock, type BlockInsn } from './block.js';
 import { CodePage } from './code-page.js';
+import { FillPattern } from './fill-pattern.js';
 import { undefinedOpcode } from './exec/table.js';
 
 /** What the CPU needs from memory beyond plain access: page-write watching for the decode cache, and uninitialized-read tracking. */
@@ -111,6 +112,11 @@ export class Cpu implements PagingControl {
   /** Result halves written by ALU helpers. */
   rLo = DOUBLE_ZERO;
   rHi = DOUBLE_ZERO;
+  /** The repeated element a bulk REP STOS writes (exec/string.ts). */
+  readonly stosPattern = new FillPattern();
+  /** Result halves of the 64-bit pair shifts (exec/pair64.ts). */
+  pairLo = DOUBLE_ZERO;
+  pairHi = DOUBLE_ZERO;
   /** Last effective (linear) address and, for read-modify-write operands, its physical address. */
   eaLo = DOUBLE_ZERO;
   eaHi = DOUBLE_ZERO;

@@ -40,7 +40,7 @@ function shiftOp(kind: number): Handler {
     switch (kind) {
       case SHL:
         if (size === 8) {
-          P.shl64(a, aHi, c); rl = P.outLo; rh = P.outHi;
+          P.shl64(cpu, a, aHi, c); rl = cpu.pairLo; rh = cpu.pairHi;
           cf = P.bit64(a, aHi, 64 - c);
           of = (rh >>> 31) ^ cf;
         } else {
@@ -55,7 +55,7 @@ function shiftOp(kind: number): Handler {
         break;
       case SHR:
         if (size === 8) {
-          P.shr64(a, aHi, c); rl = P.outLo; rh = P.outHi;
+          P.shr64(cpu, a, aHi, c); rl = cpu.pairLo; rh = cpu.pairHi;
           cf = P.bit64(a, aHi, c - 1);
           of = aHi >>> 31;
         } else {
@@ -68,7 +68,7 @@ function shiftOp(kind: number): Handler {
         break;
       case SAR: {
         if (size === 8) {
-          P.sar64(a, aHi, c); rl = P.outLo; rh = P.outHi;
+          P.sar64(cpu, a, aHi, c); rl = cpu.pairLo; rh = cpu.pairHi;
           cf = P.bit64(a, aHi, c - 1);
         } else {
           const signed = size === 4 ? a | 0 : size === 2 ? (a << 16) >> 16 : (a << 24) >> 24;
@@ -84,8 +84,8 @@ function shiftOp(kind: number): Handler {
       case ROL: case ROR: {
         const n = c % bits;
         if (size === 8) {
-          if (kind === ROL) { P.shl64(a, aHi, n); const l = P.outLo, h = P.outHi; P.shr64(a, aHi, (64 - n) & 63); rl = (n === 0 ? a : (l | P.outLo) >>> 0); rh = (n === 0 ? aHi : (h | P.outHi) >>> 0); }
-          else { P.shr64(a, aHi, n); const l = P.outLo, h = P.outHi; P.shl64(a, aHi, (64 - n) & 63); rl = (n === 0 ? a : (l | P.outLo) >>> 0); rh = (n === 0 ? aHi : (h | P.outHi) >>> 0); }
+          if (kind === ROL) { P.shl64(cpu, a, aHi, n); const l = cpu.pairLo, h = cpu.pairHi; P.shr64(cpu, a, aHi, (64 - n) & 63); rl = (n === 0 ? a : (l | cpu.pairLo) >>> 0); rh = (n === 0 ? aHi : (h | cpu.pairHi) >>> 0); }
+          else { P.shr64(cpu, a, aHi, n); const l = cpu.pairLo, h = cpu.pairHi; P.shl64(cpu, a, aHi, (64 - n) & 63); rl = (n === 0 ? a : (l | cpu.pairLo) >>> 0); rh = (n === 0 ? aHi : (h | cpu.pairHi) >>> 0); }
         } else if (n === 0) {
           rl = a;
         } else if (kind === ROL) {
@@ -172,14 +172,14 @@ function doubleShift(left: boolean): Handler {
     let rl: number, rh = 0, cf: number;
     if (size === 8) {
       if (left) {
-        P.shl64(a, aHi, c); const l = P.outLo, h = P.outHi;
-        P.shr64(b, bHi, 64 - c);
-        rl = (l | P.outLo) >>> 0; rh = (h | P.outHi) >>> 0;
+        P.shl64(cpu, a, aHi, c); const l = cpu.pairLo, h = cpu.pairHi;
+        P.shr64(cpu, b, bHi, 64 - c);
+        rl = (l | cpu.pairLo) >>> 0; rh = (h | cpu.pairHi) >>> 0;
         cf = P.bit64(a, aHi, 64 - c);
       } else {
-        P.shr64(a, aHi, c); const l = P.outLo, h = P.outHi;
-        P.shl64(b, bHi, 64 - c);
-        rl = (l | P.outLo) >>> 0; rh = (h | P.outHi) >>> 0;
+        P.shr64(cpu, a, aHi, c); const l = cpu.pairLo, h = cpu.pairHi;
+        P.shl64(cpu, b, bHi, 64 - c);
+        rl = (l | cpu.pairLo) >>> 0; rh = (h | cpu.pairHi) >>> 0;
         cf = P.bit64(a, aHi, c - 1);
       }
     } else if (size === 4) {
@@ -214,11 +214,11 @@ function bmiShift(kind: number): Handler {
     const c = (i.k2 === Operand.Imm ? i.immLo : cpu.readOp(i, 2)) & (size === 8 ? 63 : 31);
     let rl: number, rh = 0;
     if (size === 8) {
-      if (kind === SHL) P.shl64(a, aHi, c);
-      else if (kind === SHR) P.shr64(a, aHi, c);
-      else if (kind === SAR) P.sar64(a, aHi, c);
-      else { P.shr64(a, aHi, c); const l = P.outLo, h = P.outHi; P.shl64(a, aHi, (64 - c) & 63); P.setOut(c === 0 ? a : (l | P.outLo) >>> 0, c === 0 ? aHi : (h | P.outHi) >>> 0); }
-      rl = P.outLo; rh = P.outHi;
+      if (kind === SHL) P.shl64(cpu, a, aHi, c);
+      else if (kind === SHR) P.shr64(cpu, a, aHi, c);
+      else if (kind === SAR) P.sar64(cpu, a, aHi, c);
+      else { P.shr64(cpu, a, aHi, c); const l = cpu.pairLo, h = cpu.pairHi; P.shl64(cpu, a, aHi, (64 - c) & 63); P.setOut(cpu, c === 0 ? a : (l | cpu.pairLo) >>> 0, c === 0 ? aHi : (h | cpu.pairHi) >>> 0); }
+      rl = cpu.pairLo; rh = cpu.pairHi;
     } else if (kind === SHL) rl = (a << c) >>> 0;
     else if (kind === SHR) rl = a >>> c;
     else if (kind === SAR) rl = (a >> c) >>> 0;
@@ -238,8 +238,8 @@ const shlRI8: Handler = (cpu, i) => {
   if (c === 0) return;
   const R = cpu.regLo, H = cpu.regHi, d = i.r0;
   const a = R[d], aHi = H[d];
-  P.shl64(a, aHi, c);
-  const rl = P.outLo, rh = P.outHi;
+  P.shl64(cpu, a, aHi, c);
+  const rl = cpu.pairLo, rh = cpu.pairHi;
   const cf = P.bit64(a, aHi, 64 - c);
   const of = (rh >>> 31) ^ cf;
   cpu.setArith((cf ? CF : 0) | (of ? OF : 0) | szp(8, rl, rh));
@@ -263,8 +263,8 @@ const shrRI8: Handler = (cpu, i) => {
   if (c === 0) return;
   const R = cpu.regLo, H = cpu.regHi, d = i.r0;
   const a = R[d], aHi = H[d];
-  P.shr64(a, aHi, c);
-  const rl = P.outLo, rh = P.outHi;
+  P.shr64(cpu, a, aHi, c);
+  const rl = cpu.pairLo, rh = cpu.pairHi;
   const cf = P.bit64(a, aHi, c - 1);
   cpu.setArith((cf ? CF : 0) | (aHi >>> 31 ? OF : 0) | szp(8, rl, rh));
   R[d] = rl;
@@ -286,8 +286,8 @@ const sarRI8: Handler = (cpu, i) => {
   if (c === 0) return;
   const R = cpu.regLo, H = cpu.regHi, d = i.r0;
   const a = R[d], aHi = H[d];
-  P.sar64(a, aHi, c);
-  const rl = P.outLo, rh = P.outHi;
+  P.sar64(cpu, a, aHi, c);
+  const rl = cpu.pairLo, rh = cpu.pairHi;
   const cf = P.bit64(a, aHi, c - 1);
   cpu.setArith((cf ? CF : 0) | szp(8, rl, rh));
   R[d] = rl;
@@ -308,9 +308,9 @@ const sarRI4: Handler = (cpu, i) => {
 
 const shlxRRR8: Handler = (cpu, i) => {
   const R = cpu.regLo, H = cpu.regHi, s = i.r1;
-  P.shl64(R[s], H[s], R[i.r2] & 63);
-  R[i.r0] = P.outLo;
-  H[i.r0] = P.outHi;
+  P.shl64(cpu, R[s], H[s], R[i.r2] & 63);
+  R[i.r0] = cpu.pairLo;
+  H[i.r0] = cpu.pairHi;
 };
 const shlxRRR4: Handler = (cpu, i) => {
   const R = cpu.regLo;
@@ -319,9 +319,9 @@ const shlxRRR4: Handler = (cpu, i) => {
 };
 const shrxRRR8: Handler = (cpu, i) => {
   const R = cpu.regLo, H = cpu.regHi, s = i.r1;
-  P.shr64(R[s], H[s], R[i.r2] & 63);
-  R[i.r0] = P.outLo;
-  H[i.r0] = P.outHi;
+  P.shr64(cpu, R[s], H[s], R[i.r2] & 63);
+  R[i.r0] = cpu.pairLo;
+  H[i.r0] = cpu.pairHi;
 };
 const shrxRRR4: Handler = (cpu, i) => {
   const R = cpu.regLo;

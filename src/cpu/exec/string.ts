@@ -163,27 +163,6 @@ function element(cpu: Cpu, i: Insn, kind: number, size: number, step: number): v
   }
 }
 
-/** A page of the element (size, vLo, vHi) repeated, little-endian; rebuilt only when the element changes. */
-const pattern = new Uint8Array(4096);
-const patternView = new DataView(pattern.buffer);
-let patternSize = 0, patternLo = 0, patternHi = 0;
-
-function fillPattern(size: number, vLo: number, vHi: number): Uint8Array {
-  if (size !== patternSize || vLo !== patternLo || vHi !== patternHi) {
-    for (let o = 0; o < 4096; o += size) {
-      if (size === 2) patternView.setUint16(o, vLo, true);
-      else {
-        patternView.setUint32(o, vLo, true);
-        if (size === 8) patternView.setUint32(o + 4, vHi, true);
-      }
-    }
-    patternSize = size;
-    patternLo = vLo;
-    patternHi = vHi;
-  }
-  return pattern;
-}
-
 /**
  * Copy or fill as many whole elements as fit in the current source and
  * destination pages; returns how many were done (0 = use the element path).
@@ -218,7 +197,7 @@ function bulk(cpu: Cpu, i: Insn, kind: number, size: number, back: boolean, n: n
     const uniform = size === 1 || (size === 2 ? (vLo & 0xffff) === b0 * 0x101 : (vLo >>> 0) === (b0 * 0x1010101) >>> 0 && (size === 4 || vHi === vLo));
     if (uniform) cpu.mem.fill(dPa, bytes, b0);
     else {
-      const p = fillPattern(size, vLo, vHi);
+      const p = cpu.stosPattern.of(size, vLo, vHi);
       cpu.mem.writeBytes(dPa, bytes === p.length ? p : p.subarray(0, bytes));
     }
     advance(cpu, RDI, back ? -bytes : bytes, i);
