@@ -9,9 +9,9 @@
  * The harness (harness.c) is compiled with gcc into a temporary directory.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { diffCase, formatMismatch, runEmulator } from './compare.js';
-import { families, generateFamily } from './generate.js';
-import { buildHarness, hostCpu, runNative, type Harness } from './native.js';
+import { families } from './generate.js';
+import { runFlatFamily } from './flat-run.js';
+import { buildHarness, hostCpu, type Harness } from './native.js';
 
 const CASES = Number(process.env.BZEMU_DIFF_CASES ?? 3000);
 const SEED = Number(process.env.BZEMU_DIFF_SEED ?? 1);
@@ -40,23 +40,13 @@ describe.skipIf(!runnable)('bzemu vs host CPU, integer instructions', () => {
   for (const family of families({ amd: host.amd })) {
     const missing = (family.requires ?? []).filter((f) => !host.flags.has(f));
     it.skipIf(missing.length > 0)(`${family.name}${missing.length ? ` (host lacks ${missing.join(', ')})` : ''}`, () => {
-      const cases = generateFamily(family, SEED, CASES, harness.insnAddr);
-      const expected = runNative(harness, cases);
-      const reports: string[] = [];
-      let mismatches = 0;
-      for (let k = 0; k < cases.length; k++) {
-        const got = runEmulator(cases[k], harness.insnAddr);
-        const diffs = diffCase(cases[k], expected[k], got, STRICT);
-        if (diffs.length === 0) continue;
-        mismatches++;
-        if (reports.length < REPORT) reports.push(formatMismatch(cases[k], diffs, harness.insnAddr));
-      }
-      totalCases += cases.length;
-      totalMismatches += mismatches;
-      const summary = `${family.name}: ${mismatches} of ${cases.length} cases differ`;
-      if (mismatches > 0) console.log(`${summary}\n${reports.join('\n')}`);
-      expect(cases.length).toBe(CASES);
-      expect(mismatches, `${summary}\n${reports.join('\n')}`).toBe(0);
+      const r = runFlatFamily(harness, family, SEED, CASES, REPORT, STRICT);
+      totalCases += r.cases;
+      totalMismatches += r.mismatches;
+      const summary = `${family.name}: ${r.mismatches} of ${r.cases} cases differ`;
+      if (r.mismatches > 0) console.log(`${summary}\n${r.reports.join('\n')}`);
+      expect(r.cases).toBe(CASES);
+      expect(r.mismatches, `${summary}\n${r.reports.join('\n')}`).toBe(0);
     }, 300_000);
   }
 });

@@ -2,7 +2,8 @@
  * npm run difftest -- [--cases N] [--seed S] [--workers W] [--family NAME]...
  *
  * Runs the differential tests against the host CPU at any size: the
- * paging-off instruction families (generate.ts) and the paged families
+ * paging-off instruction families (generate.ts), the 32-bit code families
+ * (generate32.ts, compatibility mode on the host) and the paged families
  * (paged-generate.ts), N cases in all (default 1,000,000) spread evenly over
  * the families, on W worker processes (default: the cores). Prints one line
  * per family and a total; exit 0 when nothing differs, 1 when something does,
@@ -12,9 +13,10 @@ import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { diffCase, formatMismatch, runEmulator } from './compare.js';
-import { families, generateFamily } from './generate.js';
-import { buildHarness, hostCpu, runNative } from './native.js';
+import { families } from './generate.js';
+import { FAMILIES_32 } from './generate32.js';
+import { run32Family, runFlatFamily } from './flat-run.js';
+import { buildHarness, hostCpu } from './native.js';
 import { pagedFamilies } from './paged-generate.js';
 import { buildPagedHarness } from './paged-native.js';
 import { runPagedFamily, type FamilyResult } from './paged-run.js';
@@ -24,12 +26,10 @@ interface Job {
   count: number;
 }
 
-const BATCH = 5000;
-
 function allFamilyNames(): string[] {
   const host = hostCpu();
   const flat = families({ amd: host.amd }).filter((f) => (f.requires ?? []).every((r) => host.flags.has(r))).map((f) => f.name);
-  return [...flat, ...pagedFamilies().map((f) => f.name)];
+  return [...flat, ...FAMILIES_32.map((f) => f.name), ...pagedFamilies().map((f) => f.name)];
 }
 
 /** Worker: run the jobs given as JSON on the command line, print one JSON result per family. */
@@ -37,36 +37,22 @@ function worker(jobs: Job[], seed: number): void {
   const host = hostCpu();
   const flat = new Map(families({ amd: host.amd }).map((f) => [f.name, f]));
   const paged = new Map(pagedFamilies().map((f) => [f.name, f]));
+  const code32 = new Map(FAMILIES_32.map((f) => [f.name, f]));
   const harness = buildHarness();
+  const compatHarness = buildHarness('compat');
   const pagedHarness = buildPagedHarness();
   try {
     for (const job of jobs) {
       const started = performance.now();
-      let result: FamilyResult;
-      const pf = paged.get(job.family);
-      if (pf) result = runPagedFamily(pagedHarness, pf, seed, job.count, 3);
-      else {
-        const f = flat.get(job.family)!;
-        result = { family: job.family, cases: 0, mismatches: 0, hostFaults: 0, reports: [] };
-        for (let done = 0, batch = 0; done < job.count; batch++) {
-          const n = Math.min(BATCH, job.count - done);
-          const cases = generateFamily(f, seed * 1000 + batch, n, harness.insnAddr);
-          const expected = runNative(harness, cases);
-          for (let k = 0; k < cases.length; k++) {
-            if (expected[k].fault !== null) result.hostFaults++;
-            const diffs = diffCase(cases[k], expected[k], runEmulator(cases[k], harness.insnAddr));
-            if (diffs.length === 0) continue;
-            result.mismatches++;
-            if (result.reports.length < 3) result.reports.push(formatMismatch(cases[k], diffs, harness.insnAddr));
-          }
-          done += n;
-          result.cases = done;
-        }
-      }
+      const pf = paged.get(job.family), cf = code32.get(job.family);
+      const result: FamilyResult = pf ? runPagedFamily(pagedHarness, pf, seed, job.count, 3)
+        : cf ? run32Family(compatHarness, cf, seed, job.count, 3)
+        : runFlatFamily(harness, flat.get(job.family)!, seed, job.count, 3);
       process.stdout.write(`${JSON.stringify({ ...result, seconds: (performance.now() - started) / 1000 })}\n`);
     }
   } finally {
     harness.dispose();
+    compatHarness.dispose();
     pagedHarness.dispose();
   }
 }
