@@ -153,8 +153,8 @@ function runPool(settings: Settings, inputs: KernelInput[], root: string, onResu
     let loaded: LoadedInput[] | null = null;
     const describeLost = (index: number, error: string, ms: number): CaseResult => {
       const plan = planner((loaded ??= loadInputs(inputs)), settings.seed, settings.sweep)(index);
-      const { role, family, description, coco } = plan;
-      return { index, input: plan.input.input.name, role, family, description, coco, outcome: { kind: 'bug', stage: 'worker', error, stack: '' }, ms };
+      const { role, family, description, coco, entry } = plan;
+      return { index, input: plan.input.input.name, role, family, description, coco, entry, outcome: { kind: 'bug', stage: 'worker', error, stack: '' }, ms };
     };
     /** A worker that hung or died takes its case with it: count that case as a bug and carry on with a new worker. */
     const replace = (slot: Slot, error: string): void => {

@@ -80,6 +80,8 @@ export interface CasePlan {
   /** The mutated file's bytes (the other files stay as they are). */
   bytes: Uint8Array;
   coco: 'none' | 'snp';
+  /** Every fourth random case enters at startup_32 (derived from the index, so the Rng stream and the other cases stay as they were). */
+  entry: 'startup_64' | 'startup_32';
 }
 
 /** Case `index` of the run seeded `seed`: inputs in turn, everything else from the Rng. */
@@ -91,7 +93,7 @@ export function planCase(inputs: readonly LoadedInput[], seed: number, index: nu
   const role = roles.length > 1 && rng.chance(1 / 3) ? rng.pick(roles.filter((r) => r !== 'kernel')) : 'kernel';
   const file = input.files[role]!;
   const m = mutateFile(rng, file.bytes, file.layout);
-  return { seed, index, input, role, family: m.family, description: m.description, bytes: m.bytes, coco: rng.chance(0.2) ? 'snp' : 'none' };
+  return { seed, index, input, role, family: m.family, description: m.description, bytes: m.bytes, coco: rng.chance(0.2) ? 'snp' : 'none', entry: index % 4 === 3 ? 'startup_32' : 'startup_64' };
 }
 
 /** One sweep item of one file of one input. */
@@ -118,7 +120,7 @@ export function sweepEntries(inputs: readonly LoadedInput[]): SweepEntry[] {
 /** A sweep entry as a case (plain VM). */
 export function planSweep(entry: SweepEntry, index: number): CasePlan {
   const { input, role, item } = entry;
-  return { seed: 0, index, input, role, family: item.family, description: item.description, bytes: item.make(), coco: 'none' };
+  return { seed: 0, index, input, role, family: item.family, description: item.description, bytes: item.make(), coco: 'none', entry: 'startup_64' };
 }
 
 /** A fresh directory for mutated files, in RAM (/dev/shm) when there is one: cases write megabytes each. */
@@ -172,6 +174,7 @@ export function cliArgs(plan: CasePlan, files: CaseFiles): string[] {
   if (files.bzImage !== undefined) args.push('--bzimage', files.bzImage);
   if (files.symbols !== undefined) args.push('--symbols', files.symbols);
   if (plan.coco !== 'none') args.push('--coco', plan.coco);
+  if (plan.entry !== 'startup_64') args.push('--entry', plan.entry);
   return args;
 }
 
@@ -188,6 +191,7 @@ export interface CaseResult {
   family: Family;
   description: string;
   coco: string;
+  entry: string;
   outcome: Outcome;
   ms: number;
 }
@@ -245,6 +249,7 @@ export function runCase(plan: CasePlan, dir: string, timeLimitMs: number): CaseR
     budget: CASE_BOOT.budget,
     traceLength: 0,
     vm: makeVmConfig({ mode: plan.coco }),
+    entry: plan.entry,
     ...(files.bzImage !== undefined ? { bzImage: files.bzImage } : {}),
     ...(files.symbols !== undefined ? { symbols: files.symbols } : {}),
   };
@@ -267,6 +272,7 @@ export function runCase(plan: CasePlan, dir: string, timeLimitMs: number): CaseR
     family: plan.family,
     description: plan.description,
     coco: plan.coco,
+    entry: plan.entry,
     outcome,
     ms,
   };
@@ -316,7 +322,7 @@ export function tally(results: readonly CaseResult[]): Map<string, number> {
 /** A bug report: the case, how to replay it (`replay`: "--seed 1" or "--sweep"), the error and its stack. */
 export function describeBug(r: CaseResult, replay: string): string {
   if (r.outcome.kind !== 'bug') return '';
-  const head = `case ${r.index}: ${r.input} ${r.role}, ${r.family}: ${r.description}${r.coco !== 'none' ? `, --coco ${r.coco}` : ''}`;
+  const head = `case ${r.index}: ${r.input} ${r.role}, ${r.family}: ${r.description}${r.coco !== 'none' ? `, --coco ${r.coco}` : ''}${r.entry !== 'startup_64' ? `, --entry ${r.entry}` : ''}`;
   const command = `  replay: npm run fuzz-inputs -- ${replay} --case ${r.index}`;
   const stack = r.outcome.stack.split('\n').slice(1, 8).join('\n');
   return `${head}\n  ${r.outcome.stage}: ${r.outcome.error}\n${command}${stack ? '\n' + stack : ''}`;
