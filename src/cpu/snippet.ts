@@ -11,8 +11,14 @@ export interface SnippetState {
   rflags: number;
   /** Extra memory contents: physical = linear (paging off). */
   memory?: Array<{ addr: number; bytes: Uint8Array }>;
-  /** 32: run as 32-bit protected-mode code (flat segments, ESP stack) instead of 64-bit code. */
+  /** 32: run as 32-bit code (flat segments, ESP stack) instead of 64-bit code. */
   bits?: 64 | 32;
+  /**
+   * With bits 32: run in compatibility mode (long mode active, a 32-bit code
+   * segment) instead of protected mode, with an identity map of the low 4 GiB
+   * (1 GiB pages) built at this physical address (two pages).
+   */
+  compatTables?: number;
 }
 
 export interface SnippetResult {
@@ -41,7 +47,19 @@ export function runSnippet(code: Uint8Array, state: SnippetState, codeAddr = 0x4
   cpu.cr4 = 0x40620; // OSXSAVE etc. so XGETBV works
   cpu.efer = 0x500;
   if (state.bits === 32) {
-    cpu.efer = 0; // protected mode, not long mode
+    const t = state.compatTables;
+    if (t === undefined) {
+      cpu.efer = 0; // protected mode, not long mode
+    } else {
+      mem.write32(t, (t + 0x1000) | 3);
+      mem.write32(t + 4, 0);
+      for (let g = 0; g < 4; g++) {
+        mem.write32(t + 0x1000 + 8 * g, ((g << 30) | 0x83) >>> 0); // present, writable, 1 GiB page
+        mem.write32(t + 0x1004 + 8 * g, 0);
+      }
+      cpu.cr3Lo = t;
+      cpu.cr0 = 0x80000011; // paging on: with EFER.LME, long mode is active
+    }
     cpu.setCodeMode(false);
   }
   state.regs.forEach((v, r) => cpu.setReg64(r, v));

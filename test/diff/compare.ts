@@ -3,7 +3,7 @@
  * formats mismatch reports.
  */
 import { Decoder, DecoderOptions, Formatter, FormatterSyntax } from 'iced-x86';
-import { runSnippet } from '../../src/cpu/snippet.js';
+import { runSnippet, type SnippetState } from '../../src/cpu/snippet.js';
 import type { DiffCase } from './generate.js';
 import { MAX_OUTSIDE, SCRATCH, SCRATCH_SIZE, type DiffOutput } from './native.js';
 
@@ -13,10 +13,12 @@ const ARITH = 0x8d5;
 const DF = 0x400;
 const NAMES = ['rax', 'rcx', 'rdx', 'rbx', 'rsp', 'rbp', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15'];
 
-export function runEmulator(c: DiffCase, codeAddr: number): DiffOutput {
+/** `compatTables`: run a 32-bit case in compatibility mode, page tables at that address (else protected mode). */
+export function runEmulator(c: DiffCase, codeAddr: number, compatTables?: number): DiffOutput {
   let res;
   try {
-    res = runSnippet(c.code, { regs: c.regs, rflags: c.rflags, memory: [{ addr: SCRATCH + c.winOff, bytes: c.window }], bits: c.bits ?? 64 }, codeAddr, 1000, EMU_MEM);
+    const state: SnippetState = { regs: c.regs, rflags: c.rflags, memory: [{ addr: SCRATCH + c.winOff, bytes: c.window }], bits: c.bits ?? 64, ...(compatTables !== undefined ? { compatTables } : {}) };
+    res = runSnippet(c.code, state, codeAddr, 1000, EMU_MEM);
   } catch (e) {
     return { regs: [], rflags: 0, fault: null, window: new Uint8Array(0), nOutside: 0, outside: [], error: String((e as Error)?.message ?? e) };
   }
