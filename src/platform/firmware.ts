@@ -9,7 +9,9 @@ import type { KernelImage } from '../kernel/kernel-image.js';
  * 64-bit boot protocol entry: the image at the load address, a zero page,
  * the command line, identity page tables (2 MiB pages, C-bit when asked),
  * a flat GDT, an empty IDT, a stack, and the registers boot.rst promises.
- * Every other byte of RAM keeps its poison.
+ * Or, for the 32-bit entry, what a 32-bit boot loader leaves: the same but
+ * protected mode with paging off and no page tables. Every other byte of RAM
+ * keeps its poison.
  */
 
 /** Fixed low-memory layout (all below 1 MiB, like stage0's). */
@@ -138,21 +140,43 @@ export function bootFirmware(cpu: Cpu, mem: PhysicalMemory, kernel: KernelImage,
   mem.writeBytes(loadAddress, kernel.image);
   buildZeroPage(mem, kernel, options);
   if (options.entry === 'startup_32') {
-    enter32(cpu, mem, options);
-    return;
+    // The 32-bit boot protocol (boot.rst): protected mode with paging off, flat 4 GiB segments, no page tables
+    // (the decompressor builds its own), %esi = zero page, at code32_start (startup_32, the image's first byte).
+    mem.write32(LAYOUT.zeroPage + 0x214, loadAddress); // code32_start
+    enterAt(cpu, mem, options, { code: CODE32, data: DATA32, cr0: 0x11 /* PE ET */, cr4: 0, efer: 0, cr3: 0, long: false, rip: loadAddress });
+  } else {
+    // Long mode on stage0's identity map, FS and GS null, at startup_64.
+    const cr3 = buildIdentityMap(mem, mem.size, options.cbit);
+    enterAt(cpu, mem, options, { code: CODE64, data: DATA, cr0: 0x80010033 /* PG WP NE ET MP PE */, cr4: 0x20 /* PAE only, as stage0 */, efer: 0x500 /* LME LMA */, cr3, long: true, rip: loadAddress + 0x200 });
   }
+}
 
+const CODE32: [number, number] = [0x0000ffff, 0x00cf9a00];
+const DATA32: [number, number] = [0x0000ffff, 0x00cf9200];
+
+interface EntryState {
+  code: [number, number];
+  data: [number, number];
+  cr0: number;
+  cr4: number;
+  efer: number;
+  cr3: number;
+  /** 64-bit code at the entry (else 32-bit). */
+  long: boolean;
+  rip: number;
+}
+
+/** The GDT, an empty IDT, control registers and the registers boot.rst promises (all zero but %rsi; a stack). */
+function enterAt(cpu: Cpu, mem: PhysicalMemory, options: FirmwareOptions, s: EntryState): void {
   // GDT: boot.rst's __BOOT_CS 0x10 / __BOOT_DS 0x18, or stage0's 0x08 / 0x10.
-  const entries = options.gdt === 'stage0' ? [GDT_NULL, CODE64, DATA] : [GDT_NULL, GDT_NULL, CODE64, DATA];
+  const entries = options.gdt === 'stage0' ? [GDT_NULL, s.code, s.data] : [GDT_NULL, GDT_NULL, s.code, s.data];
   entries.forEach(([lo, hi], k) => write64(mem, LAYOUT.gdt + k * 8, lo, hi));
   const cs = options.gdt === 'stage0' ? 0x08 : 0x10;
   const ds = options.gdt === 'stage0' ? 0x10 : 0x18;
-
-  const cr3 = buildIdentityMap(mem, mem.size, options.cbit);
-  cpu.cr0 = 0x80010033; // PG WP NE ET MP PE
-  cpu.cr4 = 0x20; // PAE only, as stage0
-  cpu.efer = 0x500; // LME | LMA
-  cpu.cr3Lo = cr3;
+  cpu.cr0 = s.cr0;
+  cpu.cr4 = s.cr4;
+  cpu.efer = s.efer;
+  cpu.cr3Lo = s.cr3;
   cpu.cr3Hi = 0;
   cpu.mmu.setCbit(options.cbit);
   cpu.gdtrBaseLo = LAYOUT.gdt;
@@ -163,55 +187,14 @@ export function bootFirmware(cpu: Cpu, mem: PhysicalMemory, kernel: KernelImage,
   cpu.idtrLimit = 0;
   cpu.seg.fill(ds);
   cpu.seg[1] = cs;
-  cpu.seg[4] = cpu.seg[5] = 0;
-  cpu.setCodeMode(true);
+  if (s.long) cpu.seg[4] = cpu.seg[5] = 0;
+  cpu.setCodeMode(s.long);
   cpu.rflags = 0x2;
   cpu.regLo.fill(0);
   cpu.regHi.fill(0);
   cpu.regLo[RSI] = LAYOUT.zeroPage;
   cpu.regLo[RSP] = LAYOUT.stackTop;
-  cpu.ripLo = loadAddress + 0x200;
-  cpu.ripHi = 0;
-  cpu.flushTlb();
-}
-
-const CODE32: [number, number] = [0x0000ffff, 0x00cf9a00];
-const DATA32: [number, number] = [0x0000ffff, 0x00cf9200];
-
-/**
- * The 32-bit boot protocol's state (boot.rst, "32-bit boot protocol"): protected
- * mode with paging off, flat 4 GiB code and data segments (__BOOT_CS 0x10 and
- * __BOOT_DS 0x18, or stage0's 0x08/0x10), interrupts off, %esi = the zero page,
- * %ebp = %edi = %ebx = 0, at code32_start (startup_32, the image's first byte).
- * No page tables: the decompressor builds its own.
- */
-function enter32(cpu: Cpu, mem: PhysicalMemory, options: FirmwareOptions): void {
-  const entries = options.gdt === 'stage0' ? [GDT_NULL, CODE32, DATA32] : [GDT_NULL, GDT_NULL, CODE32, DATA32];
-  entries.forEach(([lo, hi], k) => write64(mem, LAYOUT.gdt + k * 8, lo, hi));
-  const cs = options.gdt === 'stage0' ? 0x08 : 0x10;
-  const ds = options.gdt === 'stage0' ? 0x10 : 0x18;
-  mem.write32(LAYOUT.zeroPage + 0x214, options.loadAddress); // code32_start
-  cpu.cr0 = 0x11; // PE ET
-  cpu.cr4 = 0;
-  cpu.efer = 0;
-  cpu.cr3Lo = 0;
-  cpu.cr3Hi = 0;
-  cpu.mmu.setCbit(options.cbit);
-  cpu.gdtrBaseLo = LAYOUT.gdt;
-  cpu.gdtrBaseHi = 0;
-  cpu.gdtrLimit = entries.length * 8 - 1;
-  cpu.idtrBaseLo = LAYOUT.idt;
-  cpu.idtrBaseHi = 0;
-  cpu.idtrLimit = 0;
-  cpu.seg.fill(ds);
-  cpu.seg[1] = cs;
-  cpu.setCodeMode(false);
-  cpu.rflags = 0x2;
-  cpu.regLo.fill(0);
-  cpu.regHi.fill(0);
-  cpu.regLo[RSI] = LAYOUT.zeroPage;
-  cpu.regLo[RSP] = LAYOUT.stackTop;
-  cpu.ripLo = options.loadAddress;
+  cpu.ripLo = s.rip;
   cpu.ripHi = 0;
   cpu.flushTlb();
 }
