@@ -117,7 +117,6 @@ export class Mmu {
     private readonly fault: CpuFault,
   ) {}
 
-  /** Configure the C-bit position (>= 32) or disable it with 0. */
   /**
    * Address bits a (lying) hypervisor's nested page tables fold back onto the
    * same memory: paging entries may carry them, they neither address nor are
@@ -130,6 +129,7 @@ export class Mmu {
     this.flush();
   }
 
+  /** Configure the C-bit position (>= 32) or disable it with 0. */
   setCbit(position: number): void {
     this.cbitPosition = position >= 32 && position < 64 ? position : 0;
     this.cbitHi = this.cbitPosition !== 0 ? (1 << (position - 32)) >>> 0 : 0;

@@ -5,7 +5,7 @@ import { Operand } from '../insn.js';
 import { CF, IRET_MASK, OF, PF, SF, ZF, testCondition } from '../flags.js';
 import { RCX, RSP } from '../registers.js';
 import type { Registry } from './table.js';
-import { EFER_LMA } from './system.js';
+import { descriptorBase, descriptorLimit, EFER_LMA, readDescriptor } from './system.js';
 
 /** JMP/CALL/RET (near, direct and indirect), Jcc, LOOPcc, JrCXZ, far return and IRETQ. */
 
@@ -116,19 +116,15 @@ const jrcxz: Handler = (cpu, i) => {
  * ignored and D = 1 makes it 32-bit code. 16-bit code is not modelled.
  */
 export function loadCodeSegment(cpu: Cpu, selector: number): void {
-  const index = selector & 0xfff8;
-  if (index === 0 || index + 7 > cpu.gdtrLimit) cpu.gp(selector & 0xfffc);
-  const a = cpu.gdtrBaseLo + index;
-  const lo = cpu.readLinear(a >>> 0, cpu.gdtrBaseHi, 8);
+  if ((selector & 0xfff8) === 0) cpu.gp(selector & 0xfffc);
+  const lo = readDescriptor(cpu, selector);
   const hi = cpu.vHi;
-  if ((hi & 0x8000) === 0) cpu.raise(11, selector & 0xfffc);
   if ((hi & 0x1800) !== 0x1800) cpu.gp(selector & 0xfffc); // not a code segment
   const long = (hi & 0x200000) !== 0 && (cpu.efer & EFER_LMA) !== 0;
   if (!long) {
     if ((hi & 0x400000) === 0) cpu.gap(`far transfer to a 16-bit code segment (selector ${hex(selector)}) is not implemented`);
-    const base = ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0;
-    const limit = (lo & 0xffff) | (hi & 0xf0000);
-    if (base !== 0 || limit !== 0xfffff || (hi & 0x800000) === 0) {
+    const base = descriptorBase(lo, hi);
+    if (base !== 0 || descriptorLimit(lo, hi) !== 0xfffff || (hi & 0x800000) === 0) {
       cpu.gap(`a non-flat 32-bit code segment (selector ${hex(selector)}, base ${hex(base)}): segment bases and limits are not modelled`);
     }
   }

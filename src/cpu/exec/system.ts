@@ -54,19 +54,24 @@ function tsc(cpu: Cpu): [number, number] {
   return [t % 4294967296, Math.floor(t / 4294967296)];
 }
 
-/** Architectural RDMSR (after the host declined). */
-function readMsr(cpu: Cpu, msr: number): void {
+/**
+ * RDMSR as the CPU itself answers it (after the host declined, or for a
+ * hypervisor that emulates an MSR for the guest): true with the value in
+ * cpu.msrLo/msrHi, false for an MSR this CPU does not have (#GP).
+ */
+export function architecturalRdmsr(cpu: Cpu, msr: number): boolean {
   switch (msr) {
-    case MSR_EFER: cpu.msrLo = cpu.efer; cpu.msrHi = 0; return;
-    case MSR_FS_BASE: cpu.msrLo = cpu.fsBaseLo; cpu.msrHi = cpu.fsBaseHi; return;
-    case MSR_GS_BASE: cpu.msrLo = cpu.gsBaseLo; cpu.msrHi = cpu.gsBaseHi; return;
-    case MSR_KERNEL_GS_BASE: cpu.msrLo = cpu.kernelGsBaseLo; cpu.msrHi = cpu.kernelGsBaseHi; return;
-    case MSR_TSC: { const [lo, hi] = tsc(cpu); cpu.msrLo = lo; cpu.msrHi = hi; return; }
+    case MSR_EFER: cpu.msrLo = cpu.efer; cpu.msrHi = 0; return true;
+    case MSR_FS_BASE: cpu.msrLo = cpu.fsBaseLo; cpu.msrHi = cpu.fsBaseHi; return true;
+    case MSR_GS_BASE: cpu.msrLo = cpu.gsBaseLo; cpu.msrHi = cpu.gsBaseHi; return true;
+    case MSR_KERNEL_GS_BASE: cpu.msrLo = cpu.kernelGsBaseLo; cpu.msrHi = cpu.kernelGsBaseHi; return true;
+    case MSR_TSC: { const [lo, hi] = tsc(cpu); cpu.msrLo = lo; cpu.msrHi = hi; return true; }
   }
   const v = cpu.msrFile.get(msr);
-  if (v === undefined) cpu.gp(0);
+  if (v === undefined) return false;
   cpu.msrLo = v[0];
   cpu.msrHi = v[1];
+  return true;
 }
 
 function writeMsr(cpu: Cpu, msr: number, lo: number, hi: number): void {
@@ -89,17 +94,6 @@ function writeMsr(cpu: Cpu, msr: number, lo: number, hi: number): void {
   cpu.msrFile.set(msr, [lo >>> 0, hi >>> 0]);
 }
 
-/**
- * RDMSR as the CPU itself answers it (what a hypervisor that emulates an MSR
- * for the guest returns): true with the value in cpu.msrLo/msrHi, false for
- * an MSR this CPU does not have (#GP).
- */
-export function architecturalRdmsr(cpu: Cpu, msr: number): boolean {
-  if (msr !== MSR_EFER && msr !== MSR_FS_BASE && msr !== MSR_GS_BASE && msr !== MSR_KERNEL_GS_BASE && msr !== MSR_TSC && !cpu.msrFile.has(msr)) return false;
-  readMsr(cpu, msr);
-  return true;
-}
-
 /** WRMSR as the CPU itself does it; false where it would raise #GP. */
 export function architecturalWrmsr(cpu: Cpu, msr: number, lo: number, hi: number): boolean {
   try {
@@ -115,7 +109,7 @@ const cpuid: Handler = (cpu) => cpu.host.cpuid(cpu);
 
 const rdmsr: Handler = (cpu) => {
   const msr = cpu.regLo[RCX];
-  if (!cpu.host.rdmsr(cpu, msr)) readMsr(cpu, msr);
+  if (!cpu.host.rdmsr(cpu, msr) && !architecturalRdmsr(cpu, msr)) cpu.gp(0);
   cpu.setReg(RAX, 4, cpu.msrLo >>> 0, 0);
   cpu.setReg(RDX, 4, cpu.msrHi >>> 0, 0);
 };
@@ -180,36 +174,32 @@ export const movFromControl: Handler = (cpu, i) => {
   }
 };
 
-/** Base of a GDT descriptor (for FS/GS and TSS loads); sets vHi to the 64-bit part for system descriptors. */
-function descriptorBase(cpu: Cpu, selector: number): number {
+/**
+ * Read the GDT descriptor a selector names (#GP past the limit, #NP when not
+ * present): returns its low dword, the high dword in cpu.vHi.
+ */
+export function readDescriptor(cpu: Cpu, selector: number): number {
   const index = selector & 0xfff8;
   if (index + 7 > cpu.gdtrLimit) cpu.gp(selector & 0xfffc);
   const a = cpu.gdtrBaseLo + index;
   const lo = cpu.readLinear(a >>> 0, cpu.gdtrBaseHi, 8);
-  const hi = cpu.vHi;
-  if ((hi & 0x8000) === 0) cpu.raise(11, selector & 0xfffc);
+  if ((cpu.vHi & 0x8000) === 0) cpu.raise(11, selector & 0xfffc);
+  return lo;
+}
+
+/** The 32-bit base of a descriptor from its two dwords. */
+export function descriptorBase(lo: number, hi: number): number {
   return ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0;
 }
 
-/**
- * 32-bit code addresses memory through segment bases and limits, which this
- * CPU does not model for ES, SS and DS: it runs 32-bit code only with the flat
- * segments every x86-64 boot path uses (base 0, 4 GiB limit, a 32-bit stack),
- * and says so when a guest loads anything else.
- */
-function requireFlatSegment(cpu: Cpu, s: number, sel: number): void {
-  const index = sel & 0xfff8;
-  if (index + 7 > cpu.gdtrLimit) cpu.gp(sel & 0xfffc);
-  const a = cpu.gdtrBaseLo + index;
-  const lo = cpu.readLinear(a >>> 0, cpu.gdtrBaseHi, 8);
-  const hi = cpu.vHi;
-  const base = ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0;
-  const limit = (lo & 0xffff) | (hi & 0xf0000);
-  const pageGranular = (hi & 0x800000) !== 0, big = (hi & 0x400000) !== 0;
-  const flat = limit === 0xfffff && pageGranular && (s === 4 || s === 5 || base === 0) && (s !== 2 || big);
-  if (!flat) {
-    cpu.gap(`a non-flat segment in 32-bit code (selector 0x${sel.toString(16)}, base 0x${base.toString(16)}, limit 0x${limit.toString(16)}${pageGranular ? ' pages' : ' bytes'}): segment bases and limits are not modelled`);
-  }
+/** The 20-bit limit field of a descriptor (in pages when G is set). */
+export function descriptorLimit(lo: number, hi: number): number {
+  return (lo & 0xffff) | (hi & 0xf0000);
+}
+
+/** Base 0 (or any base for FS/GS), 4 GiB limit, and for SS a 32-bit stack (B). */
+function isFlat(s: number, lo: number, hi: number): boolean {
+  return descriptorLimit(lo, hi) === 0xfffff && (hi & 0x800000) !== 0 && (s === 4 || s === 5 || descriptorBase(lo, hi) === 0) && (s !== 2 || (hi & 0x400000) !== 0);
 }
 
 /**
@@ -221,8 +211,15 @@ function requireFlatSegment(cpu: Cpu, s: number, sel: number): void {
  */
 export function loadDataSegment(cpu: Cpu, s: number, sel: number): void {
   if ((sel & 0xfffc) !== 0) {
-    const base = descriptorBase(cpu, sel);
-    if (!cpu.csLong) requireFlatSegment(cpu, s, sel);
+    const lo = readDescriptor(cpu, sel);
+    const hi = cpu.vHi;
+    const base = descriptorBase(lo, hi);
+    // 32-bit code addresses memory through segment bases and limits, which this CPU does not model for ES, SS
+    // and DS: it runs 32-bit code only with the flat segments every x86-64 boot path uses, and says so otherwise.
+    if (!cpu.csLong && !isFlat(s, lo, hi)) {
+      const limit = descriptorLimit(lo, hi);
+      cpu.gap(`a non-flat segment in 32-bit code (selector 0x${sel.toString(16)}, base 0x${base.toString(16)}, limit 0x${limit.toString(16)}${(hi & 0x800000) !== 0 ? ' pages' : ' bytes'}): segment bases and limits are not modelled`);
+    }
     if (s === 4) { cpu.fsBaseLo = base; cpu.fsBaseHi = 0; }
     else if (s === 5) { cpu.gsBaseLo = base; cpu.gsBaseHi = 0; }
   } else if (s === 2 && (sel & 3) !== 0) {
@@ -280,9 +277,9 @@ const ltr: Handler = (cpu, i) => {
   if (type !== 0x9) cpu.gp(sel & 0xfffc); // must be an available (64-bit, or 32-bit outside long mode) TSS
   if ((hi & 0x8000) === 0) cpu.raise(11, sel & 0xfffc);
   cpu.trSel = sel;
-  cpu.trBaseLo = ((lo >>> 16) | ((hi & 0xff) << 16) | (hi & 0xff000000)) >>> 0;
+  cpu.trBaseLo = descriptorBase(lo, hi);
   cpu.trBaseHi = upper;
-  const limit = (lo & 0xffff) | (hi & 0xf0000);
+  const limit = descriptorLimit(lo, hi);
   cpu.trLimit = (hi & 0x800000) !== 0 ? limit * 4096 + 0xfff : limit; // G: the limit counts 4 KiB units
   // Mark busy, as hardware does.
   cpu.writeLinear((a + 4) >>> 0, cpu.gdtrBaseHi, 4, (hi | 0x200) >>> 0, 0);
