@@ -687,9 +687,13 @@ export class Cpu implements PagingControl {
     if (long === this.csLong) return;
     this.csLong = long;
     this.codeEpoch++;
-    for (const pfn of [...this.codeCache.keys()]) this.dropCode(pfn);
+    // Only code pages and the pages instructions run into are watched.
+    for (const pfn of [...this.codeCache.keys()]) {
+      this.dropCode(pfn);
+      this.setWatched(pfn, 0);
+    }
+    for (const pfn of this.tailHeads.keys()) if (pfn < this.mem.watched.length) this.setWatched(pfn, 0);
     this.tailHeads.clear();
-    for (let pfn = 0; pfn < this.mem.watched.length; pfn++) if (this.mem.watched[pfn] !== 0) this.setWatched(pfn, 0);
     this.fetchCode = null;
     this.fetchVpn = -1;
   }
