@@ -9,6 +9,7 @@ import { imul64Flags } from './exec/muldiv.js';
 import { BMI_SHIFT_FORMS } from './exec/shift.js';
 import { add32, add64, logic32, logic64, sub32, sub64 } from './exec/flags-compute.js';
 import type { CodePage } from './code-page.js';
+import { blockHashConstants, type TraceRing } from './trace.js';
 
 /*
  * Block translation. A basic block (a straight-line run of instructions
@@ -38,19 +39,17 @@ import type { CodePage } from './code-page.js';
  */
 
 /**
- * Runs a translated block: at most `limit - cpu.icount` instructions. `depth`
- * counts blocks entered from other blocks without returning to the run loop.
+ * Runs a translated block, entered only with budget for all of it; returns
+ * the translated block to run next (checked the same way), or null to go
+ * back to the run loop.
  */
-export type BlockFn = (cpu: Cpu, limit: number, depth: number) => void;
+export type BlockFn = (cpu: Cpu, limit: number) => Block | null;
 
 /** One instruction of a block with its linear address. */
 export interface BlockInsn {
   insn: Insn;
   lo: number;
 }
-
-/** Blocks one translated block may enter directly before returning to the run loop. */
-const MAX_CHAIN = 16;
 
 /**
  * A basic block found at a linear address: its instructions (none when the
@@ -432,22 +431,22 @@ function hasInlineForm(item: BlockInsn): boolean {
 }
 
 type Factory = (
-  insns: readonly Insn[], handlers: readonly Handler[], traceLo: Uint32Array, traceHi: Uint32Array, parity: Uint8Array,
+  insns: readonly Insn[], handlers: readonly Handler[], parity: Uint8Array,
   materialize: (cpu: Cpu, kind: number, a: number, ah: number, b: number, bh: number) => void,
   imulFlags: (cpu: Cpu, a: number, ah: number, b: number, bh: number) => void,
   self: Block, successorOf: (from: Block, exit: number, target: number) => Block | null,
+  trace: TraceRing, addrs: Uint32Array, hashPow: Int32Array, hashSum: Int32Array,
 ) => BlockFn;
 
 /**
  * Translate instructions at consecutive addresses (all in one page, high half
  * `hi`) into a block function (null for a lone instruction without inline
- * code). The trace ring arrays are the CPU's own.
+ * code). The trace ring is the CPU's own.
  */
-export function translateBlock(block: Block, traceLo: Uint32Array, traceHi: Uint32Array, bpFilter: Uint8Array): BlockFn | null {
+export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Array): BlockFn | null {
   const items = block.items, hi = block.hi;
   if (items.length === 0 || (items.length === 1 && !hasInlineForm(items[0]))) return null; // nothing to gain over the run loop
   const n = items.length;
-  const mask = traceLo.length - 1;
   // Which instructions are inline, and which of those set all arithmetic flags.
   const inlineAt: boolean[] = [];
   const setsFlags: boolean[] = [];
@@ -468,30 +467,35 @@ export function translateBlock(block: Block, traceLo: Uint32Array, traceHi: Uint
     }
   }
   const anyDeferred = defer.some((x) => x);
+  const addrs = Uint32Array.from(items, (item) => item.lo);
+  const { pow, sum } = blockHashConstants(addrs, hi);
   const lines: string[] = [];
   const insns: Insn[] = [];
   const handlers: Handler[] = [];
   const consts: string[] = [];
   const start = items[0].lo;
   const flush = 'if (pk !== 0) M(cpu, pk, pa, pah, pb, pbh);';
+  /** Retire the block's first k instructions: one ring entry, one hash step. */
+  const retire = (k: number): string =>
+    `{ const t = T.entries++ & ${trace.mask}; TB[t] = A; TH[t] = ${hi}; TC[t] = ${k}; }` +
+    ` T.open = null; ic += ${k}; h = (Math.imul(h, ${pow[k]}) + ${sum[k]}) | 0; cpu.icount = ic; cpu.traceHash = h;`;
   /**
-   * Leave the block for (tLo, tHi) by exit `exit`: enter the successor block
-   * directly when it is in this page, translated, and nothing stops it (budget,
-   * dropped code, chain depth, a possible breakpoint there); else return to
-   * the run loop (RIP is already set).
+   * Leave the block for (tLo, tHi) by exit `exit`: hand the run loop the
+   * successor block when it is in this page, translated, and nothing stops it
+   * (budget for all of it, dropped code, a possible breakpoint there); else
+   * return to the run loop (RIP is already set).
    */
   const leaveTo = (exit: number, tLo: number, tHi: number): string => {
-    if (tHi !== hi || Math.floor(tLo / 4096) !== Math.floor(start / 4096) || (hi === 0 && bpFilter[tLo & 0xffff] !== 0)) return 'return;';
-    return `if (ic < limit && depth < ${MAX_CHAIN} && cpu.codeEpoch === e0) { const nb = S(B, ${exit}, ${tLo});` +
-      ' if (nb !== null) { cpu.icount = ic; cpu.traceHash = h; try { nb.run(cpu, limit, depth + 1); } finally { ic = cpu.icount; h = cpu.traceHash; } } } return;';
+    if (tHi !== hi || Math.floor(tLo / 4096) !== Math.floor(start / 4096) || (hi === 0 && bpFilter[tLo & 0xffff] !== 0)) return 'return null;';
+    return `if (cpu.codeEpoch === e0) { const nb = S(B, ${exit}, ${tLo}); if (nb !== null && limit - ic >= nb.items.length) return nb; } return null;`;
   };
-  lines.push('return function block(cpu, limit, depth) {');
+  lines.push('return function block(cpu, limit) {');
   lines.push('const R = cpu.regLo, RH = cpu.regHi, e0 = cpu.codeEpoch;');
   lines.push('let ic = cpu.icount, h = cpu.traceHash, el = 0, eh = 0, pk = 0, pa = 0, pah = 0, pb = 0, pbh = 0;');
   lines.push(`cpu.curRipHi = ${hi};`);
+  lines.push('T.open = A; T.openIcount = ic;');
   lines.push('try {');
   lines.push('for (;;) {');
-  let prevLo = 0, prevNext = 0;
   let pending = false;
   for (let k = 0; k < n; k++) {
     const { insn: i, lo } = items[k];
@@ -502,46 +506,41 @@ export function translateBlock(block: Block, traceLo: Uint32Array, traceHi: Uint
     const nextLo = next > 0xffffffff ? next - TWO32 : next;
     const nextHi = next > 0xffffffff ? (hi + 1) >>> 0 : hi;
     const last = k === n - 1;
-    const leave = pending ? `${flush} return;` : 'return;';
-    // Budget reached between instructions: RIP and curRip as the loop leaves them.
-    if (k > 0) lines.push(`if (ic >= limit) { cpu.curRipLo = ${prevLo}; cpu.ripLo = ${prevNext}; ${leave} }`);
-    const state = `cpu.curRipLo = ${lo}; cpu.ripLo = ${nextLo};${nextHi !== hi ? ` cpu.ripHi = ${nextHi};` : ''} cpu.icount = ic;`;
-    const retire = `TL[ic & ${mask}] = ${lo}; TH[ic & ${mask}] = ${hi}; h = Math.imul(h ^ ${lo}, 0x01000193) ^ ${hi}; ic++;`;
+    const state = `cpu.curRipLo = ${lo}; cpu.ripLo = ${nextLo};${nextHi !== hi ? ` cpu.ripHi = ${nextHi};` : ''} cpu.icount = ic${k > 0 ? ` + ${k}` : ''};`;
     const inline = inlineSource(i, k, nextLo, nextHi, defer[k]);
     if (inline !== null) {
       // Register-only code cannot fault or be observed: the state stores wait for an instruction that can (or the end).
       if (inline.observable || last || nextHi !== hi) lines.push(state);
       lines.push(`{ ${inline.code} }`);
-      lines.push(retire);
       if (inline.setsFlags) pending = defer[k];
-      if (inline.writes && !last) lines.push(`if (cpu.codeEpoch !== e0) { ${pending ? flush : ''} return; }`);
-      if (last) lines.push(pending ? 'return;' : leaveTo(1, nextLo, nextHi));
+      if (inline.writes && !last) lines.push(`if (cpu.codeEpoch !== e0) { ${pending ? flush : ''} ${retire(k + 1)} return null; }`);
+      if (last) lines.push(`${retire(n)} ${pending ? 'return null;' : leaveTo(1, nextLo, nextHi)}`);
     } else if (last && ((JCC.has(i.mnemonic) && i.cc >= 1 && i.cc <= 16) || i.mnemonic === Mnemonic.Jmp) && i.k0 === Operand.Imm &&
       branchTarget(nextLo, nextHi, i.rel)[1] === hi) {
       // Inline only a target in the block's 4 GiB, hence canonical; the handler checks any other (#GP on a non-canonical one).
       const [tLo, tHi] = branchTarget(nextLo, nextHi, i.rel);
       // A jump back to the block's own start loops here, unless the loop would have to look at it first (breakpoint).
       const loops = tLo === start && tHi === hi && !(hi === 0 && bpFilter[start & 0xffff] !== 0);
-      const taken = `cpu.ripLo = ${tLo};${tHi !== nextHi ? ` cpu.ripHi = ${tHi};` : ''} ${retire} ${loops ? 'if (ic >= limit || cpu.codeEpoch !== e0) return; continue;' : leaveTo(0, tLo, tHi)}`;
+      const again = `if (limit - ic < ${n} || cpu.codeEpoch !== e0) return null; T.open = A; T.openIcount = ic; continue;`;
+      const taken = `cpu.ripLo = ${tLo};${tHi !== nextHi ? ` cpu.ripHi = ${tHi};` : ''} ${retire(n)} ${loops ? again : leaveTo(0, tLo, tHi)}`;
       lines.push(state);
       if (i.mnemonic === Mnemonic.Jmp) lines.push(taken);
-      else lines.push(`{ const f = cpu.rflags; if (${conditionSource(i.cc)}) { ${taken} } } ${retire} ${leaveTo(1, nextLo, nextHi)}`);
+      else lines.push(`{ const f = cpu.rflags; if (${conditionSource(i.cc)}) { ${taken} } } ${retire(n)} ${leaveTo(1, nextLo, nextHi)}`);
     } else {
       consts.push(`const x${k} = X[${k}];`);
       lines.push(state);
       lines.push(`x${k}(cpu, i${k});`);
-      lines.push(retire);
-      if (!last) lines.push('if (cpu.codeEpoch !== e0) return;');
-      else lines.push('return;');
+      if (!last) lines.push(`if (cpu.codeEpoch !== e0) { ${retire(k + 1)} return null; }`);
+      else lines.push(`${retire(n)} return null;`);
     }
-    prevLo = lo;
-    prevNext = nextLo;
   }
   lines.push('}');
-  if (anyDeferred) lines.push(`} catch (e) { ${flush} throw e;`);
-  lines.push('} finally { cpu.icount = ic; cpu.traceHash = h; }');
+  // A fault (or anything thrown) in instruction k: cpu.icount = ic + k was stored before it; the k before it retired.
+  lines.push(`} catch (e) { ${anyDeferred ? flush : ''} if (T.open === A) { const k = cpu.icount - ic;` +
+    ' if (k > 0) { const t = T.entries++ & ' + trace.mask + '; TB[t] = A; TH[t] = ' + hi + '; TC[t] = k; h = (Math.imul(h, HP[k]) + HS[k]) | 0; }' +
+    ' T.open = null; cpu.traceHash = h; } throw e; }');
   lines.push('};');
-  const source = `"use strict";\n${consts.join('\n')}\n${lines.join('\n')}`;
-  const factory = new Function('I', 'X', 'TL', 'TH', 'P', 'M', 'IMF', 'B', 'S', source) as Factory;
-  return factory(insns, handlers, traceLo, traceHi, PARITY, materialize, imul64Flags, block, successor);
+  const source = `"use strict";\nconst TB = T.blocks, TH = T.hi, TC = T.count;\n${consts.join('\n')}\n${lines.join('\n')}`;
+  const factory = new Function('I', 'X', 'P', 'M', 'IMF', 'B', 'S', 'T', 'A', 'HP', 'HS', source) as Factory;
+  return factory(insns, handlers, PARITY, materialize, imul64Flags, block, successor, trace, addrs, pow, sum);
 }

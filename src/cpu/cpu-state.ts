@@ -92,5 +92,6 @@ export function loadCpuState(cpu: Cpu, s: CpuState): void {
   cpu.icount = s.icount;
   cpu.rngState = s.rngState;
   cpu.traceHash = s.traceHash;
+  cpu.trace.reset(); // the ring held another run's instructions
   cpu.flushTlb();
 }

@@ -9,6 +9,7 @@ import { deliverException } from './interrupts.js';
 import { Block, continuesBlock, translateBlock, type BlockInsn } from './block.js';
 import { CodePage } from './code-page.js';
 import { FillPattern } from './fill-pattern.js';
+import { TraceRing, TRACE_SEED, hashStep } from './trace.js';
 import { undefinedOpcode } from './exec/table.js';
 
 /** What the CPU needs from memory beyond plain access: page-write watching for the decode cache, and uninitialized-read tracking. */
@@ -138,10 +139,8 @@ export class Cpu implements PagingControl {
   private resumeFrom = -1;
 
   // ---- tracing ----
-  readonly traceSize: number;
-  private readonly traceLo: Uint32Array;
-  private readonly traceHi: Uint32Array;
-  traceHash = 0x811c9dc5;
+  readonly trace: TraceRing;
+  traceHash = TRACE_SEED;
 
   // ---- decode cache: per physical page, decoded instructions and translated blocks by page offset ----
   private readonly codeCache = new Map<number, CodePage>();
@@ -195,9 +194,7 @@ export class Cpu implements PagingControl {
     this.rmwPa = -1;
     this.maxCodeInsns = Math.min(MAX_CODE_INSNS, Math.max(MIN_CODE_INSNS, Math.floor(mem.size / 4096)));
     this.mmu = new Mmu(this, mem, this.fault);
-    this.traceSize = traceSize;
-    this.traceLo = new Uint32Array(traceSize);
-    this.traceHi = new Uint32Array(traceSize);
+    this.trace = new TraceRing(traceSize);
     mem.setWriteListener((pfn) => this.invalidateCode(pfn));
     mem.setTrackListener((pfn) => this.mmu.pageAttributesChanged(pfn));
     this.mmu.pages = mem;
@@ -946,8 +943,9 @@ export class Cpu implements PagingControl {
   }
 
   private runUntilFault(limit: number): void {
-    const traceMask = this.traceSize - 1;
-    const traceLo = this.traceLo, traceHi = this.traceHi;
+    const trace = this.trace;
+    const traceMask = trace.mask;
+    const traceBlocks = trace.blocks, traceLo = trace.lo, traceHi = trace.hi;
     const bpFilter = this.bpFilter;
     let icount = this.icount;
     let hash = this.traceHash;
@@ -980,14 +978,16 @@ export class Cpu implements PagingControl {
         }
         let run = b.run;
         if (run === null && b.translatable && ++b.heat > this.translateAfter) {
-          run = b.run = translateBlock(b, this.traceLo, this.traceHi, this.bpFilter);
+          run = b.run = translateBlock(b, trace, this.bpFilter);
           if (run === null) b.translatable = false;
         }
-        if (run !== null) {
+        // A translated block runs whole (the budget is checked once, at its entry); blocks it leaves to run here in turn.
+        if (run !== null && limit - icount >= b.items.length) {
           this.icount = icount;
           this.traceHash = hash;
           try {
-            run(this, limit, 0);
+            let next = run(this, limit);
+            while (next !== null) next = next.run!(this, limit);
           } finally {
             icount = this.icount;
             hash = this.traceHash;
@@ -1015,10 +1015,11 @@ export class Cpu implements PagingControl {
             }
             this.icount = icount;
             item.exec(this, item);
-            const t = icount & traceMask;
+            const t = trace.entries++ & traceMask;
+            traceBlocks[t] = null;
             traceLo[t] = ilo;
             traceHi[t] = hi;
-            hash = Math.imul(hash ^ ilo, 0x01000193) ^ hi;
+            hash = hashStep(hash, ilo, hi);
             icount++;
             if (this.stop !== Stop.Running) return;
           }
@@ -1033,10 +1034,11 @@ export class Cpu implements PagingControl {
         }
         this.icount = icount; // handlers (RDTSC) read the retired count
         insn.exec(this, insn);
-        const t = icount & traceMask;
+        const t = trace.entries++ & traceMask;
+        traceBlocks[t] = null;
         traceLo[t] = lo;
         traceHi[t] = hi;
-        hash = Math.imul(hash ^ lo, 0x01000193) ^ hi;
+        hash = hashStep(hash, lo, hi);
         icount++;
         if (this.stop !== Stop.Running) return;
       }
@@ -1048,13 +1050,8 @@ export class Cpu implements PagingControl {
 
   /** The last `n` retired RIPs, oldest first, as [lo, hi] pairs. */
   recentRips(n: number): Array<[number, number]> {
-    const count = Math.min(n, this.traceSize, this.icount);
-    const out: Array<[number, number]> = [];
-    for (let k = this.icount - count; k < this.icount; k++) {
-      const t = k & (this.traceSize - 1);
-      out.push([this.traceLo[t], this.traceHi[t]]);
-    }
-    return out;
+    // A running block's RIPs share curRipHi (a block never leaves its page).
+    return this.trace.recent(n, this.icount, this.curRipHi);
   }
 
   /** Bytes at a linear address for reports (no faults: unmapped bytes are omitted). */

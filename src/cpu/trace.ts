@@ -1,0 +1,97 @@
+/*
+ * The retired-instruction trace: a hash over every retired RIP, and a ring of
+ * the most recent ones for reports.
+ *
+ * Translated blocks retire a whole run of instructions at once, so both are
+ * built to be updated per run rather than per instruction:
+ * - the hash is a polynomial over the RIPs, h' = h * P + term(rip) mod 2^32,
+ *   which over k instructions is h * P^k + S_k with constants of the block;
+ * - a ring entry is either one RIP (the interpreter) or the first `count`
+ *   addresses of a block's address list (a translated block).
+ * A block that is running has retired its prefix without a ring entry yet
+ * (`open`), so a reader in the middle of a block (an event listener) still
+ * sees every instruction retired so far.
+ */
+
+export const TRACE_SEED = 0x811c9dc5 | 0;
+export const TRACE_P = 0x01000193;
+const TRACE_Q = 0x9e3779b1 | 0;
+
+/** What one retired RIP adds to the hash. */
+export function ripTerm(lo: number, hi: number): number {
+  return (lo ^ Math.imul(hi, TRACE_Q)) | 0;
+}
+
+/** The hash after one more retired RIP. */
+export function hashStep(h: number, lo: number, hi: number): number {
+  return (Math.imul(h, TRACE_P) + ripTerm(lo, hi)) | 0;
+}
+
+/**
+ * Constants that retire the first k addresses of a block in one step:
+ * hash' = hash * pow[k] + sum[k] (mod 2^32), for k = 0..addrs.length.
+ */
+export function blockHashConstants(addrs: Uint32Array, hi: number): { pow: Int32Array; sum: Int32Array } {
+  const n = addrs.length;
+  const pow = new Int32Array(n + 1);
+  const sum = new Int32Array(n + 1);
+  pow[0] = 1;
+  for (let k = 0; k < n; k++) {
+    pow[k + 1] = Math.imul(pow[k], TRACE_P);
+    sum[k + 1] = hashStep(sum[k], addrs[k], hi);
+  }
+  return { pow, sum };
+}
+
+export class TraceRing {
+  readonly mask: number;
+  /** Per entry: a block's address list (its first `count` ran), or null for the one RIP in `lo`. */
+  readonly blocks: Array<Uint32Array | null>;
+  readonly lo: Uint32Array;
+  readonly hi: Uint32Array;
+  readonly count: Uint16Array;
+  /** Entries written so far (the next goes to entries & mask). */
+  entries = 0;
+  /** The running translated block's address list, and the retired count when it was entered. */
+  open: Uint32Array | null = null;
+  openIcount = 0;
+
+  /** `size`: a power of two; the ring then holds at least the last `size` instructions. */
+  constructor(readonly size: number) {
+    this.mask = size - 1;
+    this.blocks = new Array<Uint32Array | null>(size).fill(null);
+    this.lo = new Uint32Array(size);
+    this.hi = new Uint32Array(size);
+    this.count = new Uint16Array(size);
+  }
+
+  /** Forget everything (a restored machine starts a new trace). */
+  reset(): void {
+    this.entries = 0;
+    this.open = null;
+  }
+
+  /**
+   * The last `n` retired RIPs, oldest first, as [lo, hi] pairs, given the
+   * retired count now and the high half of the running block's RIPs.
+   */
+  recent(n: number, icount: number, openHi: number): Array<[number, number]> {
+    const want = Math.min(n, this.size, icount);
+    const newestFirst: Array<[number, number]> = [];
+    const open = this.open;
+    if (open !== null) {
+      for (let j = icount - this.openIcount - 1; j >= 0 && newestFirst.length < want; j--) newestFirst.push([open[j], openHi]);
+    }
+    const oldest = Math.max(0, this.entries - this.size);
+    for (let e = this.entries - 1; e >= oldest && newestFirst.length < want; e--) {
+      const t = e & this.mask;
+      const block = this.blocks[t];
+      if (block === null) {
+        newestFirst.push([this.lo[t], this.hi[t]]);
+        continue;
+      }
+      for (let j = this.count[t] - 1; j >= 0 && newestFirst.length < want; j--) newestFirst.push([block[j], this.hi[t]]);
+    }
+    return newestFirst.reverse();
+  }
+}
