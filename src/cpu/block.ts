@@ -10,6 +10,7 @@ import { BMI_SHIFT_FORMS } from './exec/shift.js';
 import { add32, add64, logic32, logic64, sub32, sub64 } from './exec/flags-compute.js';
 import type { CodePage } from './code-page.js';
 import { blockHashConstants, type TraceRing } from './trace.js';
+import { TLB_MASK, type Mmu } from './mmu.js';
 
 /*
  * Block translation. A basic block (a straight-line run of instructions
@@ -197,18 +198,32 @@ function eaSource(i: Insn, k: number, nextLo: number, nextHi: number): string {
 }
 
 /*
- * Memory access at (el, eh) through the Cpu's sized accessors (their TLB-hit
- * path is small enough for V8 to inline where it pays). Reads leave the value
- * in `m` (and `mh` for 8 bytes), unsigned.
+ * Memory access at (el, eh): the TLB probe of the Cpu's sized accessors,
+ * inline (a hit on a slot with a direct page reads or writes its bytes in
+ * place), else the accessor itself (which probes again and takes its slow
+ * path). Inline because V8 stops inlining calls into a large block function
+ * long before its last memory access. TLO/THI/RP/WP are the MMU's TLB arrays.
+ * Reads leave the value in `m` (and `mh` for 8 bytes), unsigned.
  */
+const GET = ['', 'getUint8(o)', 'getUint16(o, true)', '', 'getUint32(o, true)'];
+const SET = ['', 'setUint8', 'setUint16', '', 'setUint32'];
+
+function probeSource(size: number, pages: string): string {
+  const inPage = size === 1 ? '' : ` && o <= ${4096 - size}`;
+  return `const o = el & 4095, vpn = el >>> 12, s = (vpn ^ eh) & ${TLB_MASK}, p = ${pages}[s];` +
+    ` if (TLO[s] === vpn && THI[s] === (eh | 0)${inPage} && p !== null)`;
+}
+
 function readSource(size: number): string {
-  if (size === 8) return 'm = cpu.read64(el, eh); mh = cpu.vHi;';
-  return `m = cpu.read${size * 8}(el, eh);`;
+  if (size === 8) return `{ ${probeSource(8, 'RP')} { m = p.getUint32(o, true); mh = p.getUint32(o + 4, true); } else { m = cpu.read64(el, eh); mh = cpu.vHi; } }`;
+  return `{ ${probeSource(size, 'RP')} m = p.${GET[size]}; else m = cpu.read${size * 8}(el, eh); }`;
 }
 
 function writeSource(size: number, v: string, vh: string): string {
-  if (size === 8) return `cpu.write64(el, eh, ${v}, ${vh});`;
-  return `cpu.write${size * 8}(el, eh, ${v});`;
+  if (size === 8) {
+    return `{ const v = ${v}, vh = ${vh}; ${probeSource(8, 'WP')} { p.setUint32(o, v, true); p.setUint32(o + 4, vh, true); } else cpu.write64(el, eh, v, vh); }`;
+  }
+  return `{ const v = ${v}; ${probeSource(size, 'WP')} p.${SET[size]}(o, v${size > 1 ? ', true' : ''}); else cpu.write${size * 8}(el, eh, v); }`;
 }
 
 type AluKind = 'add' | 'sub' | 'cmp' | 'and' | 'or' | 'xor' | 'test';
@@ -435,7 +450,7 @@ type Factory = (
   materialize: (cpu: Cpu, kind: number, a: number, ah: number, b: number, bh: number) => void,
   imulFlags: (cpu: Cpu, a: number, ah: number, b: number, bh: number) => void,
   self: Block, successorOf: (from: Block, exit: number, target: number) => Block | null,
-  trace: TraceRing, addrs: Uint32Array, hashPow: Int32Array, hashSum: Int32Array,
+  trace: TraceRing, addrs: Uint32Array, hashPow: Int32Array, hashSum: Int32Array, mmu: Mmu,
 ) => BlockFn;
 
 /**
@@ -443,7 +458,7 @@ type Factory = (
  * `hi`) into a block function (null for a lone instruction without inline
  * code). The trace ring is the CPU's own.
  */
-export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Array): BlockFn | null {
+export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Array, mmu: Mmu): BlockFn | null {
   const items = block.items, hi = block.hi;
   if (items.length === 0 || (items.length === 1 && !hasInlineForm(items[0]))) return null; // nothing to gain over the run loop
   const n = items.length;
@@ -540,7 +555,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
     ' if (k > 0) { const t = T.entries++ & ' + trace.mask + '; TB[t] = A; TH[t] = ' + hi + '; TC[t] = k; h = (Math.imul(h, HP[k]) + HS[k]) | 0; }' +
     ' T.open = null; cpu.traceHash = h; } throw e; }');
   lines.push('};');
-  const source = `"use strict";\nconst TB = T.blocks, TH = T.hi, TC = T.count;\n${consts.join('\n')}\n${lines.join('\n')}`;
-  const factory = new Function('I', 'X', 'P', 'M', 'IMF', 'B', 'S', 'T', 'A', 'HP', 'HS', source) as Factory;
-  return factory(insns, handlers, PARITY, materialize, imul64Flags, block, successor, trace, addrs, pow, sum);
+  const source = `"use strict";\nconst TB = T.blocks, TH = T.hi, TC = T.count, TLO = MMU.tagLo, THI = MMU.tagHi, RP = MMU.rpage, WP = MMU.wpage;\n${consts.join('\n')}\n${lines.join('\n')}`;
+  const factory = new Function('I', 'X', 'P', 'M', 'IMF', 'B', 'S', 'T', 'A', 'HP', 'HS', 'MMU', source) as Factory;
+  return factory(insns, handlers, PARITY, materialize, imul64Flags, block, successor, trace, addrs, pow, sum, mmu);
 }

@@ -978,7 +978,7 @@ export class Cpu implements PagingControl {
         }
         let run = b.run;
         if (run === null && b.translatable && ++b.heat > this.translateAfter) {
-          run = b.run = translateBlock(b, trace, this.bpFilter);
+          run = b.run = translateBlock(b, trace, this.bpFilter, this.mmu);
           if (run === null) b.translatable = false;
         }
         // A translated block runs whole (the budget is checked once, at its entry); blocks it leaves to run here in turn.
