@@ -328,7 +328,10 @@ function inlineSource(i: Insn, k: number, nextLo: number, nextHi: number, defer:
   const r = inlineCode(i, k, nextLo, nextHi, defer);
   if (r === null) return null;
   // Memory access can fault or be observed (uninitialized reads); calcEA reads cpu.ripLo.
-  return { code: r.code, writes: r.writes, observable: r.writes || /cpu\.(read|write|calcEA)/.test(r.code), setsFlags: /pk = /.test(r.code) };
+  return {
+    code: r.code, writes: r.writes, observable: r.writes || /cpu\.(read|write|calcEA)/.test(r.code),
+    setsFlags: /pk = /.test(r.code), partialFlags: r.code.includes(SETTLE),
+  };
 }
 
 interface Inline {
@@ -339,6 +342,83 @@ interface Inline {
   observable: boolean;
   /** Sets all six arithmetic flags (and can have them deferred). */
   setsFlags: boolean;
+  /** Changes some arithmetic flags and keeps others (deferred flags are settled first). */
+  partialFlags: boolean;
+}
+
+/** Materialise deferred flags now: code that keeps some flags must see them. */
+const SETTLE = 'if (pk !== 0) { M(cpu, pk, pa, pah, pb, pbh); pk = 0; }';
+
+const SHIFTS = new Map<number, string>([
+  [Mnemonic.Shl, 'shl'], [Mnemonic.Sal, 'shl'], [Mnemonic.Shr, 'shr'], [Mnemonic.Sar, 'sar'], [Mnemonic.Rol, 'rol'], [Mnemonic.Ror, 'ror'],
+]);
+
+/** `rflags` with the six arithmetic flags replaced: CF and OF (0/1 expressions) and SF/ZF/PF of the result, AF clear. */
+function shiftFlags(cf: string, of: string, size: number): string {
+  const szp = size === 8 ? 'P[rl & 255] | ((rl | rh) === 0 ? 64 : 0) | ((rh >>> 24) & 128)' : 'P[rl & 255] | (rl === 0 ? 64 : 0) | ((rl >>> 24) & 128)';
+  return `cpu.rflags = (cpu.rflags & ${KEEP}) | ${cf} | (${of} << 11) | ${szp}; pk = 0;`;
+}
+
+/**
+ * SHL/SHR/SAR/ROL/ROR of a 32/64-bit register by an immediate: the count is
+ * known here, so each case is straight-line code with shiftOp's results and
+ * flags (a zero count changes nothing but a 32-bit destination's upper half).
+ */
+function shiftImmSource(kind: string, size: number, d: number, imm: number): string {
+  const c = imm & (size === 8 ? 63 : 31);
+  if (c === 0) return size === 4 ? `RH[${d}] = 0;` : '';
+  if (size === 4) {
+    const a = `const a = R[${d}];`;
+    const done = `R[${d}] = rl; RH[${d}] = 0;`;
+    switch (kind) {
+      case 'shl': return `${a} const rl = (a << ${c}) >>> 0, cf = (a >>> ${32 - c}) & 1; ${shiftFlags('cf', '((rl >>> 31) ^ cf)', 4)} ${done}`;
+      case 'shr': return `${a} const rl = a >>> ${c}; ${shiftFlags(`((a >>> ${c - 1}) & 1)`, '(a >>> 31)', 4)} ${done}`;
+      case 'sar': return `${a} const rl = ((a | 0) >> ${c}) >>> 0; ${shiftFlags(`(((a | 0) >> ${c - 1}) & 1)`, '0', 4)} ${done}`;
+      case 'rol': return `${a} const rl = ((a << ${c}) | (a >>> ${32 - c})) >>> 0, cf = rl & 1; ${SETTLE} cpu.rflags = (cpu.rflags & -2050) | cf | (((rl >>> 31) ^ cf) << 11); ${done}`;
+      default: return `${a} const rl = ((a >>> ${c}) | (a << ${32 - c})) >>> 0, cf = rl >>> 31; ${SETTLE} cpu.rflags = (cpu.rflags & -2050) | cf | ((cf ^ ((rl >>> 30) & 1)) << 11); ${done}`;
+    }
+  }
+  const a = `const a = R[${d}], ah = RH[${d}];`;
+  const done = `R[${d}] = rl; RH[${d}] = rh;`;
+  /** (rl, rh) = (a, ah) shifted left by n (1..63), as pair64.shl64. */
+  const left = (n: number): string => n < 32
+    ? `rh = ((ah << ${n}) | (a >>> ${32 - n})) >>> 0, rl = (a << ${n}) >>> 0`
+    : `rh = ${n === 32 ? 'a' : `(a << ${n - 32}) >>> 0`}, rl = 0`;
+  const bit = (n: number): string => n < 32 ? `((a >>> ${n}) & 1)` : `((ah >>> ${n - 32}) & 1)`;
+  switch (kind) {
+    case 'shl': return `${a} const ${left(c)}, cf = ${bit(64 - c)}; ${shiftFlags('cf', '((rh >>> 31) ^ cf)', 8)} ${done}`;
+    case 'shr': {
+      const v = c < 32 ? `rl = ((a >>> ${c}) | (ah << ${32 - c})) >>> 0, rh = ah >>> ${c}` : `rl = ah >>> ${c - 32}, rh = 0`;
+      return `${a} const ${v}; ${shiftFlags(bit(c - 1), '(ah >>> 31)', 8)} ${done}`;
+    }
+    case 'sar': {
+      const v = c < 32 ? `rl = ((a >>> ${c}) | (ah << ${32 - c})) >>> 0, rh = (ah >> ${c}) >>> 0` : `rl = (ah >> ${c - 32}) >>> 0, rh = (ah >> 31) >>> 0`;
+      return `${a} const ${v}; ${shiftFlags(bit(c - 1), '0', 8)} ${done}`;
+    }
+    default: {
+      // A rotate left by n is the two shifts' union; ROR by n is ROL by 64 - n.
+      const n = kind === 'rol' ? c : 64 - c;
+      const lo = n < 32 ? `((a << ${n}) | (ah >>> ${32 - n})) >>> 0` : n === 32 ? 'ah' : `((ah << ${n - 32}) | (a >>> ${64 - n})) >>> 0`;
+      const hi = n < 32 ? `((ah << ${n}) | (a >>> ${32 - n})) >>> 0` : n === 32 ? 'a' : `((a << ${n - 32}) | (ah >>> ${64 - n})) >>> 0`;
+      const flags = kind === 'rol' ? 'cf = rl & 1, of = (rh >>> 31) ^ cf' : 'cf = rh >>> 31, of = cf ^ ((rh >>> 30) & 1)';
+      return `${a} const rl = ${lo}, rh = ${hi}, ${flags}; ${SETTLE} cpu.rflags = (cpu.rflags & -2050) | cf | (of << 11); ${done}`;
+    }
+  }
+}
+
+/**
+ * BZHI r, r, r: bits of the source below index n (the count register's low
+ * byte) kept; CF when n is past the width; ZF/SF of the result, OF clear, PF
+ * and AF kept (bits.ts's bzhi and bmiFlags).
+ */
+function bzhiSource(size: number, d: number, src: number, cnt: number): string {
+  const take = size === 8
+    ? `let lo = v, hi = vh; if (n < 64) { if (n < 32) { lo = n === 0 ? 0 : (v & (0xffffffff >>> (32 - n))) >>> 0; hi = 0; } else { hi = n === 32 ? 0 : (vh & (0xffffffff >>> (64 - n))) >>> 0; } }`
+    : 'let lo = v; const hi = 0; if (n < 32) lo = n === 0 ? 0 : (v & (0xffffffff >>> (32 - n))) >>> 0;';
+  const sign = size === 8 ? 'hi >>> 31' : 'lo >>> 31';
+  return `const v = R[${src}], vh = ${size === 8 ? `RH[${src}]` : '0'}, n = R[${cnt}] & 255; ${take}` +
+    ` ${SETTLE} cpu.rflags = (cpu.rflags & -2242) | (n > ${size * 8 - 1} ? 1 : 0) | ((lo | hi) === 0 ? 64 : 0) | (${sign} ? 128 : 0);` +
+    ` R[${d}] = lo; RH[${d}] = hi;`;
 }
 
 function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: boolean): { code: string; writes: boolean } | null {
@@ -422,6 +502,13 @@ function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: b
       writes: false,
     };
   }
+  const shift = SHIFTS.get(i.mnemonic);
+  if (shift !== undefined && i.opCount === 2 && i.k0 === Operand.Reg && d < 16 && i.k1 === Operand.Imm && !i.lock && (i.s0 === 4 || i.s0 === 8)) {
+    return { code: shiftImmSource(shift, i.s0, d, i.immLo), writes: false };
+  }
+  if (i.mnemonic === Mnemonic.Bzhi && i.k1 === Operand.Reg && i.k2 === Operand.Reg && s < 16 && i.r2 < 16 && (i.s0 === 4 || i.s0 === 8)) {
+    return { code: bzhiSource(i.s0, d, s, i.r2), writes: false };
+  }
   // IMUL r64, r/m64 and IMUL r64, r/m64, imm
   if (i.mnemonic === Mnemonic.Imul && i.s0 === 8 && i.k0 === Operand.Reg && d < 16 && (i.opCount === 2 || (i.opCount === 3 && i.k2 === Operand.Imm))) {
     const src = i.k1;
@@ -467,13 +554,15 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   const setsFlags: boolean[] = [];
   for (let k = 0; k < n; k++) {
     const probe = inlineSource(items[k].insn, k, 0, 0, false);
-    inlineAt.push(probe !== null);
+    // Code that keeps some flags settles deferred ones: deferring past it gains nothing.
+    inlineAt.push(probe !== null && !probe.partialFlags);
     setsFlags.push(probe !== null && probe.setsFlags);
   }
   // defer[k]: a later inline instruction sets all flags before anything reads them (only inline code in between).
   const defer: boolean[] = new Array<boolean>(n).fill(false);
   for (let k = 0; k < n; k++) {
-    if (!setsFlags[k]) continue;
+    // Only forms that can record their operands instead of flags (the ALU and IMUL forms) are deferred.
+    if (!setsFlags[k] || !/pk = [1-9]/.test(inlineSource(items[k].insn, k, 0, 0, true)!.code)) continue;
     for (let j = k + 1; j < n && inlineAt[j]; j++) {
       if (setsFlags[j]) {
         defer[k] = true;
@@ -528,6 +617,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
       if (inline.observable || last || nextHi !== hi) lines.push(state);
       lines.push(`{ ${inline.code} }`);
       if (inline.setsFlags) pending = defer[k];
+      if (inline.partialFlags) pending = false;
       if (inline.writes && !last) lines.push(`if (cpu.codeEpoch !== e0) { ${pending ? flush : ''} ${retire(k + 1)} return null; }`);
       if (last) lines.push(`${retire(n)} ${pending ? 'return null;' : leaveTo(1, nextLo, nextHi)}`);
     } else if (last && ((JCC.has(i.mnemonic) && i.cc >= 1 && i.cc <= 16) || i.mnemonic === Mnemonic.Jmp) && i.k0 === Operand.Imm &&
