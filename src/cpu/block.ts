@@ -186,6 +186,7 @@ function eaSource(i: Insn, k: number, nextLo: number, nextHi: number): string {
         }
         return `el = ${lo}; eh = ${hi >>> 0};`;
       }
+      if (i.dispLo === 0 && i.dispHi === 0) return `el = R[${b}]; eh = RH[${b}];`;
       return `el = R[${b}] + ${i.dispLo}; eh = (RH[${b}] + ${i.dispHi} + (el > 4294967295 ? 1 : 0)) >>> 0; el >>>= 0;`;
     }
     if (b >= 0 && b !== 16) {
@@ -579,10 +580,10 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   const consts: string[] = [];
   const start = items[0].lo;
   const flush = 'if (pk !== 0) M(cpu, pk, pa, pah, pb, pbh);';
-  /** Retire the block's first k instructions: one ring entry, one hash step. */
-  const retire = (k: number): string =>
-    `{ const t = T.entries++ & ${trace.mask}; TB[t] = A; TH[t] = ${hi}; TC[t] = ${k}; }` +
-    ` T.open = null; ic += ${k}; h = (Math.imul(h, ${pow[k]}) + ${sum[k]}) | 0; cpu.icount = ic; cpu.traceHash = h;`;
+  /** Retire instructions 0..k-1 of this pass: one hash step; `close` then makes the ring entry for the whole run. */
+  const advance = (k: number): string => `ic += ${k}; h = (Math.imul(h, ${pow[k]}) + ${sum[k]}) | 0;`;
+  const close = `{ const t = T.entries++ & ${trace.mask}; TB[t] = A; TH[t] = ${hi}; TC[t] = ic - ic0; } T.open = null; cpu.icount = ic; cpu.traceHash = h;`;
+  const retire = (k: number): string => `${advance(k)} ${close}`;
   /**
    * Leave the block for (tLo, tHi) by exit `exit`: hand the run loop the
    * successor block when it is in this page, translated, and nothing stops it
@@ -596,6 +597,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   lines.push('return function block(cpu, limit) {');
   lines.push('const R = cpu.regLo, RH = cpu.regHi, e0 = cpu.codeEpoch;');
   lines.push('let ic = cpu.icount, h = cpu.traceHash, el = 0, eh = 0, pk = 0, pa = 0, pah = 0, pb = 0, pbh = 0;');
+  lines.push('const ic0 = ic;');
   lines.push(`cpu.curRipHi = ${hi};`);
   lines.push('T.open = A; T.openIcount = ic;');
   lines.push('try {');
@@ -626,8 +628,9 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
       const [tLo, tHi] = branchTarget(nextLo, nextHi, i.rel);
       // A jump back to the block's own start loops here, unless the loop would have to look at it first (breakpoint).
       const loops = tLo === start && tHi === hi && !(hi === 0 && bpFilter[start & 0xffff] !== 0);
-      const again = `if (limit - ic < ${n} || cpu.codeEpoch !== e0) return null; T.open = A; T.openIcount = ic; continue;`;
-      const taken = `cpu.ripLo = ${tLo};${tHi !== nextHi ? ` cpu.ripHi = ${tHi};` : ''} ${retire(n)} ${loops ? again : leaveTo(0, tLo, tHi)}`;
+      // Another pass retires into the same ring entry (closed when the loop is left).
+      const again = `${advance(n)} if (limit - ic >= ${n} && cpu.codeEpoch === e0) continue; ${close} return null;`;
+      const taken = `cpu.ripLo = ${tLo};${tHi !== nextHi ? ` cpu.ripHi = ${tHi};` : ''} ${loops ? again : `${retire(n)} ${leaveTo(0, tLo, tHi)}`}`;
       lines.push(state);
       if (i.mnemonic === Mnemonic.Jmp) lines.push(taken);
       else lines.push(`{ const f = cpu.rflags; if (${conditionSource(i.cc)}) { ${taken} } } ${retire(n)} ${leaveTo(1, nextLo, nextHi)}`);
@@ -640,9 +643,9 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
     }
   }
   lines.push('}');
-  // A fault (or anything thrown) in instruction k: cpu.icount = ic + k was stored before it; the k before it retired.
-  lines.push(`} catch (e) { ${anyDeferred ? flush : ''} if (T.open === A) { const k = cpu.icount - ic;` +
-    ' if (k > 0) { const t = T.entries++ & ' + trace.mask + '; TB[t] = A; TH[t] = ' + hi + '; TC[t] = k; h = (Math.imul(h, HP[k]) + HS[k]) | 0; }' +
+  // A fault (or anything thrown) in instruction k of a pass: cpu.icount = ic + k was stored before it; the k before it retired.
+  lines.push(`} catch (e) { ${anyDeferred ? flush : ''} if (T.open === A) { const k = cpu.icount - ic; h = (Math.imul(h, HP[k]) + HS[k]) | 0;` +
+    ` if (cpu.icount > ic0) { const t = T.entries++ & ${trace.mask}; TB[t] = A; TH[t] = ${hi}; TC[t] = cpu.icount - ic0; }` +
     ' T.open = null; cpu.traceHash = h; } throw e; }');
   lines.push('};');
   const source = `"use strict";\nconst TB = T.blocks, TH = T.hi, TC = T.count, TLO = MMU.tagLo, THI = MMU.tagHi, RP = MMU.rpage, WP = MMU.wpage;\n${consts.join('\n')}\n${lines.join('\n')}`;

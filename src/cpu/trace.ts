@@ -6,8 +6,8 @@
  * built to be updated per run rather than per instruction:
  * - the hash is a polynomial over the RIPs, h' = h * P + term(rip) mod 2^32,
  *   which over k instructions is h * P^k + S_k with constants of the block;
- * - a ring entry is either one RIP (the interpreter) or the first `count`
- *   addresses of a block's address list (a translated block).
+ * - a ring entry is either one RIP (the interpreter) or a translated
+ *   block's run: its address list and how many instructions it retired.
  * A block that is running has retired its prefix without a ring entry yet
  * (`open`), so a reader in the middle of a block (an event listener) still
  * sees every instruction retired so far.
@@ -45,11 +45,15 @@ export function blockHashConstants(addrs: Uint32Array, hi: number): { pow: Int32
 
 export class TraceRing {
   readonly mask: number;
-  /** Per entry: a block's address list (its first `count` ran), or null for the one RIP in `lo`. */
+  /**
+   * Per entry: a block's address list, or null for the one RIP in `lo`. A
+   * block entry retired `count` instructions, the j-th at its address
+   * j mod length (a block that loops on itself repeats in one entry).
+   */
   readonly blocks: Array<Uint32Array | null>;
   readonly lo: Uint32Array;
   readonly hi: Uint32Array;
-  readonly count: Uint16Array;
+  readonly count: Float64Array;
   /** Entries written so far (the next goes to entries & mask). */
   entries = 0;
   /** The running translated block's address list, and the retired count when it was entered. */
@@ -62,7 +66,7 @@ export class TraceRing {
     this.blocks = new Array<Uint32Array | null>(size).fill(null);
     this.lo = new Uint32Array(size);
     this.hi = new Uint32Array(size);
-    this.count = new Uint16Array(size);
+    this.count = new Float64Array(size);
   }
 
   /** Forget everything (a restored machine starts a new trace). */
@@ -80,7 +84,7 @@ export class TraceRing {
     const newestFirst: Array<[number, number]> = [];
     const open = this.open;
     if (open !== null) {
-      for (let j = icount - this.openIcount - 1; j >= 0 && newestFirst.length < want; j--) newestFirst.push([open[j], openHi]);
+      for (let j = icount - this.openIcount - 1; j >= 0 && newestFirst.length < want; j--) newestFirst.push([open[j % open.length], openHi]);
     }
     const oldest = Math.max(0, this.entries - this.size);
     for (let e = this.entries - 1; e >= oldest && newestFirst.length < want; e--) {
@@ -90,7 +94,7 @@ export class TraceRing {
         newestFirst.push([this.lo[t], this.hi[t]]);
         continue;
       }
-      for (let j = this.count[t] - 1; j >= 0 && newestFirst.length < want; j--) newestFirst.push([block[j], this.hi[t]]);
+      for (let j = this.count[t] - 1; j >= 0 && newestFirst.length < want; j--) newestFirst.push([block[j % block.length], this.hi[t]]);
     }
     return newestFirst.reverse();
   }
