@@ -21,7 +21,7 @@ export interface CpuMemoryHooks {
   unwrittenBytes(pa: number, size: number): number;
   /** Told the page number whenever a page's read tracking changes. */
   setTrackListener(listener: ((pfn: number) => void) | null): void;
-  /** A view of a backed RAM page (materialised on demand), null when unbacked. */
+  /** A view of a materialised RAM page, null when unbacked or not materialised yet. */
   pageData(pfn: number): DataView | null;
 }
 
@@ -400,7 +400,9 @@ export class Cpu implements PagingControl {
     const off = lo & 0xfff;
     if (off + size <= 4096) {
       const pa = this.mmu.translate(lo, hi, ACCESS_READ);
-      return this.readPhys(pa, size);
+      const v = this.readPhys(pa, size);
+      this.mmu.refreshDirect(lo, hi);
+      return v;
     }
     return this.readCrossing(lo, hi, size);
   }
@@ -471,6 +473,7 @@ export class Cpu implements PagingControl {
     if (off + size <= 4096) {
       const pa = this.mmu.translate(lo, hi, ACCESS_WRITE);
       this.writePhys(pa, size, vlo, vhi);
+      this.mmu.refreshDirect(lo, hi);
       return;
     }
     this.writeCrossing(lo, hi, size, vlo, vhi);

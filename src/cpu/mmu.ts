@@ -28,6 +28,7 @@ export interface PagingControl {
  * it may bypass the memory interface (no write watch, no read tracking).
  */
 export interface PageSource {
+  /** The bytes of a materialised RAM page; null when unbacked or not materialised yet. */
   pageData(pfn: number): DataView | null;
   readonly watched: Uint8Array;
   readonly tracked: Uint8Array;
@@ -97,6 +98,8 @@ export class Mmu {
   readonly wpage: (DataView | null)[] = new Array<DataView | null>(TLB_SIZE).fill(null);
   /** Physical page number per slot (for attribute changes), -1 when unbacked. */
   private readonly slotPfn = new Float64Array(TLB_SIZE).fill(-1);
+  /** 1 where a slot has no direct page only because its RAM page was not materialised when it was filled. */
+  private readonly unmaterialised = new Uint8Array(TLB_SIZE);
   /** Supplies rpage/wpage; without it the direct-access cache stays empty. */
   pages: PageSource | null = null;
   /** Bumped on every flush so that callers caching translations can notice. */
@@ -165,9 +168,21 @@ export class Mmu {
     }
   }
 
+  /**
+   * After a slow-path access in one page: a slot left without a direct page
+   * because the page was not materialised at the fill gets it now (the access
+   * materialised it).
+   */
+  refreshDirect(lo: number, hi: number): void {
+    const vpn = lo >>> 12;
+    const i = (vpn ^ hi) & TLB_MASK;
+    if (this.unmaterialised[i] !== 0 && this.tagLo[i] === (vpn | 0) && this.tagHi[i] === (hi | 0)) this.setDirect(i, this.slotPfn[i]);
+  }
+
   private setDirect(slot: number, pfn: number): void {
     const src = this.pages;
     const data = src === null ? null : src.pageData(pfn);
+    this.unmaterialised[slot] = data === null && src !== null && src.tracked[pfn] === 0 ? 1 : 0;
     if (data === null || src === null || src.tracked[pfn] !== 0) {
       this.rpage[slot] = null;
       this.wpage[slot] = null;

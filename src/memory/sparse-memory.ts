@@ -172,9 +172,11 @@ export class SparseMemory implements PhysicalMemory {
   }
 
   /**
-   * A view of page `pfn` for direct access, materialised on demand; null
-   * when the page is not backed. Writing through it bypasses the write watch
-   * and the uninitialized-read tracking: only for pages with neither.
+   * A view of page `pfn` for direct access; null when the page is not
+   * backed or not materialised yet (it is not materialised here: a page
+   * about to be overwritten whole need not be poisoned first). Writing
+   * through it bypasses the write watch and the uninitialized-read tracking:
+   * only for pages with neither.
    */
   pageData(pfn: number): DataView | null {
     if (pfn < 0 || pfn >= this.pageCount) return null;
@@ -182,7 +184,8 @@ export class SparseMemory implements PhysicalMemory {
     if (leaf === undefined) this.views[pfn >>> DIR_SHIFT] = leaf = new Array(DIR_PAGES);
     let v = leaf[pfn & DIR_MASK];
     if (v === undefined) {
-      const p = this.page(pfn);
+      const p = this.pages[pfn >>> DIR_SHIFT]?.[pfn & DIR_MASK];
+      if (p === undefined) return null;
       v = new DataView(p.buffer, p.byteOffset, PAGE_SIZE);
       leaf[pfn & DIR_MASK] = v;
     }
