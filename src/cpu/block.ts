@@ -168,6 +168,37 @@ const JCC = new Set<number>([
 /** Arithmetic-flag mask complement: rflags & ~0x8d5. */
 const KEEP = '-2262';
 
+/*
+ * Registers in locals. Inside a block function the guest registers it uses
+ * live in JavaScript locals (g<n> low half, gh<n> high half), loaded at its
+ * entry: typed-array accesses are real loads and stores that V8 cannot keep
+ * in machine registers. The register file (cpu.regLo/regHi) is brought up to
+ * date wherever code outside the block may look at it: before a handler or
+ * calcEA call (and reloaded after a handler), when the block is left, and
+ * when something is thrown out of inline code (which writes registers only
+ * after its last access that can fault, so the locals then hold the state
+ * before the faulting instruction). The placeholders below are filled in once
+ * the block's register use is known.
+ */
+const SYNC = '\u0001SYNC\u0001';
+const LOAD = '\u0001LOAD\u0001';
+const DECL = '\u0001DECL\u0001';
+
+/** Rewrite R[n]/RH[n] as locals, noting which are used and which written. */
+function localise(code: string, used: Set<string>, dirty: Set<string>): string {
+  for (const m of code.matchAll(/\b(R|RH)\[(\d+)\] = /g)) dirty.add(`${m[1]}[${m[2]}]`);
+  return code.replace(/\b(R|RH)\[(\d+)\]/g, (ref: string, file: string, n: string) => {
+    used.add(ref);
+    return `${file === 'R' ? 'g' : 'gh'}${n}`;
+  });
+}
+
+/** The local standing for a register-file reference R[n] or RH[n]. */
+function localName(ref: string): string {
+  const n = ref.slice(ref.indexOf('[') + 1, -1);
+  return `${ref.startsWith('RH') ? 'gh' : 'g'}${n}`;
+}
+
 /**
  * Effective address of the memory operand into locals `el`/`eh`, as
  * Cpu.calcEA computes it; forms it does not specialise call calcEA.
@@ -195,7 +226,7 @@ function eaSource(i: Insn, k: number, nextLo: number, nextHi: number): string {
         ` if (el > 4294967295) { eh += Math.floor(el / 4294967296); el >>>= 0; } eh >>>= 0;`;
     }
   }
-  return `cpu.calcEA(i${k}); el = cpu.eaLo; eh = cpu.eaHi;`;
+  return `${SYNC} cpu.calcEA(i${k}); el = cpu.eaLo; eh = cpu.eaHi;`;
 }
 
 /*
@@ -582,7 +613,8 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   const flush = 'if (pk !== 0) M(cpu, pk, pa, pah, pb, pbh);';
   /** Retire instructions 0..k-1 of this pass: one hash step; `close` then makes the ring entry for the whole run. */
   const advance = (k: number): string => `ic += ${k}; h = (Math.imul(h, ${pow[k]}) + ${sum[k]}) | 0;`;
-  const close = `{ const t = T.entries++ & ${trace.mask}; TB[t] = A; TH[t] = ${hi}; TC[t] = ic - ic0; } T.open = null; cpu.icount = ic; cpu.traceHash = h;`;
+  const close = `${SYNC} { const t = T.entries++ & ${trace.mask}; TB[t] = A; TH[t] = ${hi}; TC[t] = ic - ic0; } T.open = null; cpu.icount = ic; cpu.traceHash = h;`;
+  const used = new Set<string>(), dirty = new Set<string>();
   const retire = (k: number): string => `${advance(k)} ${close}`;
   /**
    * Leave the block for (tLo, tHi) by exit `exit`: hand the run loop the
@@ -598,6 +630,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   lines.push('const R = cpu.regLo, RH = cpu.regHi, e0 = cpu.codeEpoch;');
   lines.push('let ic = cpu.icount, h = cpu.traceHash, el = 0, eh = 0, pk = 0, pa = 0, pah = 0, pb = 0, pbh = 0;');
   lines.push('const ic0 = ic;');
+  lines.push(`let inH = 0; ${DECL}`);
   lines.push(`cpu.curRipHi = ${hi};`);
   lines.push('T.open = A; T.openIcount = ic;');
   lines.push('try {');
@@ -617,7 +650,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
     if (inline !== null) {
       // Register-only code cannot fault or be observed: the state stores wait for an instruction that can (or the end).
       if (inline.observable || last || nextHi !== hi) lines.push(state);
-      lines.push(`{ ${inline.code} }`);
+      lines.push(`{ ${localise(inline.code, used, dirty)} }`);
       if (inline.setsFlags) pending = defer[k];
       if (inline.partialFlags) pending = false;
       if (inline.writes && !last) lines.push(`if (cpu.codeEpoch !== e0) { ${pending ? flush : ''} ${retire(k + 1)} return null; }`);
@@ -637,18 +670,23 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
     } else {
       consts.push(`const x${k} = X[${k}];`);
       lines.push(state);
-      lines.push(`x${k}(cpu, i${k});`);
+      lines.push(`${SYNC} inH = 1; x${k}(cpu, i${k}); inH = 0; ${LOAD}`);
       if (!last) lines.push(`if (cpu.codeEpoch !== e0) { ${retire(k + 1)} return null; }`);
       else lines.push(`${retire(n)} return null;`);
     }
   }
   lines.push('}');
   // A fault (or anything thrown) in instruction k of a pass: cpu.icount = ic + k was stored before it; the k before it retired.
-  lines.push(`} catch (e) { ${anyDeferred ? flush : ''} if (T.open === A) { const k = cpu.icount - ic; h = (Math.imul(h, HP[k]) + HS[k]) | 0;` +
+  lines.push(`} catch (e) { if (inH === 0) { ${SYNC} } ${anyDeferred ? flush : ''} if (T.open === A) { const k = cpu.icount - ic; h = (Math.imul(h, HP[k]) + HS[k]) | 0;` +
     ` if (cpu.icount > ic0) { const t = T.entries++ & ${trace.mask}; TB[t] = A; TH[t] = ${hi}; TC[t] = cpu.icount - ic0; }` +
     ' T.open = null; cpu.traceHash = h; } throw e; }');
   lines.push('};');
-  const source = `"use strict";\nconst TB = T.blocks, TH = T.hi, TC = T.count, TLO = MMU.tagLo, THI = MMU.tagHi, RP = MMU.rpage, WP = MMU.wpage;\n${consts.join('\n')}\n${lines.join('\n')}`;
+  const refs = [...used].sort();
+  const decl = refs.length === 0 ? '' : `let ${refs.map((r) => `${localName(r)} = ${r}`).join(', ')};`;
+  const load = refs.map((r) => `${localName(r)} = ${r};`).join(' ');
+  const sync = [...dirty].sort().map((r) => `${r} = ${localName(r)};`).join(' ');
+  const body = lines.join('\n').split(DECL).join(decl).split(LOAD).join(load).split(SYNC).join(sync);
+  const source = `"use strict";\nconst TB = T.blocks, TH = T.hi, TC = T.count, TLO = MMU.tagLo, THI = MMU.tagHi, RP = MMU.rpage, WP = MMU.wpage;\n${consts.join('\n')}\n${body}`;
   const factory = new Function('I', 'X', 'P', 'M', 'IMF', 'B', 'S', 'T', 'A', 'HP', 'HS', 'MMU', source) as Factory;
   return factory(insns, handlers, PARITY, materialize, imul64Flags, block, successor, trace, addrs, pow, sum, mmu);
 }
