@@ -184,13 +184,13 @@ const SYNC = '\u0001SYNC\u0001';
 const LOAD = '\u0001LOAD\u0001';
 const DECL = '\u0001DECL\u0001';
 
-/** Rewrite R[n]/RH[n] as locals, noting which are used and which written. */
+/** Rewrite R[n]/RH[n] and cpu.rflags as locals, noting which are used and which written. */
 function localise(code: string, used: Set<string>, dirty: Set<string>): string {
   for (const m of code.matchAll(/\b(R|RH)\[(\d+)\] = /g)) dirty.add(`${m[1]}[${m[2]}]`);
   return code.replace(/\b(R|RH)\[(\d+)\]/g, (ref: string, file: string, n: string) => {
     used.add(ref);
     return `${file === 'R' ? 'g' : 'gh'}${n}`;
-  });
+  }).replace(/cpu\.rflags/g, 'fl');
 }
 
 /** The local standing for a register-file reference R[n] or RH[n]. */
@@ -271,17 +271,26 @@ type AluKind = 'add' | 'sub' | 'cmp' | 'and' | 'or' | 'xor' | 'test';
  */
 const PEND_ADD64 = 1, PEND_ADD32 = 2, PEND_SUB64 = 3, PEND_SUB32 = 4, PEND_LOGIC64 = 5, PEND_LOGIC32 = 6, PEND_IMUL64 = 7;
 
-/** Set the flags a deferred instruction would have set. */
-function materialize(cpu: Cpu, kind: number, a: number, ah: number, b: number, bh: number): void {
+/** RFLAGS `flags` with the arithmetic flags a deferred instruction would have set. */
+function materialize(cpu: Cpu, flags: number, kind: number, a: number, ah: number, b: number, bh: number): number {
+  cpu.rflags = flags;
   switch (kind) {
-    case PEND_ADD64: add64(cpu, a, ah, b, bh); return;
-    case PEND_ADD32: add32(cpu, a, b); return;
-    case PEND_SUB64: sub64(cpu, a, ah, b, bh); return;
-    case PEND_SUB32: sub32(cpu, a, b); return;
-    case PEND_LOGIC64: logic64(cpu, a, ah); return;
-    case PEND_LOGIC32: logic32(cpu, a); return;
-    case PEND_IMUL64: imul64Flags(cpu, a, ah, b, bh); return;
+    case PEND_ADD64: add64(cpu, a, ah, b, bh); break;
+    case PEND_ADD32: add32(cpu, a, b); break;
+    case PEND_SUB64: sub64(cpu, a, ah, b, bh); break;
+    case PEND_SUB32: sub32(cpu, a, b); break;
+    case PEND_LOGIC64: logic64(cpu, a, ah); break;
+    case PEND_LOGIC32: logic32(cpu, a); break;
+    case PEND_IMUL64: imul64Flags(cpu, a, ah, b, bh); break;
   }
+  return cpu.rflags;
+}
+
+/** RFLAGS `flags` with IMUL r64's flags for the full signed product. */
+function imulFlags(cpu: Cpu, flags: number, a: number, ah: number, b: number, bh: number): number {
+  cpu.rflags = flags;
+  imul64Flags(cpu, a, ah, b, bh);
+  return cpu.rflags;
 }
 
 /** The flags statement of an instruction: computed now, or recorded as pending. */
@@ -343,7 +352,7 @@ function imulSource(a: string, ah: string, b: string, bh: string, dest: number, 
   return `const a = ${a}, ah = ${ah}, b = ${b}, bh = ${bh};` +
     ' const u = a * (b >>> 16), t = a * (b & 65535);' +
     ' const rl = Math.imul(a, b) >>> 0, rh = (Math.floor(u / 65536) + Math.floor(((u % 65536) * 65536 + t) / 4294967296) + Math.imul(a, bh) + Math.imul(ah, b)) >>> 0;' +
-    ` ${flagsSource(defer, `pk = ${PEND_IMUL64}; pa = a; pah = ah; pb = b; pbh = bh;`, 'IMF(cpu, a, ah, b, bh);')}` +
+    ` ${flagsSource(defer, `pk = ${PEND_IMUL64}; pa = a; pah = ah; pb = b; pbh = bh;`, 'cpu.rflags = IMF(cpu, cpu.rflags, a, ah, b, bh);')}` +
     ` R[${dest}] = rl; RH[${dest}] = rh;`;
 }
 
@@ -379,7 +388,7 @@ interface Inline {
 }
 
 /** Materialise deferred flags now: code that keeps some flags must see them. */
-const SETTLE = 'if (pk !== 0) { M(cpu, pk, pa, pah, pb, pbh); pk = 0; }';
+const SETTLE = 'if (pk !== 0) { cpu.rflags = M(cpu, cpu.rflags, pk, pa, pah, pb, pbh); pk = 0; }';
 
 const SHIFTS = new Map<number, string>([
   [Mnemonic.Shl, 'shl'], [Mnemonic.Sal, 'shl'], [Mnemonic.Shr, 'shr'], [Mnemonic.Sar, 'sar'], [Mnemonic.Rol, 'rol'], [Mnemonic.Ror, 'ror'],
@@ -566,8 +575,8 @@ function hasInlineForm(item: BlockInsn): boolean {
 
 type Factory = (
   insns: readonly Insn[], handlers: readonly Handler[], parity: Uint8Array,
-  materialize: (cpu: Cpu, kind: number, a: number, ah: number, b: number, bh: number) => void,
-  imulFlags: (cpu: Cpu, a: number, ah: number, b: number, bh: number) => void,
+  materialize: (cpu: Cpu, flags: number, kind: number, a: number, ah: number, b: number, bh: number) => number,
+  imulFlags: (cpu: Cpu, flags: number, a: number, ah: number, b: number, bh: number) => number,
   self: Block, successorOf: (from: Block, exit: number, target: number) => Block | null,
   trace: TraceRing, addrs: Uint32Array, hashPow: Int32Array, hashSum: Int32Array, mmu: Mmu,
 ) => BlockFn;
@@ -610,7 +619,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   const handlers: Handler[] = [];
   const consts: string[] = [];
   const start = items[0].lo;
-  const flush = 'if (pk !== 0) M(cpu, pk, pa, pah, pb, pbh);';
+  const flush = 'if (pk !== 0) fl = M(cpu, fl, pk, pa, pah, pb, pbh);';
   /** Retire instructions 0..k-1 of this pass: one hash step; `close` then makes the ring entry for the whole run. */
   const advance = (k: number): string => `ic += ${k}; h = (Math.imul(h, ${pow[k]}) + ${sum[k]}) | 0;`;
   const close = `${SYNC} { const t = T.entries++ & ${trace.mask}; TB[t] = A; TH[t] = ${hi}; TC[t] = ic - ic0; } T.open = null; cpu.icount = ic; cpu.traceHash = h;`;
@@ -666,7 +675,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
       const taken = `cpu.ripLo = ${tLo};${tHi !== nextHi ? ` cpu.ripHi = ${tHi};` : ''} ${loops ? again : `${retire(n)} ${leaveTo(0, tLo, tHi)}`}`;
       lines.push(state);
       if (i.mnemonic === Mnemonic.Jmp) lines.push(taken);
-      else lines.push(`{ const f = cpu.rflags; if (${conditionSource(i.cc)}) { ${taken} } } ${retire(n)} ${leaveTo(1, nextLo, nextHi)}`);
+      else lines.push(`{ const f = fl; if (${conditionSource(i.cc)}) { ${taken} } } ${retire(n)} ${leaveTo(1, nextLo, nextHi)}`);
     } else {
       consts.push(`const x${k} = X[${k}];`);
       lines.push(state);
@@ -677,16 +686,18 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   }
   lines.push('}');
   // A fault (or anything thrown) in instruction k of a pass: cpu.icount = ic + k was stored before it; the k before it retired.
-  lines.push(`} catch (e) { if (inH === 0) { ${SYNC} } ${anyDeferred ? flush : ''} if (T.open === A) { const k = cpu.icount - ic; h = (Math.imul(h, HP[k]) + HS[k]) | 0;` +
+  // (A handler runs with no deferred flags: deferral never reaches past one.)
+  lines.push(`} catch (e) { ${anyDeferred ? flush : ''} if (inH === 0) { ${SYNC} } if (T.open === A) { const k = cpu.icount - ic; h = (Math.imul(h, HP[k]) + HS[k]) | 0;` +
     ` if (cpu.icount > ic0) { const t = T.entries++ & ${trace.mask}; TB[t] = A; TH[t] = ${hi}; TC[t] = cpu.icount - ic0; }` +
     ' T.open = null; cpu.traceHash = h; } throw e; }');
   lines.push('};');
+  // RFLAGS lives in `fl` like a register (always loaded and written back: cheaper than knowing which blocks touch it).
   const refs = [...used].sort();
-  const decl = refs.length === 0 ? '' : `let ${refs.map((r) => `${localName(r)} = ${r}`).join(', ')};`;
-  const load = refs.map((r) => `${localName(r)} = ${r};`).join(' ');
-  const sync = [...dirty].sort().map((r) => `${r} = ${localName(r)};`).join(' ');
+  const decl = `let fl = cpu.rflags${refs.map((r) => `, ${localName(r)} = ${r}`).join('')};`;
+  const load = `fl = cpu.rflags; ${refs.map((r) => `${localName(r)} = ${r};`).join(' ')}`;
+  const sync = `cpu.rflags = fl; ${[...dirty].sort().map((r) => `${r} = ${localName(r)};`).join(' ')}`;
   const body = lines.join('\n').split(DECL).join(decl).split(LOAD).join(load).split(SYNC).join(sync);
   const source = `"use strict";\nconst TB = T.blocks, TH = T.hi, TC = T.count, TLO = MMU.tagLo, THI = MMU.tagHi, RP = MMU.rpage, WP = MMU.wpage;\n${consts.join('\n')}\n${body}`;
   const factory = new Function('I', 'X', 'P', 'M', 'IMF', 'B', 'S', 'T', 'A', 'HP', 'HS', 'MMU', source) as Factory;
-  return factory(insns, handlers, PARITY, materialize, imul64Flags, block, successor, trace, addrs, pow, sum, mmu);
+  return factory(insns, handlers, PARITY, materialize, imulFlags, block, successor, trace, addrs, pow, sum, mmu);
 }
