@@ -181,6 +181,12 @@ const KEEP = '-2262';
  * the block's register use is known.
  */
 const SYNC = '\u0001SYNC\u0001';
+/**
+ * Where the instruction's curRip/rip/icount stores go: only on the paths
+ * that can fault or be observed (a TLB miss or a page without direct access,
+ * calcEA), not on a direct hit.
+ */
+const STATE = '\u0001STATE\u0001';
 const LOAD = '\u0001LOAD\u0001';
 const DECL = '\u0001DECL\u0001';
 
@@ -226,7 +232,7 @@ function eaSource(i: Insn, k: number, nextLo: number, nextHi: number): string {
         ` if (el > 4294967295) { eh += Math.floor(el / 4294967296); el >>>= 0; } eh >>>= 0;`;
     }
   }
-  return `${SYNC} cpu.calcEA(i${k}); el = cpu.eaLo; eh = cpu.eaHi;`;
+  return `${STATE} ${SYNC} cpu.calcEA(i${k}); el = cpu.eaLo; eh = cpu.eaHi;`;
 }
 
 /*
@@ -247,15 +253,15 @@ function probeSource(size: number, pages: string): string {
 }
 
 function readSource(size: number): string {
-  if (size === 8) return `{ ${probeSource(8, 'RP')} { m = p.getUint32(o, true); mh = p.getUint32(o + 4, true); } else { m = cpu.read64(el, eh); mh = cpu.vHi; } }`;
-  return `{ ${probeSource(size, 'RP')} m = p.${GET[size]}; else m = cpu.read${size * 8}(el, eh); }`;
+  if (size === 8) return `{ ${probeSource(8, 'RP')} { m = p.getUint32(o, true); mh = p.getUint32(o + 4, true); } else { ${STATE} m = cpu.read64(el, eh); mh = cpu.vHi; } }`;
+  return `{ ${probeSource(size, 'RP')} m = p.${GET[size]}; else { ${STATE} m = cpu.read${size * 8}(el, eh); } }`;
 }
 
 function writeSource(size: number, v: string, vh: string): string {
   if (size === 8) {
-    return `{ const v = ${v}, vh = ${vh}; ${probeSource(8, 'WP')} { p.setUint32(o, v, true); p.setUint32(o + 4, vh, true); } else cpu.write64(el, eh, v, vh); }`;
+    return `{ const v = ${v}, vh = ${vh}; ${probeSource(8, 'WP')} { p.setUint32(o, v, true); p.setUint32(o + 4, vh, true); } else { ${STATE} cpu.write64(el, eh, v, vh); } }`;
   }
-  return `{ const v = ${v}; ${probeSource(size, 'WP')} p.${SET[size]}(o, v${size > 1 ? ', true' : ''}); else cpu.write${size * 8}(el, eh, v); }`;
+  return `{ const v = ${v}; ${probeSource(size, 'WP')} p.${SET[size]}(o, v${size > 1 ? ', true' : ''}); else { ${STATE} cpu.write${size * 8}(el, eh, v); } }`;
 }
 
 type AluKind = 'add' | 'sub' | 'cmp' | 'and' | 'or' | 'xor' | 'test';
@@ -368,9 +374,8 @@ const ALU: Array<[AluKind, AluForms]> = [
 function inlineSource(i: Insn, k: number, nextLo: number, nextHi: number, defer: boolean): Inline | null {
   const r = inlineCode(i, k, nextLo, nextHi, defer);
   if (r === null) return null;
-  // Memory access can fault or be observed (uninitialized reads); calcEA reads cpu.ripLo.
   return {
-    code: r.code, writes: r.writes, observable: r.writes || /cpu\.(read|write|calcEA)/.test(r.code),
+    code: r.code, writes: r.writes,
     setsFlags: /pk = /.test(r.code), partialFlags: r.code.includes(SETTLE),
   };
 }
@@ -379,8 +384,6 @@ interface Inline {
   code: string;
   /** Writes memory (a running block must check for dropped code after it). */
   writes: boolean;
-  /** Needs curRip/rip/icount stored first (can fault, read RIP, or be seen by a listener). */
-  observable: boolean;
   /** Sets all six arithmetic flags (and can have them deferred). */
   setsFlags: boolean;
   /** Changes some arithmetic flags and keeps others (deferred flags are settled first). */
@@ -657,9 +660,10 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
     const state = `cpu.curRipLo = ${lo}; cpu.ripLo = ${nextLo};${nextHi !== hi ? ` cpu.ripHi = ${nextHi};` : ''} cpu.icount = ic${k > 0 ? ` + ${k}` : ''};`;
     const inline = inlineSource(i, k, nextLo, nextHi, defer[k]);
     if (inline !== null) {
-      // Register-only code cannot fault or be observed: the state stores wait for an instruction that can (or the end).
-      if (inline.observable || last || nextHi !== hi) lines.push(state);
-      lines.push(`{ ${localise(inline.code, used, dirty)} }`);
+      // Inline code faults or is observed only on its slow paths, which store the state themselves; the last instruction
+      // (or one ending past the 4 GiB boundary) stores it for leaving.
+      if (last || nextHi !== hi) lines.push(state);
+      lines.push(`{ ${localise(inline.code, used, dirty).split(STATE).join(state)} }`);
       if (inline.setsFlags) pending = defer[k];
       if (inline.partialFlags) pending = false;
       if (inline.writes && !last) lines.push(`if (cpu.codeEpoch !== e0) { ${pending ? flush : ''} ${retire(k + 1)} return null; }`);
