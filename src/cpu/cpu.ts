@@ -948,8 +948,6 @@ export class Cpu implements PagingControl {
 
   private runUntilFault(limit: number): void {
     const trace = this.trace;
-    const traceMask = trace.mask;
-    const traceBlocks = trace.blocks, traceLo = trace.lo, traceHi = trace.hi;
     const bpFilter = this.bpFilter;
     let icount = this.icount;
     let hash = this.traceHash;
@@ -1019,10 +1017,7 @@ export class Cpu implements PagingControl {
             }
             this.icount = icount;
             item.exec(this, item);
-            const t = trace.entries++ & traceMask;
-            traceBlocks[t] = null;
-            traceLo[t] = ilo;
-            traceHi[t] = hi;
+            trace.add(ilo, hi);
             hash = hashStep(hash, ilo, hi);
             icount++;
             if (this.stop !== Stop.Running) return;
@@ -1038,10 +1033,7 @@ export class Cpu implements PagingControl {
         }
         this.icount = icount; // handlers (RDTSC) read the retired count
         insn.exec(this, insn);
-        const t = trace.entries++ & traceMask;
-        traceBlocks[t] = null;
-        traceLo[t] = lo;
-        traceHi[t] = hi;
+        trace.add(lo, hi);
         hash = hashStep(hash, lo, hi);
         icount++;
         if (this.stop !== Stop.Running) return;

@@ -18,7 +18,7 @@ export const TRACE_P = 0x01000193;
 const TRACE_Q = 0x9e3779b1 | 0;
 
 /** What one retired RIP adds to the hash. */
-export function ripTerm(lo: number, hi: number): number {
+function ripTerm(lo: number, hi: number): number {
   return (lo ^ Math.imul(hi, TRACE_Q)) | 0;
 }
 
@@ -67,6 +67,14 @@ export class TraceRing {
     this.lo = new Uint32Array(size);
     this.hi = new Uint32Array(size);
     this.count = new Float64Array(size);
+  }
+
+  /** One retired RIP (the interpreter's entry). */
+  add(lo: number, hi: number): void {
+    const t = this.entries++ & this.mask;
+    this.blocks[t] = null;
+    this.lo[t] = lo;
+    this.hi[t] = hi;
   }
 
   /** Forget everything (a restored machine starts a new trace). */
