@@ -113,7 +113,8 @@ export function loadKernel(path: string, options: LoadKernelOptions = {}): Kerne
   const kind = detectKernelFile(bytes);
   if (kind === 'bzimage') {
     const header = parseSetupHeader(bytes);
-    const image = protectedModePart(bytes, header).slice();
+    // A view into the file's buffer, not a copy: nothing writes the image (the machine copies it into guest RAM).
+    const image = protectedModePart(bytes, header);
     let symbols: SymbolTable | null = null;
     if (options.symbols) {
       const elf = parseElf(readKernelFile(options.symbols));
