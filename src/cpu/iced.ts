@@ -1,13 +1,58 @@
 import { createRequire } from 'node:module';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { Script } from 'node:vm';
 import type * as Iced from 'iced-x86';
+import { cacheDir } from '../kernel/cache-dir.js';
 
 /**
- * iced-x86, the decoder, loaded with require. It is a CommonJS package: an
- * ESM import of it makes Node scan its 900 KB of glue code for export names on
- * every start, about a tenth of the time a verdict at extract_kernel takes.
- * Everything in src imports iced from here.
+ * iced-x86, the decoder, loaded once per process; everything in src imports
+ * it from here. It is a CommonJS package whose 900 KB of glue code Node would
+ * compile on every start (and, imported as ESM, also scan for export names):
+ * a tenth of the time a verdict at extract_kernel takes. So the glue is
+ * compiled here, as Node's CommonJS loader would wrap it, with a V8 code
+ * cache kept in the bzemu cache directory. V8 checks a cache against the
+ * source and its own version and flags, and rejects one that does not fit;
+ * the file name also carries the versions, so different Node or iced
+ * installs keep their own. Without a usable cache directory the glue is just
+ * compiled.
  */
-const iced = createRequire(import.meta.url)('iced-x86') as typeof Iced;
+function loadIced(): typeof Iced {
+  const require = createRequire(import.meta.url);
+  const file = require.resolve('iced-x86');
+  let source: string;
+  try {
+    source = readFileSync(file, 'utf8');
+  } catch {
+    return require('iced-x86') as typeof Iced;
+  }
+  const version = (require('iced-x86/package.json') as { version: string }).version;
+  const cacheFile = join(cacheDir(), 'v8', `iced-x86-${version}-v8-${process.versions.v8}-${process.arch}.bin`);
+  let cached: Buffer | undefined;
+  try {
+    cached = readFileSync(cacheFile);
+  } catch {
+    cached = undefined;
+  }
+  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, { filename: file, cachedData: cached });
+  const wrapper = script.runInThisContext() as (e: object, r: NodeRequire, m: { exports: object }, f: string, d: string) => void;
+  const module = { exports: {} };
+  wrapper.call(module.exports, module.exports, createRequire(file), module, file, dirname(file));
+  if (cached === undefined || script.cachedDataRejected === true) {
+    // After the glue ran, so the cache also holds the functions its start-up compiled. Written aside and renamed: parallel runs never read half a file.
+    try {
+      mkdirSync(dirname(cacheFile), { recursive: true });
+      const part = `${cacheFile}.${process.pid}.part`;
+      writeFileSync(part, script.createCachedData());
+      renameSync(part, cacheFile);
+    } catch {
+      // A read-only or missing cache directory costs only the compile time.
+    }
+  }
+  return module.exports as typeof Iced;
+}
+
+const iced = loadIced();
 
 export const { Code, Decoder, DecoderError, DecoderOptions, Formatter, FormatterSyntax, InstructionInfoFactory, MemorySize, Mnemonic, OpAccess, OpKind, Register } = iced;
 export type Code = Iced.Code;

@@ -4,9 +4,9 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cacheDir } from './cache-dir.js';
 
 export interface DebianKernelSeries {
   id: string;
@@ -48,11 +48,7 @@ export interface CachedDebianKernel {
   configPath: string | null;
 }
 
-/** Root of the bzemu cache: $BZEMU_CACHE or ~/.cache/bzemu. */
-export function cacheDir(): string {
-  const env = process.env['BZEMU_CACHE'];
-  return env && env.length > 0 ? resolve(env) : join(homedir(), '.cache', 'bzemu');
-}
+export { cacheDir };
 
 /** Directory of one Debian kernel series in the cache. */
 export function debianSeriesDir(id: string): string {
