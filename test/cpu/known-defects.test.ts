@@ -655,3 +655,33 @@ describe('8. POPF/POPFQ at CPL0 in 64-bit mode', () => {
     expect(m.cpu.rflags >>> 0).toBe(0x7fd5 | 0x2 | VIF | RF | 0x40000);
   });
 });
+
+// ---------------------------------------------------------------------------
+
+describe('9. translated blocks: a byte or word load into a register with bit 31 set', () => {
+  /*
+   * MOV r8, m8 and MOV r16, m16 replace the low 8 or 16 bits and keep the
+   * rest of the register (APM vol. 3, MOV; SDM vol. 1 3.4.1.1: 8- and 16-bit
+   * operands leave bits 63:8 or 63:16 unchanged). With EAX = 0xffffff00 and
+   * the byte 0xff loaded into AL (or EAX = 0xffff0000 and 0xffff into AX),
+   * RAX is 0xffffffff, and ADD RAX, 1 makes it 0x1_00000000 (a carry into
+   * bit 32). Inside a translated block the
+   * registers live in JavaScript locals, where (x & 0xffffff00) | m is a
+   * negative number unless made unsigned: the ADD then lost the carry.
+   */
+  it.each([
+    ['mov al, [0x100000]', [0x8a, 0x04, 0x25, 0x00, 0x00, 0x10, 0x00], 0xffffff00, 0x1_0000_0000n],
+    ['mov ax, [0x100000]', [0x66, 0x8b, 0x04, 0x25, 0x00, 0x00, 0x10, 0x00], 0xffff0000, 0x1_0000_0000n],
+  ])('%s ; add rax, 1 (translated and interpreted alike)', (_name, load, eax, expected) => {
+    for (const translateAfter of [0, Number.MAX_SAFE_INTEGER]) {
+      const m = machine();
+      m.cpu.translateAfter = translateAfter;
+      m.mem.writeBytes(0x100000, Uint8Array.of(0xff, 0xff));
+      m.cpu.regLo[RAX] = eax;
+      // <load> ; add rax, 1 (48 83 C0 01) ; jmp $ (EB FE): the block runs whole once, then the JMP loops on itself.
+      runCode(m, 0x200000, [...load, 0x48, 0x83, 0xc0, 0x01, 0xeb, 0xfe], 12);
+      expect(m.faults).toEqual([]);
+      expect(m.cpu.reg64(RAX), `translateAfter ${translateAfter}`).toBe(expected);
+    }
+  });
+});

@@ -303,8 +303,9 @@ function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: b
   if (h === MOV_FORMS.ri4) return { code: `R[${d}] = ${i.immLo}; RH[${d}] = 0;`, writes: false };
   if (h === MOV_FORMS.rm8) return { code: `${rd(8)} R[${d}] = m; RH[${d}] = mh;`, writes: false };
   if (h === MOV_FORMS.rm4) return { code: `${rd(4)} R[${d}] = m; RH[${d}] = 0;`, writes: false };
-  if (h === MOV_FORMS.rm2) return { code: `${rd(2)} R[${d}] = (R[${d}] & 0xffff0000) | m;`, writes: false };
-  if (h === MOV_FORMS.rm1) return { code: `${rd(1)} R[${d}] = (R[${d}] & 0xffffff00) | m;`, writes: false };
+  // `>>> 0`: registers live in JavaScript locals inside a block, and every other form reads them as unsigned halves.
+  if (h === MOV_FORMS.rm2) return { code: `${rd(2)} R[${d}] = ((R[${d}] & 0xffff0000) | m) >>> 0;`, writes: false };
+  if (h === MOV_FORMS.rm1) return { code: `${rd(1)} R[${d}] = ((R[${d}] & 0xffffff00) | m) >>> 0;`, writes: false };
   if (h === MOV_FORMS.mr8) return { code: `${ea()} ${writeSource(8, `R[${s}]`, `RH[${s}]`)}`, writes: true };
   if (h === MOV_FORMS.mr4) return { code: `${ea()} ${writeSource(4, `R[${s}]`, '0')}`, writes: true };
   if (h === MOV_FORMS.mr2) return { code: `${ea()} ${writeSource(2, `R[${s}] & 0xffff`, '0')}`, writes: true };
