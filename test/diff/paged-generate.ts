@@ -568,6 +568,76 @@ function smcCase(g: Rng): PagedCase | null {
   return { ...c, codeOff, code: prog };
 }
 
+// ---------------------------------------------------------------------------
+// Straight-line blocks: several dependent instructions in a row, which bzemu runs as one translated block (registers in
+// JavaScript locals, deferred flags, inline memory probes), so what one instruction leaves in a register or in RFLAGS is
+// what the next one reads inside the block, and a fault part way leaves the state after the instructions before it.
+
+const BLOCK_CODES = codesMatching(
+  /^(Mov_r\d+_rm\d+|Mov_rm\d+_r\d+|Mov_r(32|64)_imm\d+|Mov_rm\d+_imm\d+|Movzx_r\d+_rm(8|16)|Movsx_r\d+_rm(8|16)|Movsxd_r64_rm32|(Add|Adc|Sub|Sbb|And|Or|Xor|Cmp)_(rm\d+_r\d+|r\d+_rm\d+|rm\d+_imm\d+)|Test_rm\d+_(r|imm)\d+|(Inc|Dec|Neg|Not)_rm\d+|(Shl|Shr|Sar|Rol|Ror)_rm\d+_imm8|Cmov[a-z]+_r\d+_rm\d+|Set[a-z]+_rm8|Imul_r\d+_rm\d+(_imm\d+)?|VEX_(Bzhi|Shlx|Shrx|Sarx)_r\d+_rm\d+_r\d+)$/,
+);
+
+/** Half the picks: loads of every width and 64-bit arithmetic, so a narrow write is often followed by a wide read of the same register. */
+const BLOCK_CORE = codesMatching(/^(Mov_r(8|16|32|64)_rm(8|16|32|64)|(Add|Adc|Sub|Sbb|Cmp|And|Or|Xor)_r64_rm64|(Add|Sub|And|Or|Xor|Cmp)_rm(32|64)_(r(32|64)|imm8)|Imul_r64_rm64)$/);
+
+/** Registers the block's instructions use: not RSP, not RBP (the base of every memory operand). */
+const BLOCK_REGS = [0, 1, 2, 3, 6, 7, 8, 9, 10, 11];
+
+function blockCase(g: Rng): PagedCase | null {
+  const c = baseCase(g, 'paged-block');
+  // Operands reach 16 bytes below RBP: never below DATA, which only bzemu maps with 2 MiB and 1 GiB pages.
+  const base = Math.max(DATA + 16, dataTarget(g, 8) - 32 + g.below(32));
+  c.regs[5] = BigInt(base);
+  const pool = Array.from({ length: 2 + g.below(3) }, () => g.pick(BLOCK_REGS));
+  // Register values that make byte and word results carry into the upper halves.
+  for (const r of pool) if (g.chance(0.3)) c.regs[r] = g.pick([0xffffff00n, 0xffff0000n, 0x80000000n, 0xffffffffn, 0x7fffffffffffff00n]) | BigInt(g.below(256));
+  const n = 3 + g.below(10);
+  const parts: Uint8Array[] = [];
+  let undefined_ = 0; // iced RflagsBits the program has left undefined so far
+  let anyUndefined = 0; // and after any of its instructions: a fault part way shows RFLAGS as it was then
+  const codeOff = g.below(CODE_SIZE - 16 * n - EXIT_JUMP);
+  let at = CODE + codeOff;
+  let lowest = 0, highest = 0;
+  for (let k = 0; k < n; k++) {
+    let bytes: Uint8Array | null = null;
+    for (let attempt = 0; attempt < 20 && bytes === null; attempt++) {
+      const code = g.pick(g.chance(0.5) ? BLOCK_CORE : BLOCK_CODES);
+      const toks = tokens(Code[code]);
+      const args: Array<Register | MemoryOperand | { imm: number; signed: boolean }> = [];
+      let memUsed = false;
+      for (const t of toks) {
+        if (t.t === 'imm') {
+          if (t.bits > 0) args.push({ imm: Number(BigInt.asIntN(t.bits, edgeValue(g, t.bits))), signed: true });
+        } else if (t.t === 'rm' && !memUsed && g.chance(0.5)) {
+          memUsed = true;
+          const disp = g.below(48) - 16;
+          lowest = Math.min(lowest, disp);
+          highest = Math.max(highest, disp + t.bits / 8);
+          args.push(new MemoryOperand(Register.RBP, Register.None, 1, BigInt(disp), 1, false, Register.None));
+        } else args.push(regOf(g.pick(pool), t.bits));
+      }
+      const instr = createInstruction(code, args as Parameters<typeof createInstruction>[1]);
+      // Nothing may read a flag an earlier instruction left undefined (the host and bzemu need not agree on it).
+      if ((instr.rflagsRead & undefined_) !== 0) {
+        instr.free();
+        continue;
+      }
+      undefined_ = (undefined_ & ~instr.rflagsModified) | instr.rflagsUndefined;
+      anyUndefined |= undefined_;
+      bytes = enc(instr, at);
+    }
+    if (bytes === null) return null;
+    parts.push(bytes);
+    at += bytes.length;
+  }
+  const prog = concat(...parts);
+  if (codeOff + prog.length + EXIT_JUMP > CODE_SIZE) return null;
+  c.windows = [windowAround(g, base - DATA, 16 - lowest, highest + 8)];
+  c.undefFlags = icedFlagsToEflags(anyUndefined);
+  c.note = `${n} instructions, rbp 0x${base.toString(16)}`;
+  return { ...c, codeOff, code: prog };
+}
+
 export function pagedFamilies(): PagedFamily[] {
   return [
     { name: 'paged-mem', make: memCase },
@@ -575,6 +645,7 @@ export function pagedFamilies(): PagedFamily[] {
     { name: 'paged-control', make: controlCase },
     { name: 'paged-string', make: stringCase },
     { name: 'paged-smc', make: smcCase },
+    { name: 'paged-block', make: blockCase },
   ];
 }
 
