@@ -256,6 +256,9 @@ const lea4: Handler = (cpu, i) => {
 /** MOVZX and LEA specialisations (block translation recognises them by identity). */
 export const MOVZX_FORMS = { rm1: movzxRM1, rm2: movzxRM2, rr1: movzxRR1, rr2: movzxRR2 } as const;
 export const LEA_FORMS = { r8: lea8, r4: lea4 } as const;
+/** SETcc, CMOVcc and MOVSX/MOVSXD (block translation inlines some of their operand forms, recognising them by identity). */
+export const CONDITIONAL_FORMS = { setcc, cmovcc } as const;
+export const MOVSX_FORMS = { any: movsx } as const;
 
 export function registerDataMovement(r: Registry): void {
   r.pick([Mnemonic.Mov], (insn, ins) => {

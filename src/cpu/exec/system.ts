@@ -365,6 +365,8 @@ const flushLine: Handler = (cpu, i) => {
 };
 
 const nothing: Handler = () => {};
+/** The handler of instructions without an effect bzemu models (NOP, PAUSE, fences, prefetches): block translation inlines it as nothing. */
+export const NO_EFFECT: Handler = nothing;
 
 const swapgs: Handler = (cpu) => {
   const lo = cpu.gsBaseLo, hi = cpu.gsBaseHi;

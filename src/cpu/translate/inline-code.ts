@@ -3,7 +3,8 @@ import type { Cpu } from '../cpu.js';
 import { Operand, type Handler, type Insn } from '../insn.js';
 import { ADD_FORMS, CMP_FORMS, NEG_FORMS, SUB_FORMS } from '../exec/arithmetic.js';
 import { AND_FORMS, OR_FORMS, TEST_FORMS, XOR_FORMS } from '../exec/logic.js';
-import { LEA_FORMS, MOVZX_FORMS, MOV_FORMS } from '../exec/data.js';
+import { CONDITIONAL_FORMS, LEA_FORMS, MOVSX_FORMS, MOVZX_FORMS, MOV_FORMS } from '../exec/data.js';
+import { NO_EFFECT } from '../exec/system.js';
 import { imul64Flags } from '../exec/muldiv.js';
 import { BMI_SHIFT_FORMS } from '../exec/shift.js';
 import { add32, add64, logic32, logic64, sub32, sub64 } from '../exec/flags-compute.js';
@@ -90,6 +91,29 @@ function writeSource(size: number, v: string, vh: string): string {
   return `{ const v = ${v}; ${probeSource(size, 'WP')} p.${SET[size]}(o, v${size > 1 ? ', true' : ''}); else { ${STATE} cpu.write${size * 8}(el, eh, v); } }`;
 }
 
+/** testCondition(cc, f) as an expression on a local `f`. */
+export function conditionSource(cc: number): string {
+  switch (cc) {
+    case 1: return '(f & 2048) !== 0';
+    case 2: return '(f & 2048) === 0';
+    case 3: return '(f & 1) !== 0';
+    case 4: return '(f & 1) === 0';
+    case 5: return '(f & 64) !== 0';
+    case 6: return '(f & 64) === 0';
+    case 7: return '(f & 65) !== 0';
+    case 8: return '(f & 65) === 0';
+    case 9: return '(f & 128) !== 0';
+    case 10: return '(f & 128) === 0';
+    case 11: return '(f & 4) !== 0';
+    case 12: return '(f & 4) === 0';
+    case 13: return '((f & 128) !== 0) !== ((f & 2048) !== 0)';
+    case 14: return '((f & 128) !== 0) === ((f & 2048) !== 0)';
+    case 15: return '(f & 64) !== 0 || ((f & 128) !== 0) !== ((f & 2048) !== 0)';
+    case 16: return '(f & 64) === 0 && ((f & 128) !== 0) === ((f & 2048) !== 0)';
+    default: return 'true';
+  }
+}
+
 type AluKind = 'add' | 'sub' | 'cmp' | 'and' | 'or' | 'xor' | 'test';
 
 /*
@@ -136,21 +160,29 @@ function flagsSource(defer: boolean, pend: string, now: string): string {
  * (`a`, `ah` the destination or first source; `b`, `bh` the second);
  * `dest` the register written (null: flags only).
  */
-function aluSource(kind: AluKind, size: number, a: string, ah: string, b: string, bh: string, dest: number | null, defer: boolean): string {
+function aluSource(kind: AluKind, size: number, a: string, ah: string, b: string, bh: string, dest: number | null, defer: boolean,
+  store?: (lo: string, hi: string) => string): string {
   const out: string[] = [];
+  /** A memory destination is written after the result is known and before the flags change (the write may still fault). */
+  const put = (lo: string, hi: string): void => {
+    if (store) out.push(store(lo, hi));
+  };
   if (size === 8) {
     out.push(`const a = ${a}, ah = ${ah}, b = ${b}, bh = ${bh};`);
     if (kind === 'add') {
       out.push('const l = a + b, rl = l >>> 0, hh = ah + bh + (l > 4294967295 ? 1 : 0), rh = hh >>> 0;');
+      put('rl', 'rh');
       out.push(flagsSource(defer, `pk = ${PEND_ADD64}; pa = a; pah = ah; pb = b; pbh = bh;`,
         `cpu.rflags = (cpu.rflags & ${KEEP}) | (hh > 4294967295 ? 1 : 0) | ((a ^ b ^ rl) & 16) | ((ah ^ rh) & (bh ^ rh) & 0x80000000 ? 2048 : 0) | P[rl & 255] | ((rl | rh) === 0 ? 64 : 0) | ((rh >>> 24) & 128);`));
     } else if (kind === 'sub' || kind === 'cmp') {
       out.push('const l = a - b, rl = l >>> 0, hh = ah - bh - (l < 0 ? 1 : 0), rh = hh >>> 0;');
+      put('rl', 'rh');
       out.push(flagsSource(defer, `pk = ${PEND_SUB64}; pa = a; pah = ah; pb = b; pbh = bh;`,
         `cpu.rflags = (cpu.rflags & ${KEEP}) | (hh < 0 ? 1 : 0) | ((a ^ b ^ rl) & 16) | ((ah ^ bh) & (ah ^ rh) & 0x80000000 ? 2048 : 0) | P[rl & 255] | ((rl | rh) === 0 ? 64 : 0) | ((rh >>> 24) & 128);`));
     } else {
       const op = kind === 'or' ? '|' : kind === 'xor' ? '^' : '&';
       out.push(`const rl = (a ${op} b) >>> 0, rh = (ah ${op} bh) >>> 0;`);
+      put('rl', 'rh');
       out.push(flagsSource(defer, `pk = ${PEND_LOGIC64}; pa = rl; pah = rh;`,
         `cpu.rflags = (cpu.rflags & ${KEEP}) | P[rl & 255] | ((rl | rh) === 0 ? 64 : 0) | ((rh >>> 24) & 128);`));
     }
@@ -159,15 +191,18 @@ function aluSource(kind: AluKind, size: number, a: string, ah: string, b: string
     out.push(`const a = ${a}, b = ${b};`);
     if (kind === 'add') {
       out.push('const r0 = a + b, r = r0 >>> 0;');
+      put('r', '0');
       out.push(flagsSource(defer, `pk = ${PEND_ADD32}; pa = a; pb = b;`,
         `cpu.rflags = (cpu.rflags & ${KEEP}) | (r0 > 4294967295 ? 1 : 0) | ((a ^ b ^ r) & 16) | ((a ^ r) & (b ^ r) & 0x80000000 ? 2048 : 0) | P[r & 255] | (r === 0 ? 64 : 0) | ((r >>> 24) & 128);`));
     } else if (kind === 'sub' || kind === 'cmp') {
       out.push('const r0 = a - b, r = r0 >>> 0;');
+      put('r', '0');
       out.push(flagsSource(defer, `pk = ${PEND_SUB32}; pa = a; pb = b;`,
         `cpu.rflags = (cpu.rflags & ${KEEP}) | (r0 < 0 ? 1 : 0) | ((a ^ b ^ r) & 16) | ((a ^ b) & (a ^ r) & 0x80000000 ? 2048 : 0) | P[r & 255] | (r === 0 ? 64 : 0) | ((r >>> 24) & 128);`));
     } else {
       const op = kind === 'or' ? '|' : kind === 'xor' ? '^' : '&';
       out.push(`const r = (a ${op} b) >>> 0;`);
+      put('r', '0');
       out.push(flagsSource(defer, `pk = ${PEND_LOGIC32}; pa = r;`,
         `cpu.rflags = (cpu.rflags & ${KEEP}) | P[r & 255] | (r === 0 ? 64 : 0) | ((r >>> 24) & 128);`));
     }
@@ -218,6 +253,11 @@ export interface Inline {
 
 /** Materialise deferred flags now: code that keeps some flags must see them. */
 const SETTLE = 'if (pk !== 0) { cpu.rflags = M(cpu, cpu.rflags, pk, pa, pah, pb, pbh); pk = 0; }';
+
+/** Read-modify-write ALU mnemonics inlined with a memory destination. */
+const RMW = new Map<number, AluKind>([
+  [Mnemonic.Add, 'add'], [Mnemonic.Sub, 'sub'], [Mnemonic.And, 'and'], [Mnemonic.Or, 'or'], [Mnemonic.Xor, 'xor'],
+]);
 
 const SHIFTS = new Map<number, string>([
   [Mnemonic.Shl, 'shl'], [Mnemonic.Sal, 'shl'], [Mnemonic.Shr, 'shr'], [Mnemonic.Sar, 'sar'], [Mnemonic.Rol, 'rol'], [Mnemonic.Ror, 'ror'],
@@ -392,6 +432,40 @@ function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: b
       if (src === Operand.Reg && srcReg < 16) return { code: imulSource(`R[${srcReg}]`, `RH[${srcReg}]`, b, bh, d, defer), writes: false };
       if (src === Operand.Mem && i.s1 === 8) return { code: `${rd(8)} ${imulSource('m', 'mh', b, bh, d, defer)}`, writes: false };
     }
+  }
+  // NOP, PAUSE, fences, prefetches: nothing at all.
+  if (h === NO_EFFECT) return { code: '', writes: false };
+  // SETcc r8 (not AH..BH): the low byte of the register; reads flags, so deferred ones are settled first.
+  if (h === CONDITIONAL_FORMS.setcc && i.k0 === Operand.Reg && d < 16) {
+    return { code: `${SETTLE} const f = cpu.rflags; R[${d}] = ((R[${d}] & 0xffffff00) | (${conditionSource(i.cc)} ? 1 : 0)) >>> 0;`, writes: false };
+  }
+  // CMOVcc r32/r64, r/m: the source is read (and may fault) whatever the condition; a 32-bit destination is zero-extended either way.
+  if (h === CONDITIONAL_FORMS.cmovcc && i.k0 === Operand.Reg && d < 16 && (i.s0 === 4 || i.s0 === 8) && i.s1 === i.s0 &&
+    ((i.k1 === Operand.Reg && s < 16) || i.k1 === Operand.Mem)) {
+    const src = i.k1 === Operand.Reg ? `const v = R[${s}], vh = RH[${s}];` : `${rd(i.s0)} const v = m, vh = mh;`;
+    const moved = `R[${d}] = v; RH[${d}] = ${i.s0 === 8 ? 'vh' : '0'};`;
+    return { code: `${src} ${SETTLE} const f = cpu.rflags; if (${conditionSource(i.cc)}) { ${moved} }${i.s0 === 4 ? ` else RH[${d}] = 0;` : ''}`, writes: false };
+  }
+  // MOVSX/MOVSXD into a 32/64-bit register from a narrower register (not AH..BH) or memory operand.
+  if (h === MOVSX_FORMS.any && i.k0 === Operand.Reg && d < 16 && (i.s0 === 4 || i.s0 === 8) && (i.s1 === 1 || i.s1 === 2 || i.s1 === 4) && i.s1 < i.s0 &&
+    ((i.k1 === Operand.Reg && s < 16) || i.k1 === Operand.Mem)) {
+    const src = i.k1 === Operand.Reg ? `const v = R[${s}];` : `${rd(i.s1)} const v = m;`;
+    const x = i.s1 === 1 ? '(v << 24) >> 24' : i.s1 === 2 ? '(v << 16) >> 16' : 'v | 0';
+    return { code: `${src} const x = ${x}; R[${d}] = x >>> 0; RH[${d}] = ${i.s0 === 8 ? '(x >> 31) >>> 0' : '0'};`, writes: false };
+  }
+  // ADD/SUB/AND/OR/XOR m32/m64, r/imm (read-modify-write, not LOCKed): in place on a directly writable page, else the
+  // operand is read through Cpu.readOp (translated for write, so the write-back cannot fault) and written back by writeOp.
+  const rmw = RMW.get(i.mnemonic);
+  if (rmw !== undefined && i.opCount === 2 && i.k0 === Operand.Mem && (i.s0 === 4 || i.s0 === 8) && i.rmw && !i.lock && i.rep === 0 &&
+    ((i.k1 === Operand.Reg && s < 16 && i.s1 === i.s0) || i.k1 === Operand.Imm)) {
+    const size = i.s0;
+    const [b, bh] = i.k1 === Operand.Reg ? [`R[${s}]`, size === 8 ? `RH[${s}]` : '0'] : [`${i.immLo}`, size === 8 ? `${i.immHi}` : '0'];
+    const read = size === 8 ? 'm = p.getUint32(o, true); mh = p.getUint32(o + 4, true);' : 'm = p.getUint32(o, true);';
+    const load = `let m = 0, mh = 0, w = null; { ${probeSource(size, 'WP')} { w = p; ${read} } else { ${STATE} ${SYNC} m = cpu.readOp(i${k}, 0); mh = cpu.vHi; } }`;
+    const store = (lo: string, hi: string): string => size === 8
+      ? `if (w !== null) { w.setUint32(el & 4095, ${lo}, true); w.setUint32((el & 4095) + 4, ${hi}, true); } else cpu.writeOp(i${k}, 0, ${lo}, ${hi});`
+      : `if (w !== null) w.setUint32(el & 4095, ${lo}, true); else cpu.writeOp(i${k}, 0, ${lo}, 0);`;
+    return { code: `${ea()} ${load} ${aluSource(rmw, size, 'm', size === 8 ? 'mh' : '0', b, bh, null, defer, store)}`, writes: true };
   }
   return null;
 }

@@ -5,7 +5,7 @@ import { PARITY } from '../flags.js';
 import { successor, type Block, type BlockFn, type BlockInsn } from '../block.js';
 import { blockHashConstants, type TraceRing } from '../trace.js';
 import type { Mmu } from '../mmu.js';
-import { imulFlags, inlineSource, materialize, STATE, SYNC } from './inline-code.js';
+import { conditionSource, imulFlags, inlineSource, materialize, STATE, SYNC } from './inline-code.js';
 
 /*
  * Block translation. A basic block (a straight-line run of instructions
@@ -40,29 +40,6 @@ function branchTarget(nextLo: number, nextHi: number, rel: number): [number, num
   if (t < 0) return [t + TWO32, (nextHi - 1) >>> 0];
   if (t > 0xffffffff) return [t - TWO32, (nextHi + 1) >>> 0];
   return [t, nextHi];
-}
-
-/** testCondition(cc, f) as an expression on a local `f`. */
-function conditionSource(cc: number): string {
-  switch (cc) {
-    case 1: return '(f & 2048) !== 0';
-    case 2: return '(f & 2048) === 0';
-    case 3: return '(f & 1) !== 0';
-    case 4: return '(f & 1) === 0';
-    case 5: return '(f & 64) !== 0';
-    case 6: return '(f & 64) === 0';
-    case 7: return '(f & 65) !== 0';
-    case 8: return '(f & 65) === 0';
-    case 9: return '(f & 128) !== 0';
-    case 10: return '(f & 128) === 0';
-    case 11: return '(f & 4) !== 0';
-    case 12: return '(f & 4) === 0';
-    case 13: return '((f & 128) !== 0) !== ((f & 2048) !== 0)';
-    case 14: return '((f & 128) !== 0) === ((f & 2048) !== 0)';
-    case 15: return '(f & 64) !== 0 || ((f & 128) !== 0) !== ((f & 2048) !== 0)';
-    case 16: return '(f & 64) === 0 && ((f & 128) !== 0) === ((f & 2048) !== 0)';
-    default: return 'true';
-  }
 }
 
 const JCC = new Set<number>([
