@@ -329,9 +329,6 @@ const shrxRRR4: Handler = (cpu, i) => {
   cpu.regHi[i.r0] = 0;
 };
 
-/** The register forms of SHLX/SHRX (block translation inlines exactly these). */
-export const BMI_SHIFT_FORMS = { shlxRRR8, shlxRRR4, shrxRRR8, shrxRRR4 } as const;
-
 /** Register destination (not AH..BH) shifted by an immediate: the 32/64-bit specialisation, else `generic`. */
 function pickShiftImm(insn: Insn, h8: Handler, h4: Handler, generic: Handler): Handler {
   if (insn.opCount !== 2 || insn.k0 !== Operand.Reg || insn.r0 >= 16 || insn.k1 !== Operand.Imm || insn.lock) return generic;

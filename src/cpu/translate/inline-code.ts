@@ -6,7 +6,6 @@ import { AND_FORMS, OR_FORMS, TEST_FORMS, XOR_FORMS } from '../exec/logic.js';
 import { CONDITIONAL_FORMS, LEA_FORMS, MOVSX_FORMS, MOVZX_FORMS, MOV_FORMS } from '../exec/data.js';
 import { NO_EFFECT } from '../exec/system.js';
 import { imul64Flags } from '../exec/muldiv.js';
-import { BMI_SHIFT_FORMS } from '../exec/shift.js';
 import { add32, add64, logic32, logic64, sub32, sub64 } from '../exec/flags-compute.js';
 import { TLB_MASK } from '../mmu.js';
 
@@ -331,6 +330,51 @@ function bzhiSource(size: number, d: number, src: number, cnt: number): string {
     ` R[${d}] = lo; RH[${d}] = hi;`;
 }
 
+/** Mnemonics of the BMI2 shifts inlined, by direction. */
+const BMI_SHIFTS = new Map<number, 'shl' | 'shr' | 'sar'>([[Mnemonic.Shlx, 'shl'], [Mnemonic.Shrx, 'shr'], [Mnemonic.Sarx, 'sar']]);
+
+/**
+ * SHLX/SHRX/SARX of the source halves in locals `sl`/`sh` by the count
+ * register (masked to the width) into register d, as bmiShift and the
+ * SHLX/SHRX register forms compute it.
+ */
+function bmiShiftSource(kind: 'shl' | 'shr' | 'sar', size: number, d: number, cnt: number): string {
+  if (size === 4) {
+    const v = kind === 'shl' ? '(sl << c) >>> 0' : kind === 'shr' ? 'sl >>> c' : '((sl | 0) >> c) >>> 0';
+    return `const c = R[${cnt}] & 31; R[${d}] = ${v}; RH[${d}] = 0;`;
+  }
+  const head = `const c = R[${cnt}] & 63; if (c === 0) { R[${d}] = sl; RH[${d}] = sh; }`;
+  switch (kind) {
+    case 'shl':
+      return `${head} else if (c < 32) { RH[${d}] = ((sh << c) | (sl >>> (32 - c))) >>> 0; R[${d}] = (sl << c) >>> 0; } else { RH[${d}] = (sl << (c - 32)) >>> 0; R[${d}] = 0; }`;
+    case 'shr':
+      return `${head} else if (c < 32) { R[${d}] = ((sl >>> c) | (sh << (32 - c))) >>> 0; RH[${d}] = sh >>> c; } else { R[${d}] = sh >>> (c - 32); RH[${d}] = 0; }`;
+    default:
+      return `${head} else if (c < 32) { R[${d}] = ((sl >>> c) | (sh << (32 - c))) >>> 0; RH[${d}] = ((sh | 0) >> c) >>> 0; } else { R[${d}] = ((sh | 0) >> (c - 32)) >>> 0; RH[${d}] = ((sh | 0) >> 31) >>> 0; }`;
+  }
+}
+
+/** ADC/SBB of register d and (b, bh) with the carry flag in, flags as flags-compute's add/sub with a carry. */
+function carrySource(kind: 'add' | 'sub', size: number, d: number, b: string, bh: string): string {
+  const c = 'const c = cpu.rflags & 1;';
+  if (size === 8) {
+    const v = `const a = R[${d}], ah = RH[${d}], b = ${b}, bh = ${bh};`;
+    const flags = (cf: string, of: string): string =>
+      `cpu.rflags = (cpu.rflags & ${KEEP}) | (${cf} ? 1 : 0) | ((a ^ b ^ rl) & 16) | (${of} ? 2048 : 0) | P[rl & 255] | ((rl | rh) === 0 ? 64 : 0) | ((rh >>> 24) & 128); pk = 0;`;
+    const done = `R[${d}] = rl; RH[${d}] = rh;`;
+    return kind === 'add'
+      ? `${c} ${v} const l = a + b + c, rl = l >>> 0, hh = ah + bh + (l > 4294967295 ? 1 : 0), rh = hh >>> 0; ${flags('hh > 4294967295', '(ah ^ rh) & (bh ^ rh) & 0x80000000')} ${done}`
+      : `${c} ${v} const l = a - b - c, rl = l >>> 0, hh = ah - bh - (l < 0 ? 1 : 0), rh = hh >>> 0; ${flags('hh < 0', '(ah ^ bh) & (ah ^ rh) & 0x80000000')} ${done}`;
+  }
+  const v = `const a = R[${d}], b = ${b};`;
+  const flags = (cf: string, of: string): string =>
+    `cpu.rflags = (cpu.rflags & ${KEEP}) | (${cf} ? 1 : 0) | ((a ^ b ^ r) & 16) | (${of} ? 2048 : 0) | P[r & 255] | (r === 0 ? 64 : 0) | ((r >>> 24) & 128); pk = 0;`;
+  const done = `R[${d}] = r; RH[${d}] = 0;`;
+  return kind === 'add'
+    ? `${c} ${v} const r0 = a + b + c, r = r0 >>> 0; ${flags('r0 > 4294967295', '(a ^ r) & (b ^ r) & 0x80000000')} ${done}`
+    : `${c} ${v} const r0 = a - b - c, r = r0 >>> 0; ${flags('r0 < 0', '(a ^ b) & (a ^ r) & 0x80000000')} ${done}`;
+}
+
 function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: boolean): { code: string; writes: boolean } | null {
   const h = i.exec;
   const d = i.r0, s = i.r1;
@@ -392,26 +436,19 @@ function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: b
   // NEG r64/r32: 0 - r, flags as SUB's
   if (h === NEG_FORMS.r8) return { code: aluSource('sub', 8, '0', '0', `R[${d}]`, `RH[${d}]`, d, defer), writes: false };
   if (h === NEG_FORMS.r4) return { code: aluSource('sub', 4, '0', '0', `R[${d}]`, '0', d, defer), writes: false };
-  // SHLX/SHRX between registers (no flags): the count is read before the destination is written.
-  if (h === BMI_SHIFT_FORMS.shrxRRR4) return { code: `R[${d}] = R[${s}] >>> (R[${i.r2}] & 31); RH[${d}] = 0;`, writes: false };
-  if (h === BMI_SHIFT_FORMS.shlxRRR4) return { code: `R[${d}] = (R[${s}] << (R[${i.r2}] & 31)) >>> 0; RH[${d}] = 0;`, writes: false };
-  if (h === BMI_SHIFT_FORMS.shrxRRR8) {
-    return {
-      code: `const c = R[${i.r2}] & 63, sl = R[${s}], sh = RH[${s}];` +
-        ` if (c === 0) { R[${d}] = sl; RH[${d}] = sh; }` +
-        ` else if (c < 32) { R[${d}] = ((sl >>> c) | (sh << (32 - c))) >>> 0; RH[${d}] = sh >>> c; }` +
-        ` else { R[${d}] = sh >>> (c - 32); RH[${d}] = 0; }`,
-      writes: false,
-    };
+  // SHLX/SHRX/SARX r, r/m, r (no flags): the source and the count are read before the destination is written.
+  const bmi = BMI_SHIFTS.get(i.mnemonic);
+  if (bmi !== undefined && i.opCount === 3 && i.k0 === Operand.Reg && d < 16 && (i.s0 === 4 || i.s0 === 8) && i.k2 === Operand.Reg && i.r2 < 16 &&
+    ((i.k1 === Operand.Reg && s < 16) || (i.k1 === Operand.Mem && i.s1 === i.s0))) {
+    const src = i.k1 === Operand.Reg ? `const sl = R[${s}], sh = ${i.s0 === 8 ? `RH[${s}]` : '0'};` : `${rd(i.s0)} const sl = m, sh = mh;`;
+    return { code: `${src} ${bmiShiftSource(bmi, i.s0, d, i.r2)}`, writes: false };
   }
-  if (h === BMI_SHIFT_FORMS.shlxRRR8) {
-    return {
-      code: `const c = R[${i.r2}] & 63, sl = R[${s}], sh = RH[${s}];` +
-        ` if (c === 0) { R[${d}] = sl; RH[${d}] = sh; }` +
-        ` else if (c < 32) { RH[${d}] = ((sh << c) | (sl >>> (32 - c))) >>> 0; R[${d}] = (sl << c) >>> 0; }` +
-        ` else { RH[${d}] = (sl << (c - 32)) >>> 0; R[${d}] = 0; }`,
-      writes: false,
-    };
+  // ADC/SBB r32/r64, r/imm: read CF (deferred flags are settled first), set all six.
+  const carry = i.mnemonic === Mnemonic.Adc ? 'add' : i.mnemonic === Mnemonic.Sbb ? 'sub' : null;
+  if (carry !== null && i.opCount === 2 && i.k0 === Operand.Reg && d < 16 && (i.s0 === 4 || i.s0 === 8) && !i.lock &&
+    ((i.k1 === Operand.Reg && s < 16 && i.s1 === i.s0) || i.k1 === Operand.Imm)) {
+    const [b, bh] = i.k1 === Operand.Reg ? [`R[${s}]`, i.s0 === 8 ? `RH[${s}]` : '0'] : [`${i.immLo}`, i.s0 === 8 ? `${i.immHi}` : '0'];
+    return { code: `${SETTLE} ${carrySource(carry, i.s0, d, b, bh)}`, writes: false };
   }
   const shift = SHIFTS.get(i.mnemonic);
   if (shift !== undefined && i.opCount === 2 && i.k0 === Operand.Reg && d < 16 && i.k1 === Operand.Imm && !i.lock && (i.s0 === 4 || i.s0 === 8)) {
