@@ -157,11 +157,14 @@ export function decodeInsn(bytes: Uint8Array, ipLo: number, ipHi: number, force 
           setOperand(insn, n, Operand.None, 0, 0);
       }
     }
-    infoFactory ??= new InstructionInfoFactory();
-    const info = infoFactory.info(ins);
-    const access = ins.opCount > 0 ? info.op0Access : OpAccess.None;
-    info.free();
-    insn.rmw = access === OpAccess.ReadWrite || access === OpAccess.ReadCondWrite;
+    // Read-modify-write matters only for a memory destination (readOp/writeOp): the access query is a costly WebAssembly call.
+    if (insn.k0 === Operand.Mem) {
+      infoFactory ??= new InstructionInfoFactory();
+      const info = infoFactory.info(ins);
+      const access = info.op0Access;
+      info.free();
+      insn.rmw = access === OpAccess.ReadWrite || access === OpAccess.ReadCondWrite;
+    }
     insn.exec = handlerFor(insn, ins, bits);
     return insn;
   } finally {
