@@ -160,8 +160,11 @@ function flagsSource(defer: boolean, pend: string, now: string): string {
  * `dest` the register written (null: flags only).
  */
 function aluSource(kind: AluKind, size: number, a: string, ah: string, b: string, bh: string, dest: number | null, defer: boolean,
-  store?: (lo: string, hi: string) => string): string {
+  store?: (lo: string, hi: string) => string, carry = false): string {
   const out: string[] = [];
+  // ADC/SBB: the carry flag in (read before anything changes); their flags are computed now (a deferral does not record it).
+  const c = carry ? ' + c' : '';
+  if (carry) out.push('const c = cpu.rflags & 1;');
   /** A memory destination is written after the result is known and before the flags change (the write may still fault). */
   const put = (lo: string, hi: string): void => {
     if (store) out.push(store(lo, hi));
@@ -169,12 +172,12 @@ function aluSource(kind: AluKind, size: number, a: string, ah: string, b: string
   if (size === 8) {
     out.push(`const a = ${a}, ah = ${ah}, b = ${b}, bh = ${bh};`);
     if (kind === 'add') {
-      out.push('const l = a + b, rl = l >>> 0, hh = ah + bh + (l > 4294967295 ? 1 : 0), rh = hh >>> 0;');
+      out.push(`const l = a + b${c}, rl = l >>> 0, hh = ah + bh + (l > 4294967295 ? 1 : 0), rh = hh >>> 0;`);
       put('rl', 'rh');
       out.push(flagsSource(defer, `pk = ${PEND_ADD64}; pa = a; pah = ah; pb = b; pbh = bh;`,
         `cpu.rflags = (cpu.rflags & ${KEEP}) | (hh > 4294967295 ? 1 : 0) | ((a ^ b ^ rl) & 16) | ((ah ^ rh) & (bh ^ rh) & 0x80000000 ? 2048 : 0) | P[rl & 255] | ((rl | rh) === 0 ? 64 : 0) | ((rh >>> 24) & 128);`));
     } else if (kind === 'sub' || kind === 'cmp') {
-      out.push('const l = a - b, rl = l >>> 0, hh = ah - bh - (l < 0 ? 1 : 0), rh = hh >>> 0;');
+      out.push(`const l = a - b${c.replace('+', '-')}, rl = l >>> 0, hh = ah - bh - (l < 0 ? 1 : 0), rh = hh >>> 0;`);
       put('rl', 'rh');
       out.push(flagsSource(defer, `pk = ${PEND_SUB64}; pa = a; pah = ah; pb = b; pbh = bh;`,
         `cpu.rflags = (cpu.rflags & ${KEEP}) | (hh < 0 ? 1 : 0) | ((a ^ b ^ rl) & 16) | ((ah ^ bh) & (ah ^ rh) & 0x80000000 ? 2048 : 0) | P[rl & 255] | ((rl | rh) === 0 ? 64 : 0) | ((rh >>> 24) & 128);`));
@@ -189,12 +192,12 @@ function aluSource(kind: AluKind, size: number, a: string, ah: string, b: string
   } else {
     out.push(`const a = ${a}, b = ${b};`);
     if (kind === 'add') {
-      out.push('const r0 = a + b, r = r0 >>> 0;');
+      out.push(`const r0 = a + b${c}, r = r0 >>> 0;`);
       put('r', '0');
       out.push(flagsSource(defer, `pk = ${PEND_ADD32}; pa = a; pb = b;`,
         `cpu.rflags = (cpu.rflags & ${KEEP}) | (r0 > 4294967295 ? 1 : 0) | ((a ^ b ^ r) & 16) | ((a ^ r) & (b ^ r) & 0x80000000 ? 2048 : 0) | P[r & 255] | (r === 0 ? 64 : 0) | ((r >>> 24) & 128);`));
     } else if (kind === 'sub' || kind === 'cmp') {
-      out.push('const r0 = a - b, r = r0 >>> 0;');
+      out.push(`const r0 = a - b${c.replace('+', '-')}, r = r0 >>> 0;`);
       put('r', '0');
       out.push(flagsSource(defer, `pk = ${PEND_SUB32}; pa = a; pb = b;`,
         `cpu.rflags = (cpu.rflags & ${KEEP}) | (r0 < 0 ? 1 : 0) | ((a ^ b ^ r) & 16) | ((a ^ b) & (a ^ r) & 0x80000000 ? 2048 : 0) | P[r & 255] | (r === 0 ? 64 : 0) | ((r >>> 24) & 128);`));
@@ -354,27 +357,6 @@ function bmiShiftSource(kind: 'shl' | 'shr' | 'sar', size: number, d: number, cn
   }
 }
 
-/** ADC/SBB of register d and (b, bh) with the carry flag in, flags as flags-compute's add/sub with a carry. */
-function carrySource(kind: 'add' | 'sub', size: number, d: number, b: string, bh: string): string {
-  const c = 'const c = cpu.rflags & 1;';
-  if (size === 8) {
-    const v = `const a = R[${d}], ah = RH[${d}], b = ${b}, bh = ${bh};`;
-    const flags = (cf: string, of: string): string =>
-      `cpu.rflags = (cpu.rflags & ${KEEP}) | (${cf} ? 1 : 0) | ((a ^ b ^ rl) & 16) | (${of} ? 2048 : 0) | P[rl & 255] | ((rl | rh) === 0 ? 64 : 0) | ((rh >>> 24) & 128); pk = 0;`;
-    const done = `R[${d}] = rl; RH[${d}] = rh;`;
-    return kind === 'add'
-      ? `${c} ${v} const l = a + b + c, rl = l >>> 0, hh = ah + bh + (l > 4294967295 ? 1 : 0), rh = hh >>> 0; ${flags('hh > 4294967295', '(ah ^ rh) & (bh ^ rh) & 0x80000000')} ${done}`
-      : `${c} ${v} const l = a - b - c, rl = l >>> 0, hh = ah - bh - (l < 0 ? 1 : 0), rh = hh >>> 0; ${flags('hh < 0', '(ah ^ bh) & (ah ^ rh) & 0x80000000')} ${done}`;
-  }
-  const v = `const a = R[${d}], b = ${b};`;
-  const flags = (cf: string, of: string): string =>
-    `cpu.rflags = (cpu.rflags & ${KEEP}) | (${cf} ? 1 : 0) | ((a ^ b ^ r) & 16) | (${of} ? 2048 : 0) | P[r & 255] | (r === 0 ? 64 : 0) | ((r >>> 24) & 128); pk = 0;`;
-  const done = `R[${d}] = r; RH[${d}] = 0;`;
-  return kind === 'add'
-    ? `${c} ${v} const r0 = a + b + c, r = r0 >>> 0; ${flags('r0 > 4294967295', '(a ^ r) & (b ^ r) & 0x80000000')} ${done}`
-    : `${c} ${v} const r0 = a - b - c, r = r0 >>> 0; ${flags('r0 < 0', '(a ^ b) & (a ^ r) & 0x80000000')} ${done}`;
-}
-
 function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: boolean): { code: string; writes: boolean } | null {
   const h = i.exec;
   const d = i.r0, s = i.r1;
@@ -448,7 +430,7 @@ function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: b
   if (carry !== null && i.opCount === 2 && i.k0 === Operand.Reg && d < 16 && (i.s0 === 4 || i.s0 === 8) && !i.lock &&
     ((i.k1 === Operand.Reg && s < 16 && i.s1 === i.s0) || i.k1 === Operand.Imm)) {
     const [b, bh] = i.k1 === Operand.Reg ? [`R[${s}]`, i.s0 === 8 ? `RH[${s}]` : '0'] : [`${i.immLo}`, i.s0 === 8 ? `${i.immHi}` : '0'];
-    return { code: `${SETTLE} ${carrySource(carry, i.s0, d, b, bh)}`, writes: false };
+    return { code: `${SETTLE} ${aluSource(carry, i.s0, `R[${d}]`, i.s0 === 8 ? `RH[${d}]` : '0', b, bh, d, false, undefined, true)}`, writes: false };
   }
   const shift = SHIFTS.get(i.mnemonic);
   if (shift !== undefined && i.opCount === 2 && i.k0 === Operand.Reg && d < 16 && i.k1 === Operand.Imm && !i.lock && (i.s0 === 4 || i.s0 === 8)) {
