@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
+import { threadId } from 'node:worker_threads';
 import type * as Iced from 'iced-x86';
 import { cacheDir } from '../kernel/cache-dir.js';
 
@@ -39,10 +40,11 @@ function loadIced(): typeof Iced {
   const module = { exports: {} };
   wrapper.call(module.exports, module.exports, createRequire(file), module, file, dirname(file));
   if (cached === undefined || script.cachedDataRejected === true) {
-    // After the glue ran, so the cache also holds the functions its start-up compiled. Written aside and renamed: parallel runs never read half a file.
+    // After the glue ran, so the cache also holds the functions its start-up compiled. Written aside (one file per process
+    // and thread: a fuzz campaign's workers start together) and renamed: nobody reads half a file or a mix of two.
     try {
       mkdirSync(dirname(cacheFile), { recursive: true });
-      const part = `${cacheFile}.${process.pid}.part`;
+      const part = `${cacheFile}.${process.pid}.${threadId}.part`;
       writeFileSync(part, script.createCachedData());
       renameSync(part, cacheFile);
     } catch {
