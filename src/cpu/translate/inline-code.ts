@@ -461,9 +461,11 @@ function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: b
   // CMOVcc r32/r64, r/m: the source is read (and may fault) whatever the condition; a 32-bit destination is zero-extended either way.
   if (h === CONDITIONAL_FORMS.cmovcc && i.k0 === Operand.Reg && d < 16 && (i.s0 === 4 || i.s0 === 8) && i.s1 === i.s0 &&
     ((i.k1 === Operand.Reg && s < 16) || i.k1 === Operand.Mem)) {
-    const src = i.k1 === Operand.Reg ? `const v = R[${s}], vh = RH[${s}];` : `${rd(i.s0)} const v = m, vh = mh;`;
-    const moved = `R[${d}] = v; RH[${d}] = ${i.s0 === 8 ? 'vh' : '0'};`;
-    return { code: `${src} ${SETTLE} const f = cpu.rflags; if (${conditionSource(i.cc)}) { ${moved} }${i.s0 === 4 ? ` else RH[${d}] = 0;` : ''}`, writes: false };
+    // The high half only for a 64-bit move: a 32-bit one would otherwise load RH[s] into the block for nothing.
+    const high = i.s0 === 8 ? (i.k1 === Operand.Reg ? `, vh = RH[${s}]` : ', vh = mh') : '';
+    const src = i.k1 === Operand.Reg ? `const v = R[${s}]${high};` : `${rd(i.s0)} const v = m${high};`;
+    const move = i.s0 === 8 ? `if (${conditionSource(i.cc)}) { R[${d}] = v; RH[${d}] = vh; }` : `RH[${d}] = 0; if (${conditionSource(i.cc)}) R[${d}] = v;`;
+    return { code: `${src} ${SETTLE} const f = cpu.rflags; ${move}`, writes: false };
   }
   // MOVSX/MOVSXD into a 32/64-bit register from a narrower register (not AH..BH) or memory operand.
   if (h === MOVSX_FORMS.any && i.k0 === Operand.Reg && d < 16 && (i.s0 === 4 || i.s0 === 8) && (i.s1 === 1 || i.s1 === 2 || i.s1 === 4) && i.s1 < i.s0 &&
