@@ -90,6 +90,72 @@ function writeSource(size: number, v: string, vh: string): string {
   return `{ const v = ${v}; ${probeSource(size, 'WP')} p.${SET[size]}(o, v${size > 1 ? ', true' : ''}); else { ${STATE} cpu.write${size * 8}(el, eh, v); } }`;
 }
 
+/*
+ * Access groups. Memory operands of a block that address [base + disp]
+ * through one base register, with no write to that register between them
+ * (and no handler call), share one TLB probe: the first of them checks that
+ * the page behind the lowest address is in the TLB and that all of the
+ * group's bytes (`span` from the lowest displacement) lie in it, and keeps
+ * the page's direct views in locals qr<id>/qw<id> with qo<id> the page offset
+ * of displacement 0; each member then reads or writes there without address
+ * arithmetic or a probe of its own. Anything that can change the TLB runs
+ * outside the block function (slow paths, handlers), and translate-block.ts
+ * drops every group's views (DROP) there, so a view is only used while the
+ * TLB holds what the member's own probe would have found. Without a view a
+ * member takes its ordinary path.
+ */
+export interface AccessGroup {
+  id: number;
+  /** The member that probes (the group's first in the block's order). */
+  first: boolean;
+  /** Lowest displacement of the group, and bytes from it to the end of the highest access (at most 4096). */
+  dmin: number;
+  span: number;
+}
+
+/** Where every group's views are dropped (slow paths and handler calls): filled in by translate-block.ts. */
+export const DROP = '\u0001DROP\u0001';
+
+/** A displacement as a signed number, or null when it is not one a group can use. */
+export function signedDisp(i: Insn): number | null {
+  if (i.dispHi === 0 && i.dispLo < 0x80000000) return i.dispLo;
+  if (i.dispHi === 0xffffffff && i.dispLo >= 0x80000000) return i.dispLo - TWO32;
+  return null;
+}
+
+/** Whether the instruction's memory operand is a [base + disp] form that can join an access group. */
+export function groupable(i: Insn): boolean {
+  return i.memSeg === -1 && i.addrSize === 8 && i.memIndex === -1 && i.memBase >= 0 && i.memBase < 16 && signedDisp(i) !== null;
+}
+
+/** The first member's probe: views of the page behind base + dmin, or none when the group's bytes are not all in it. */
+function groupProbeSource(i: Insn, g: AccessGroup): string {
+  const b = i.memBase;
+  const lo = g.dmin >>> 0, hi = g.dmin < 0 ? 0xffffffff : 0;
+  const addr = g.dmin === 0 ? `el = R[${b}]; eh = RH[${b}];` : `el = R[${b}] + ${lo}; eh = (RH[${b}] + ${hi} + (el > 4294967295 ? 1 : 0)) >>> 0; el >>>= 0;`;
+  return `{ ${addr} const o = el & 4095, vpn = el >>> 12, s = (vpn ^ eh) & ${TLB_MASK};` +
+    ` if (TLO[s] === vpn && THI[s] === (eh | 0) && o <= ${4096 - g.span}) { qr${g.id} = RP[s]; qw${g.id} = WP[s]; qo${g.id} = o - ${g.dmin}; }` +
+    ` else { qr${g.id} = null; qw${g.id} = null; } }`;
+}
+
+/** A member's read into m (and mh): through the group's view, else its ordinary path. */
+function groupReadSource(i: Insn, g: AccessGroup, size: number, ordinary: string): string {
+  const off = `qo${g.id} + ${signedDisp(i)}`;
+  const q = `qr${g.id}`;
+  const fast = size === 8 ? `m = ${q}.getUint32(${off}, true); mh = ${q}.getUint32(${off} + 4, true);`
+    : size === 1 ? `m = ${q}.getUint8(${off});` : `m = ${q}.${GET[size].replace('(o', `(${off}`)};`;
+  return `let m = 0, mh = 0; ${g.first ? groupProbeSource(i, g) : ''} if (${q} !== null) { ${fast} } else { ${ordinary} }`;
+}
+
+/** A member's write of v (and vh): through the group's view, else its ordinary path. */
+function groupWriteSource(i: Insn, g: AccessGroup, size: number, v: string, vh: string, ordinary: string): string {
+  const off = `qo${g.id} + ${signedDisp(i)}`;
+  const q = `qw${g.id}`;
+  const fast = size === 8 ? `${q}.setUint32(${off}, ${v}, true); ${q}.setUint32(${off} + 4, ${vh}, true);`
+    : `${q}.${SET[size]}(${off}, ${v}${size > 1 ? ', true' : ''});`;
+  return `${g.first ? groupProbeSource(i, g) : ''} if (${q} !== null) { ${fast} } else { ${ordinary} }`;
+}
+
 /** testCondition(cc, f) as an expression on a local `f`. */
 export function conditionSource(cc: number): string {
   switch (cc) {
@@ -234,8 +300,8 @@ const ALU: Array<[AluKind, AluForms]> = [
 ];
 
 /** Inline code for instruction k (its handler's exact effects), or null to call the handler. */
-export function inlineSource(i: Insn, k: number, nextLo: number, nextHi: number, defer: boolean): Inline | null {
-  const r = inlineCode(i, k, nextLo, nextHi, defer);
+export function inlineSource(i: Insn, k: number, nextLo: number, nextHi: number, defer: boolean, group: AccessGroup | null = null): Inline | null {
+  const r = inlineCode(i, k, nextLo, nextHi, defer, group);
   if (r === null) return null;
   return {
     code: r.code, writes: r.writes,
@@ -357,11 +423,14 @@ function bmiShiftSource(kind: 'shl' | 'shr' | 'sar', size: number, d: number, cn
   }
 }
 
-function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: boolean): { code: string; writes: boolean } | null {
+function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: boolean, group: AccessGroup | null): { code: string; writes: boolean } | null {
   const h = i.exec;
   const d = i.r0, s = i.r1;
   const ea = (): string => eaSource(i, k, nextLo, nextHi);
-  const rd = (size: number): string => `${ea()} let m = 0, mh = 0; ${readSource(size)}`;
+  const rd = (size: number): string => group === null ? `${ea()} let m = 0, mh = 0; ${readSource(size)}`
+    : groupReadSource(i, group, size, `${ea()} ${readSource(size)}`);
+  const wr = (size: number, v: string, vh: string): string => group === null ? `${ea()} ${writeSource(size, v, vh)}`
+    : groupWriteSource(i, group, size, v, vh, `${ea()} ${writeSource(size, v, vh)}`);
   // MOV
   if (h === MOV_FORMS.rr8) return { code: `R[${d}] = R[${s}]; RH[${d}] = RH[${s}];`, writes: false };
   if (h === MOV_FORMS.rr4) return { code: `R[${d}] = R[${s}]; RH[${d}] = 0;`, writes: false };
@@ -372,13 +441,13 @@ function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: b
   // `>>> 0`: registers live in JavaScript locals inside a block, and every other form reads them as unsigned halves.
   if (h === MOV_FORMS.rm2) return { code: `${rd(2)} R[${d}] = ((R[${d}] & 0xffff0000) | m) >>> 0;`, writes: false };
   if (h === MOV_FORMS.rm1) return { code: `${rd(1)} R[${d}] = ((R[${d}] & 0xffffff00) | m) >>> 0;`, writes: false };
-  if (h === MOV_FORMS.mr8) return { code: `${ea()} ${writeSource(8, `R[${s}]`, `RH[${s}]`)}`, writes: true };
-  if (h === MOV_FORMS.mr4) return { code: `${ea()} ${writeSource(4, `R[${s}]`, '0')}`, writes: true };
-  if (h === MOV_FORMS.mr2) return { code: `${ea()} ${writeSource(2, `R[${s}] & 0xffff`, '0')}`, writes: true };
-  if (h === MOV_FORMS.mr1) return { code: `${ea()} ${writeSource(1, `R[${s}] & 0xff`, '0')}`, writes: true };
-  if (h === MOV_FORMS.mi8) return { code: `${ea()} ${writeSource(8, `${i.immLo}`, `${i.immHi}`)}`, writes: true };
+  if (h === MOV_FORMS.mr8) return { code: wr(8, `R[${s}]`, `RH[${s}]`), writes: true };
+  if (h === MOV_FORMS.mr4) return { code: wr(4, `R[${s}]`, '0'), writes: true };
+  if (h === MOV_FORMS.mr2) return { code: wr(2, `R[${s}] & 0xffff`, '0'), writes: true };
+  if (h === MOV_FORMS.mr1) return { code: wr(1, `R[${s}] & 0xff`, '0'), writes: true };
+  if (h === MOV_FORMS.mi8) return { code: wr(8, `${i.immLo}`, `${i.immHi}`), writes: true };
   if (h === MOV_FORMS.mi4) {
-    if (i.s0 === 4 || i.s0 === 2 || i.s0 === 1) return { code: `${ea()} ${writeSource(i.s0, `${i.immLo}`, '0')}`, writes: true };
+    if (i.s0 === 4 || i.s0 === 2 || i.s0 === 1) return { code: wr(i.s0, `${i.immLo}`, '0'), writes: true };
     return null;
   }
   // MOVZX, LEA
@@ -481,12 +550,16 @@ function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: b
     ((i.k1 === Operand.Reg && s < 16 && i.s1 === i.s0) || i.k1 === Operand.Imm)) {
     const size = i.s0;
     const [b, bh] = i.k1 === Operand.Reg ? [`R[${s}]`, size === 8 ? `RH[${s}]` : '0'] : [`${i.immLo}`, size === 8 ? `${i.immHi}` : '0'];
-    const read = size === 8 ? 'm = p.getUint32(o, true); mh = p.getUint32(o + 4, true);' : 'm = p.getUint32(o, true);';
-    const load = `let m = 0, mh = 0, w = null; { ${probeSource(size, 'WP')} { w = p; ${read} } else { ${STATE} ${SYNC} m = cpu.readOp(i${k}, 0); mh = cpu.vHi; } }`;
+    // The operand is at offset wo of the writable page view w (none: the slow path).
+    const read = size === 8 ? 'm = w.getUint32(wo, true); mh = w.getUint32(wo + 4, true);' : 'm = w.getUint32(wo, true);';
+    const ordinary = `${ea()} { ${probeSource(size, 'WP')} { w = p; wo = o; ${read} } else { ${STATE} ${SYNC} m = cpu.readOp(i${k}, 0); mh = cpu.vHi; } }`;
+    const load = group === null ? `let m = 0, mh = 0, w = null, wo = 0; ${ordinary}`
+      : `let m = 0, mh = 0, w = null, wo = 0; ${group.first ? groupProbeSource(i, group) : ''}` +
+        ` if (qw${group.id} !== null) { w = qw${group.id}; wo = qo${group.id} + ${signedDisp(i)}; ${read} } else { ${ordinary} }`;
     const store = (lo: string, hi: string): string => size === 8
-      ? `if (w !== null) { w.setUint32(el & 4095, ${lo}, true); w.setUint32((el & 4095) + 4, ${hi}, true); } else cpu.writeOp(i${k}, 0, ${lo}, ${hi});`
-      : `if (w !== null) w.setUint32(el & 4095, ${lo}, true); else cpu.writeOp(i${k}, 0, ${lo}, 0);`;
-    return { code: `${ea()} ${load} ${aluSource(rmw, size, 'm', size === 8 ? 'mh' : '0', b, bh, null, defer, store)}`, writes: true };
+      ? `if (w !== null) { w.setUint32(wo, ${lo}, true); w.setUint32(wo + 4, ${hi}, true); } else cpu.writeOp(i${k}, 0, ${lo}, ${hi});`
+      : `if (w !== null) w.setUint32(wo, ${lo}, true); else cpu.writeOp(i${k}, 0, ${lo}, 0);`;
+    return { code: `${load} ${aluSource(rmw, size, 'm', size === 8 ? 'mh' : '0', b, bh, null, defer, store)}`, writes: true };
   }
   return null;
 }

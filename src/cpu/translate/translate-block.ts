@@ -5,7 +5,7 @@ import { PARITY } from '../flags.js';
 import { successor, type Block, type BlockFn, type BlockInsn } from '../block.js';
 import { blockHashConstants, type TraceRing } from '../trace.js';
 import type { Mmu } from '../mmu.js';
-import { conditionSource, imulFlags, inlineSource, materialize, STATE, SYNC } from './inline-code.js';
+import { conditionSource, DROP, groupable, imulFlags, inlineSource, materialize, signedDisp, STATE, SYNC, type AccessGroup } from './inline-code.js';
 
 /*
  * Block translation. A basic block (a straight-line run of instructions
@@ -84,6 +84,56 @@ function hasInlineForm(item: BlockInsn): boolean {
   return (JCC.has(i.mnemonic) || i.mnemonic === Mnemonic.Jmp) && i.k0 === Operand.Imm;
 }
 
+/** Registers (R/RH index) that inline code writes. */
+function writtenRegisters(code: string): Set<number> {
+  const out = new Set<number>();
+  for (const m of code.matchAll(/\b(?:R|RH)\[(\d+)\] = /g)) out.add(Number(m[1]));
+  return out;
+}
+
+/**
+ * Access groups of the block (see inline-code.ts): runs of inline memory
+ * operands at [base + disp] with the same base register, unchanged in
+ * between, no handler call in between, all within 4096 bytes of the lowest
+ * displacement; only runs of two or more pay for their probe.
+ */
+function planGroups(items: readonly BlockInsn[]): (AccessGroup | null)[] {
+  const n = items.length;
+  const out: (AccessGroup | null)[] = new Array<AccessGroup | null>(n).fill(null);
+  const open = new Map<number, number[]>(); // base register -> members (indices into items)
+  let nextId = 0;
+  const close = (base: number): void => {
+    const members = open.get(base);
+    open.delete(base);
+    if (members === undefined || members.length < 2) return;
+    const disps = members.map((k) => signedDisp(items[k].insn)!);
+    const dmin = Math.min(...disps);
+    const id = nextId++;
+    // 8 bytes past the highest displacement covers any member's size.
+    members.forEach((k, j) => { out[k] = { id, first: j === 0, dmin, span: Math.max(...disps) + 8 - dmin }; });
+  };
+  const probe: AccessGroup = { id: -1, first: false, dmin: 0, span: 8 };
+  for (let k = 0; k < n; k++) {
+    const i = items[k].insn;
+    const plain = inlineSource(i, k, 0, 0, false);
+    if (plain === null) {
+      for (const base of [...open.keys()]) close(base);
+      continue;
+    }
+    // A member is an instruction whose inline code takes the group's view (not LEA, not a NOP with an operand).
+    if (groupable(i) && /\bq[rw]-1\b/.test(inlineSource(i, k, 0, 0, false, probe)!.code)) {
+      const base = i.memBase, d = signedDisp(i)!;
+      const members = open.get(base) ?? [];
+      const disps = members.map((m) => signedDisp(items[m].insn)!);
+      if (members.length > 0 && Math.max(d, ...disps) + 8 - Math.min(d, ...disps) > 4096) close(base);
+      open.set(base, [...(open.get(base) ?? []), k]);
+    }
+    for (const r of writtenRegisters(plain.code)) close(r);
+  }
+  for (const base of [...open.keys()]) close(base);
+  return out;
+}
+
 type Factory = (
   insns: readonly Insn[], handlers: readonly Handler[], parity: Uint8Array,
   materialize: (cpu: Cpu, flags: number, kind: number, a: number, ah: number, b: number, bh: number) => number,
@@ -123,6 +173,10 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
     }
   }
   const anyDeferred = defer.some((x) => x);
+  const groups = planGroups(items);
+  const groupIds = [...new Set(groups.filter((g) => g !== null).map((g) => g!.id))];
+  // Code outside the block function can change the TLB: the views are dropped on every way out to it.
+  const drop = groupIds.map((g) => `qr${g} = null; qw${g} = null;`).join(' ');
   const addrs = Uint32Array.from(items, (item) => item.lo);
   const { pow, sum } = blockHashConstants(addrs, hi);
   const lines: string[] = [];
@@ -151,6 +205,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   lines.push('let ic = cpu.icount, h = cpu.traceHash, el = 0, eh = 0, pk = 0, pa = 0, pah = 0, pb = 0, pbh = 0;');
   lines.push('const ic0 = ic;');
   lines.push(`let inH = 0; ${DECL}`);
+  if (groupIds.length > 0) lines.push(`let ${groupIds.map((g) => `qr${g} = null, qw${g} = null, qo${g} = 0`).join(', ')};`);
   lines.push(`cpu.curRipHi = ${hi};`);
   lines.push('T.open = A; T.openIcount = ic;');
   lines.push('try {');
@@ -166,12 +221,12 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
     const nextHi = next > 0xffffffff ? (hi + 1) >>> 0 : hi;
     const last = k === n - 1;
     const state = `cpu.curRipLo = ${lo}; cpu.ripLo = ${nextLo};${nextHi !== hi ? ` cpu.ripHi = ${nextHi};` : ''} cpu.icount = ic${k > 0 ? ` + ${k}` : ''};`;
-    const inline = inlineSource(i, k, nextLo, nextHi, defer[k]);
+    const inline = inlineSource(i, k, nextLo, nextHi, defer[k], groups[k]);
     if (inline !== null) {
       // Inline code faults or is observed only on its slow paths, which store the state themselves; the last instruction
       // (or one ending past the 4 GiB boundary) stores it for leaving.
       if (last || nextHi !== hi) lines.push(state);
-      lines.push(`{ ${localise(inline.code, used, dirty).split(STATE).join(state)} }`);
+      lines.push(`{ ${localise(inline.code, used, dirty).split(STATE).join(`${state} ${DROP}`)} }`);
       if (inline.setsFlags) pending = defer[k];
       if (inline.partialFlags) pending = false;
       if (inline.writes && !last) lines.push(`if (cpu.codeEpoch !== e0) { ${pending ? flush : ''} ${retire(k + 1)} return null; }`);
@@ -191,7 +246,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
     } else {
       consts.push(`const x${k} = X[${k}];`);
       lines.push(state);
-      lines.push(`${SYNC} inH = 1; x${k}(cpu, i${k}); inH = 0; ${LOAD}`);
+      lines.push(`${SYNC} inH = 1; x${k}(cpu, i${k}); inH = 0; ${LOAD} ${DROP}`);
       if (!last) lines.push(`if (cpu.codeEpoch !== e0) { ${retire(k + 1)} return null; }`);
       else lines.push(`${retire(n)} return null;`);
     }
@@ -208,7 +263,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   const decl = `let fl = cpu.rflags${refs.map((r) => `, ${localName(r)} = ${r}`).join('')};`;
   const load = `fl = cpu.rflags; ${refs.map((r) => `${localName(r)} = ${r};`).join(' ')}`;
   const sync = `cpu.rflags = fl; ${[...dirty].sort().map((r) => `${r} = ${localName(r)};`).join(' ')}`;
-  const body = lines.join('\n').split(DECL).join(decl).split(LOAD).join(load).split(SYNC).join(sync);
+  const body = lines.join('\n').split(DECL).join(decl).split(LOAD).join(load).split(SYNC).join(sync).split(DROP).join(drop);
   const source = `"use strict";\nconst TB = T.blocks, TH = T.hi, TC = T.count, TLO = MMU.tagLo, THI = MMU.tagHi, RP = MMU.rpage, WP = MMU.wpage;\n${consts.join('\n')}\n${body}`;
   const factory = new Function('I', 'X', 'P', 'M', 'IMF', 'B', 'S', 'T', 'A', 'HP', 'HS', 'MMU', source) as Factory;
   return factory(insns, handlers, PARITY, materialize, imulFlags, block, successor, trace, addrs, pow, sum, mmu);
