@@ -60,6 +60,11 @@ const JCC = new Set<number>([
  * and DECL here) are filled in once the block's register use is known.
  */
 const LOAD = '\u0001LOAD\u0001';
+/** Where code outside the block may run (slow paths, handlers): the ring's open entry is stored there, not at entry. */
+const OPEN = '\u0001OPEN\u0001';
+/** The try and the catch line, kept only for a block that calls out. */
+const TRY = '\u0001TRY\u0001';
+const CATCH = '\u0001CATCH\u0001';
 const DECL = '\u0001DECL\u0001';
 
 /** Rewrite R[n]/RH[n] and cpu.rflags as locals, noting which are used and which written. */
@@ -206,9 +211,8 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   lines.push('const ic0 = ic;');
   lines.push(`let inH = 0; ${DECL}`);
   if (groupIds.length > 0) lines.push(`let ${groupIds.map((g) => `qr${g} = null, qw${g} = null, qo${g} = 0`).join(', ')};`);
-  lines.push(`cpu.curRipHi = ${hi};`);
-  lines.push('T.open = A; T.openIcount = ic;');
-  lines.push('try {');
+  // (cpu.curRipHi is already this block's: the run loop set it, and blocks hand on only to blocks of their own page.)
+  lines.push(TRY);
   lines.push('for (;;) {');
   let pending = false;
   for (let k = 0; k < n; k++) {
@@ -226,7 +230,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
       // Inline code faults or is observed only on its slow paths, which store the state themselves; the last instruction
       // (or one ending past the 4 GiB boundary) stores it for leaving.
       if (last || nextHi !== hi) lines.push(state);
-      lines.push(`{ ${localise(inline.code, used, dirty).split(STATE).join(`${state} ${DROP}`)} }`);
+      lines.push(`{ ${localise(inline.code, used, dirty).split(STATE).join(`${state} ${OPEN} ${DROP}`)} }`);
       if (inline.setsFlags) pending = defer[k];
       if (inline.partialFlags) pending = false;
       if (inline.writes && !last) lines.push(`if (cpu.codeEpoch !== e0) { ${pending ? flush : ''} ${retire(k + 1)} return null; }`);
@@ -246,7 +250,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
     } else {
       consts.push(`const x${k} = X[${k}];`);
       lines.push(state);
-      lines.push(`${SYNC} inH = 1; x${k}(cpu, i${k}); inH = 0; ${LOAD} ${DROP}`);
+      lines.push(`${OPEN} ${SYNC} inH = 1; x${k}(cpu, i${k}); inH = 0; ${LOAD} ${DROP}`);
       if (!last) lines.push(`if (cpu.codeEpoch !== e0) { ${retire(k + 1)} return null; }`);
       else lines.push(`${retire(n)} return null;`);
     }
@@ -254,7 +258,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   lines.push('}');
   // A fault (or anything thrown) in instruction k of a pass: cpu.icount = ic + k was stored before it; the k before it retired.
   // (A handler runs with no deferred flags: deferral never reaches past one.)
-  lines.push(`} catch (e) { ${anyDeferred ? flush : ''} if (inH === 0) { ${SYNC} } if (T.open === A) { const k = cpu.icount - ic; h = (Math.imul(h, HP[k]) + HS[k]) | 0;` +
+  lines.push(`${CATCH} ${anyDeferred ? flush : ''} if (inH === 0) { ${SYNC} } if (T.open === A) { const k = cpu.icount - ic; h = (Math.imul(h, HP[k]) + HS[k]) | 0;` +
     ` if (cpu.icount > ic0) { const t = T.entries++ & ${trace.mask}; TB[t] = A; TH[t] = ${hi}; TC[t] = cpu.icount - ic0; }` +
     ' T.open = null; cpu.traceHash = h; } throw e; }');
   lines.push('};');
@@ -263,7 +267,15 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   const decl = `let fl = cpu.rflags${refs.map((r) => `, ${localName(r)} = ${r}`).join('')};`;
   const load = `fl = cpu.rflags; ${refs.map((r) => `${localName(r)} = ${r};`).join(' ')}`;
   const sync = `cpu.rflags = fl; ${[...dirty].sort().map((r) => `${r} = ${localName(r)};`).join(' ')}`;
-  const body = lines.join('\n').split(DECL).join(decl).split(LOAD).join(load).split(SYNC).join(sync).split(DROP).join(drop);
+  let text = lines.join('\n');
+  // Only code that calls out of the block (slow paths, handlers) can throw or look at the trace ring mid-block: without
+  // any, the block needs neither the open ring entry nor the try.
+  const callsOut = text.includes(OPEN);
+  const catchAt = text.indexOf(CATCH);
+  text = callsOut ? text.split(TRY).join('try {').split(CATCH).join('} catch (e) {')
+    : `${text.slice(0, catchAt).split(TRY).join('')}${text.slice(text.indexOf('\n', catchAt))}`;
+  const body = text.split(OPEN).join('T.open = A; T.openIcount = ic0;')
+    .split(DECL).join(decl).split(LOAD).join(load).split(SYNC).join(sync).split(DROP).join(drop);
   const source = `"use strict";\nconst TB = T.blocks, TH = T.hi, TC = T.count, TLO = MMU.tagLo, THI = MMU.tagHi, RP = MMU.rpage, WP = MMU.wpage;\n${consts.join('\n')}\n${body}`;
   const factory = new Function('I', 'X', 'P', 'M', 'IMF', 'B', 'S', 'T', 'A', 'HP', 'HS', 'MMU', source) as Factory;
   return factory(insns, handlers, PARITY, materialize, imulFlags, block, successor, trace, addrs, pow, sum, mmu);
