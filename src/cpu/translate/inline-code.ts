@@ -143,7 +143,7 @@ function groupReadSource(i: Insn, g: AccessGroup, size: number, ordinary: string
   const off = `qo${g.id} + ${signedDisp(i)}`;
   const q = `qr${g.id}`;
   const fast = size === 8 ? `m = ${q}.getUint32(${off}, true); mh = ${q}.getUint32(${off} + 4, true);`
-    : size === 1 ? `m = ${q}.getUint8(${off});` : `m = ${q}.${GET[size].replace('(o', `(${off}`)};`;
+    : `m = ${q}.getUint${size * 8}(${off}${size > 1 ? ', true' : ''});`;
   return `let m = 0, mh = 0; ${g.first ? groupProbeSource(i, g) : ''} if (${q} !== null) { ${fast} } else { ${ordinary} }`;
 }
 

@@ -67,9 +67,12 @@ const TRY = '\u0001TRY\u0001';
 const CATCH = '\u0001CATCH\u0001';
 const DECL = '\u0001DECL\u0001';
 
+/** An assignment to a register-file half in inline code: R[n] = or RH[n] = . */
+const ASSIGNED = /\b(R|RH)\[(\d+)\] = /g;
+
 /** Rewrite R[n]/RH[n] and cpu.rflags as locals, noting which are used and which written. */
 function localise(code: string, used: Set<string>, dirty: Set<string>): string {
-  for (const m of code.matchAll(/\b(R|RH)\[(\d+)\] = /g)) dirty.add(`${m[1]}[${m[2]}]`);
+  for (const m of code.matchAll(ASSIGNED)) dirty.add(`${m[1]}[${m[2]}]`);
   return code.replace(/\b(R|RH)\[(\d+)\]/g, (ref: string, file: string, n: string) => {
     used.add(ref);
     return `${file === 'R' ? 'g' : 'gh'}${n}`;
@@ -91,9 +94,7 @@ function hasInlineForm(item: BlockInsn): boolean {
 
 /** Registers (R/RH index) that inline code writes. */
 function writtenRegisters(code: string): Set<number> {
-  const out = new Set<number>();
-  for (const m of code.matchAll(/\b(?:R|RH)\[(\d+)\] = /g)) out.add(Number(m[1]));
-  return out;
+  return new Set([...code.matchAll(ASSIGNED)].map((m) => Number(m[2])));
 }
 
 /**
@@ -107,15 +108,16 @@ function planGroups(items: readonly BlockInsn[]): (AccessGroup | null)[] {
   const out: (AccessGroup | null)[] = new Array<AccessGroup | null>(n).fill(null);
   const open = new Map<number, number[]>(); // base register -> members (indices into items)
   let nextId = 0;
+  const disps = (members: readonly number[]): number[] => members.map((k) => signedDisp(items[k].insn)!);
+  // 8 bytes past the highest displacement covers any member's size.
+  const spanOf = (ds: readonly number[]): number => Math.max(...ds) + 8 - Math.min(...ds);
   const close = (base: number): void => {
     const members = open.get(base);
     open.delete(base);
     if (members === undefined || members.length < 2) return;
-    const disps = members.map((k) => signedDisp(items[k].insn)!);
-    const dmin = Math.min(...disps);
-    const id = nextId++;
-    // 8 bytes past the highest displacement covers any member's size.
-    members.forEach((k, j) => { out[k] = { id, first: j === 0, dmin, span: Math.max(...disps) + 8 - dmin }; });
+    const ds = disps(members);
+    const group = { id: nextId++, dmin: Math.min(...ds), span: spanOf(ds) };
+    members.forEach((k, j) => { out[k] = { ...group, first: j === 0 }; });
   };
   const probe: AccessGroup = { id: -1, first: false, dmin: 0, span: 8 };
   for (let k = 0; k < n; k++) {
@@ -127,11 +129,14 @@ function planGroups(items: readonly BlockInsn[]): (AccessGroup | null)[] {
     }
     // A member is an instruction whose inline code takes the group's view (not LEA, not a NOP with an operand).
     if (groupable(i) && /\bq[rw]-1\b/.test(inlineSource(i, k, 0, 0, false, probe)!.code)) {
-      const base = i.memBase, d = signedDisp(i)!;
-      const members = open.get(base) ?? [];
-      const disps = members.map((m) => signedDisp(items[m].insn)!);
-      if (members.length > 0 && Math.max(d, ...disps) + 8 - Math.min(d, ...disps) > 4096) close(base);
-      open.set(base, [...(open.get(base) ?? []), k]);
+      const base = i.memBase;
+      let members = open.get(base);
+      if (members !== undefined && spanOf(disps([...members, k])) > 4096) {
+        close(base);
+        members = undefined;
+      }
+      if (members === undefined) open.set(base, (members = []));
+      members.push(k);
     }
     for (const r of writtenRegisters(plain.code)) close(r);
   }
