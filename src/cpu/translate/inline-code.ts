@@ -69,8 +69,18 @@ function eaSource(i: Insn, k: number, nextLo: number, nextHi: number): string {
  * long before its last memory access. TLO/THI/RP/WP are the MMU's TLB arrays.
  * Reads leave the value in `m` (and `mh` for 8 bytes), unsigned.
  */
-const GET = ['', 'getUint8(o)', 'getUint16(o, true)', '', 'getUint32(o, true)'];
-const SET = ['', 'setUint8', 'setUint16', '', 'setUint32'];
+
+/** Read `size` bytes at offset `off` of the page view `view` into m (and mh), little-endian. */
+function viewRead(view: string, off: string, size: number): string {
+  if (size === 8) return `m = ${view}.getUint32(${off}, true); mh = ${view}.getUint32(${off} + 4, true);`;
+  return `m = ${view}.getUint${size * 8}(${off}${size > 1 ? ', true' : ''});`;
+}
+
+/** Write v (and vh) as `size` bytes at offset `off` of the page view `view`, little-endian. */
+function viewWrite(view: string, off: string, size: number, v: string, vh: string): string {
+  if (size === 8) return `${view}.setUint32(${off}, ${v}, true); ${view}.setUint32(${off} + 4, ${vh}, true);`;
+  return `${view}.setUint${size * 8}(${off}, ${v}${size > 1 ? ', true' : ''});`;
+}
 
 function probeSource(size: number, pages: string): string {
   const inPage = size === 1 ? '' : ` && o <= ${4096 - size}`;
@@ -79,15 +89,13 @@ function probeSource(size: number, pages: string): string {
 }
 
 function readSource(size: number): string {
-  if (size === 8) return `{ ${probeSource(8, 'RP')} { m = p.getUint32(o, true); mh = p.getUint32(o + 4, true); } else { ${STATE} m = cpu.read64(el, eh); mh = cpu.vHi; } }`;
-  return `{ ${probeSource(size, 'RP')} m = p.${GET[size]}; else { ${STATE} m = cpu.read${size * 8}(el, eh); } }`;
+  const slow = size === 8 ? 'm = cpu.read64(el, eh); mh = cpu.vHi;' : `m = cpu.read${size * 8}(el, eh);`;
+  return `{ ${probeSource(size, 'RP')} { ${viewRead('p', 'o', size)} } else { ${STATE} ${slow} } }`;
 }
 
 function writeSource(size: number, v: string, vh: string): string {
-  if (size === 8) {
-    return `{ const v = ${v}, vh = ${vh}; ${probeSource(8, 'WP')} { p.setUint32(o, v, true); p.setUint32(o + 4, vh, true); } else { ${STATE} cpu.write64(el, eh, v, vh); } }`;
-  }
-  return `{ const v = ${v}; ${probeSource(size, 'WP')} p.${SET[size]}(o, v${size > 1 ? ', true' : ''}); else { ${STATE} cpu.write${size * 8}(el, eh, v); } }`;
+  const slow = size === 8 ? 'cpu.write64(el, eh, v, vh);' : `cpu.write${size * 8}(el, eh, v);`;
+  return `{ const v = ${v}${size === 8 ? `, vh = ${vh}` : ''}; ${probeSource(size, 'WP')} { ${viewWrite('p', 'o', size, 'v', 'vh')} } else { ${STATE} ${slow} } }`;
 }
 
 /*
@@ -140,20 +148,14 @@ function groupProbeSource(i: Insn, g: AccessGroup): string {
 
 /** A member's read into m (and mh): through the group's view, else its ordinary path. */
 function groupReadSource(i: Insn, g: AccessGroup, size: number, ordinary: string): string {
-  const off = `qo${g.id} + ${signedDisp(i)}`;
   const q = `qr${g.id}`;
-  const fast = size === 8 ? `m = ${q}.getUint32(${off}, true); mh = ${q}.getUint32(${off} + 4, true);`
-    : `m = ${q}.getUint${size * 8}(${off}${size > 1 ? ', true' : ''});`;
-  return `let m = 0, mh = 0; ${g.first ? groupProbeSource(i, g) : ''} if (${q} !== null) { ${fast} } else { ${ordinary} }`;
+  return `let m = 0, mh = 0; ${g.first ? groupProbeSource(i, g) : ''} if (${q} !== null) { ${viewRead(q, `qo${g.id} + ${signedDisp(i)}`, size)} } else { ${ordinary} }`;
 }
 
 /** A member's write of v (and vh): through the group's view, else its ordinary path. */
 function groupWriteSource(i: Insn, g: AccessGroup, size: number, v: string, vh: string, ordinary: string): string {
-  const off = `qo${g.id} + ${signedDisp(i)}`;
   const q = `qw${g.id}`;
-  const fast = size === 8 ? `${q}.setUint32(${off}, ${v}, true); ${q}.setUint32(${off} + 4, ${vh}, true);`
-    : `${q}.${SET[size]}(${off}, ${v}${size > 1 ? ', true' : ''});`;
-  return `${g.first ? groupProbeSource(i, g) : ''} if (${q} !== null) { ${fast} } else { ${ordinary} }`;
+  return `${g.first ? groupProbeSource(i, g) : ''} if (${q} !== null) { ${viewWrite(q, `qo${g.id} + ${signedDisp(i)}`, size, v, vh)} } else { ${ordinary} }`;
 }
 
 /** testCondition(cc, f) as an expression on a local `f`. */
@@ -551,14 +553,13 @@ function inlineCode(i: Insn, k: number, nextLo: number, nextHi: number, defer: b
     const size = i.s0;
     const [b, bh] = i.k1 === Operand.Reg ? [`R[${s}]`, size === 8 ? `RH[${s}]` : '0'] : [`${i.immLo}`, size === 8 ? `${i.immHi}` : '0'];
     // The operand is at offset wo of the writable page view w (none: the slow path).
-    const read = size === 8 ? 'm = w.getUint32(wo, true); mh = w.getUint32(wo + 4, true);' : 'm = w.getUint32(wo, true);';
+    const read = viewRead('w', 'wo', size);
     const ordinary = `${ea()} { ${probeSource(size, 'WP')} { w = p; wo = o; ${read} } else { ${STATE} ${SYNC} m = cpu.readOp(i${k}, 0); mh = cpu.vHi; } }`;
     const load = group === null ? `let m = 0, mh = 0, w = null, wo = 0; ${ordinary}`
       : `let m = 0, mh = 0, w = null, wo = 0; ${group.first ? groupProbeSource(i, group) : ''}` +
         ` if (qw${group.id} !== null) { w = qw${group.id}; wo = qo${group.id} + ${signedDisp(i)}; ${read} } else { ${ordinary} }`;
-    const store = (lo: string, hi: string): string => size === 8
-      ? `if (w !== null) { w.setUint32(wo, ${lo}, true); w.setUint32(wo + 4, ${hi}, true); } else cpu.writeOp(i${k}, 0, ${lo}, ${hi});`
-      : `if (w !== null) w.setUint32(wo, ${lo}, true); else cpu.writeOp(i${k}, 0, ${lo}, 0);`;
+    const store = (lo: string, hi: string): string =>
+      `if (w !== null) { ${viewWrite('w', 'wo', size, lo, hi)} } else cpu.writeOp(i${k}, 0, ${lo}, ${size === 8 ? hi : '0'});`;
     return { code: `${load} ${aluSource(rmw, size, 'm', size === 8 ? 'mh' : '0', b, bh, null, defer, store)}`, writes: true };
   }
   return null;

@@ -5,7 +5,7 @@ import { PARITY } from '../flags.js';
 import { successor, type Block, type BlockFn, type BlockInsn } from '../block.js';
 import { blockHashConstants, type TraceRing } from '../trace.js';
 import type { Mmu } from '../mmu.js';
-import { conditionSource, DROP, groupable, imulFlags, inlineSource, materialize, signedDisp, STATE, SYNC, type AccessGroup } from './inline-code.js';
+import { conditionSource, DROP, groupable, imulFlags, inlineSource, materialize, signedDisp, STATE, SYNC, type AccessGroup, type Inline } from './inline-code.js';
 
 /*
  * Block translation. A basic block (a straight-line run of instructions
@@ -103,7 +103,7 @@ function writtenRegisters(code: string): Set<number> {
  * between, no handler call in between, all within 4096 bytes of the lowest
  * displacement; only runs of two or more pay for their probe.
  */
-function planGroups(items: readonly BlockInsn[]): (AccessGroup | null)[] {
+function planGroups(items: readonly BlockInsn[], plainCode: readonly (Inline | null)[]): (AccessGroup | null)[] {
   const n = items.length;
   const out: (AccessGroup | null)[] = new Array<AccessGroup | null>(n).fill(null);
   const open = new Map<number, number[]>(); // base register -> members (indices into items)
@@ -122,7 +122,7 @@ function planGroups(items: readonly BlockInsn[]): (AccessGroup | null)[] {
   const probe: AccessGroup = { id: -1, first: false, dmin: 0, span: 8 };
   for (let k = 0; k < n; k++) {
     const i = items[k].insn;
-    const plain = inlineSource(i, k, 0, 0, false);
+    const plain = plainCode[k];
     if (plain === null) {
       for (const base of [...open.keys()]) close(base);
       continue;
@@ -164,8 +164,10 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   // Which instructions are inline, and which of those set all arithmetic flags.
   const inlineAt: boolean[] = [];
   const setsFlags: boolean[] = [];
+  // Each instruction's inline code without deferral or group (null: a handler call), for the analyses below.
+  const plainCode = items.map((item, k) => inlineSource(item.insn, k, 0, 0, false));
   for (let k = 0; k < n; k++) {
-    const probe = inlineSource(items[k].insn, k, 0, 0, false);
+    const probe = plainCode[k];
     // Code that keeps some flags settles deferred ones: deferring past it gains nothing.
     inlineAt.push(probe !== null && !probe.partialFlags);
     setsFlags.push(probe !== null && probe.setsFlags);
@@ -183,7 +185,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
     }
   }
   const anyDeferred = defer.some((x) => x);
-  const groups = planGroups(items);
+  const groups = planGroups(items, plainCode);
   const groupIds = [...new Set(groups.filter((g) => g !== null).map((g) => g!.id))];
   // Code outside the block function can change the TLB: the views are dropped on every way out to it.
   const drop = groupIds.map((g) => `qr${g} = null; qw${g} = null;`).join(' ');
