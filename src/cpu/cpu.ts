@@ -20,8 +20,10 @@ export interface CpuMemoryHooks {
   /** Per page: 1 when reads must be checked for never-written bytes. */
   readonly tracked: Uint8Array;
   unwrittenBytes(pa: number, size: number): number;
-  /** Told the page number whenever a page's read tracking changes. */
-  setTrackListener(listener: ((pfn: number) => void) | null): void;
+  /** Told the page number whenever what direct access to a page may do changes (read tracking, sharing, new bytes). */
+  setAccessListener(listener: ((pfn: number) => void) | null): void;
+  /** Per page: 1 when its bytes are shared and must be copied by the memory before a write. */
+  readonly shared: Uint8Array;
   /** A view of a materialised RAM page, null when unbacked or not materialised yet. */
   pageData(pfn: number): DataView | null;
 }
@@ -197,7 +199,7 @@ export class Cpu implements PagingControl {
     this.mmu = new Mmu(this, mem, this.fault);
     this.trace = new TraceRing(traceSize);
     mem.setWriteListener((pfn) => this.invalidateCode(pfn));
-    mem.setTrackListener((pfn) => this.mmu.pageAttributesChanged(pfn));
+    mem.setAccessListener((pfn) => this.mmu.pageAttributesChanged(pfn));
     this.mmu.pages = mem;
   }
 

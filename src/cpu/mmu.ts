@@ -25,13 +25,15 @@ export interface PagingControl {
 /**
  * Where the MMU finds RAM pages for its direct-access cache: the backing bytes
  * of a physical page (null when unbacked) and whether plain reads or writes of
- * it may bypass the memory interface (no write watch, no read tracking).
+ * it may bypass the memory interface (no write watch, no read tracking, no shared bytes to copy first).
  */
 export interface PageSource {
   /** The bytes of a materialised RAM page; null when unbacked or not materialised yet. */
   pageData(pfn: number): DataView | null;
   readonly watched: Uint8Array;
   readonly tracked: Uint8Array;
+  /** Per page: 1 when its bytes are shared with another page (written only through the memory, which copies them first). */
+  readonly shared: Uint8Array;
 }
 
 /** Observer of translations: SEV's C-bit/RMP model hooks in here without the MMU knowing about SEV. */
@@ -190,7 +192,7 @@ export class Mmu {
     }
     this.rpage[slot] = data;
     const p = this.perm[slot];
-    this.wpage[slot] = src.watched[pfn] === 0 && (p & (PERM_WRITE | PERM_DIRTY)) === (PERM_WRITE | PERM_DIRTY) ? data : null;
+    this.wpage[slot] = src.watched[pfn] === 0 && src.shared[pfn] === 0 && (p & (PERM_WRITE | PERM_DIRTY)) === (PERM_WRITE | PERM_DIRTY) ? data : null;
   }
 
   /** INVLPG: drop the translations of the page (of whatever size) that contains the address. */

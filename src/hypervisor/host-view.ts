@@ -63,6 +63,10 @@ export class HostView implements PhysicalMemory {
     for (let i = 0; i < length; i++) this.write8(pa + i, byte);
   }
 
+  writeImage(pa: number, data: Uint8Array): void {
+    this.writeBytes(pa, data);
+  }
+
   copy(dst: number, src: number, length: number): void {
     this.writeBytes(dst, this.readBytes(src, length));
   }

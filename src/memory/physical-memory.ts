@@ -16,6 +16,8 @@ export interface PhysicalMemory {
   /** Copy out `length` bytes (loader, hypervisor, reports; not per instruction). */
   readBytes(pa: number, length: number): Uint8Array;
   writeBytes(pa: number, data: Uint8Array): void;
+  /** writeBytes for bytes the caller never changes afterwards (a kernel file): memory may go on referring to them instead of copying. */
+  writeImage(pa: number, data: Uint8Array): void;
   fill(pa: number, length: number, byte: number): void;
   /** memmove inside guest memory (bulk rep movs). */
   copy(dst: number, src: number, length: number): void;

@@ -52,9 +52,17 @@ export class SparseMemory implements PhysicalMemory {
   /** Per page: 1 when someone cares about writes (decoded code lives there). */
   readonly watched: Uint8Array;
   private listener: PageWriteListener | null = null;
-  private trackListener: PageWriteListener | null = null;
+  private accessListener: PageWriteListener | null = null;
   /** Per page: 1 when reads of never-written bytes are reported (uninitialized-read detection). */
   readonly tracked: Uint8Array;
+  /**
+   * Per page: 1 when its bytes may also be another page's, a snapshot's or a
+   * loaded file's (a whole-page copy, a restored page, the kernel image):
+   * they are copied before the page's first write. Moving a page's worth of
+   * bytes then costs no host memory, which is most of what the decompressor's
+   * self-copy and a snapshot restore used to spend.
+   */
+  readonly shared: Uint8Array;
   /** For tracked pages: 1 per byte once something wrote it. */
   private readonly written = new Map<number, Uint8Array>();
 
@@ -77,6 +85,7 @@ export class SparseMemory implements PhysicalMemory {
     this.views = new Array(this.pages.length);
     this.watched = new Uint8Array(size / PAGE_SIZE);
     this.tracked = new Uint8Array(size / PAGE_SIZE);
+    this.shared = new Uint8Array(size / PAGE_SIZE);
     if (base !== null && base.size !== size) throw new RangeError('memory image is for a different RAM size');
   }
 
@@ -140,7 +149,7 @@ export class SparseMemory implements PhysicalMemory {
       }
       w.fill(0, o, o + n);
       this.tracked[pfn] = 1;
-      this.trackListener?.(pfn);
+      this.accessListener?.(pfn);
       a += n;
     }
   }
@@ -166,17 +175,21 @@ export class SparseMemory implements PhysicalMemory {
     this.listener = listener;
   }
 
-  /** Told the page number whenever trackUninitialized changes a page's tracking (caches of direct page access must drop it). */
-  setTrackListener(listener: PageWriteListener | null): void {
-    this.trackListener = listener;
+  /**
+   * Told the page number whenever what a direct view of the page may do
+   * changes: its read tracking starts, it becomes shared, or it gets new
+   * bytes (caches of direct page access must fetch its view again).
+   */
+  setAccessListener(listener: PageWriteListener | null): void {
+    this.accessListener = listener;
   }
 
   /**
    * A view of page `pfn` for direct access; null when the page is not
    * backed or not materialised yet (it is not materialised here: a page
    * about to be overwritten whole need not be poisoned first). Writing
-   * through it bypasses the write watch and the uninitialized-read tracking:
-   * only for pages with neither.
+   * through it bypasses the write watch, the uninitialized-read tracking and
+   * the copy of a shared page: only for pages with none of them.
    */
   pageData(pfn: number): DataView | null {
     if (pfn < 0 || pfn >= this.pageCount) return null;
@@ -192,26 +205,54 @@ export class SparseMemory implements PhysicalMemory {
     return v;
   }
 
-  /** The backing page for an in-range physical page number, materialised on demand. */
-  page(pfn: number): Uint8Array {
+  /** The backing page for reading an in-range physical page number, materialised on demand. */
+  private page(pfn: number): Uint8Array {
     let leaf = this.pages[pfn >>> DIR_SHIFT];
     if (leaf === undefined) this.pages[pfn >>> DIR_SHIFT] = leaf = new Array(DIR_PAGES);
     let p = leaf[pfn & DIR_MASK];
     if (p === undefined) {
-      p = this.freshPage();
       const saved = this.base?.pages.get(pfn);
-      if (saved === undefined) poisonPage(this.poison, pfn, p);
+      if (saved === undefined) poisonPage(this.poison, pfn, (p = this.freshPage()));
       else {
         const written = this.base!.partial.get(pfn);
-        if (written === undefined) p.set(saved);
-        else {
-          poisonPage(this.poison, pfn, p);
+        if (written === undefined) {
+          // Restored whole: the snapshot's own bytes, until the run writes the page.
+          p = saved;
+          this.shared[pfn] = 1;
+        } else {
+          poisonPage(this.poison, pfn, (p = this.freshPage()));
           for (let i = 0; i < PAGE_SIZE; i++) if (written[i] !== 0) p[i] = saved[i];
         }
       }
       leaf[pfn & DIR_MASK] = p;
     }
     return p;
+  }
+
+  /** The backing page for writing: a shared page gets bytes of its own first. */
+  private writablePage(pfn: number): Uint8Array {
+    const p = this.page(pfn);
+    if (this.shared[pfn] === 0) return p;
+    const own = this.freshPage();
+    own.set(p);
+    this.replacePage(pfn, own, 0);
+    return own;
+  }
+
+  /** Make `bytes` the contents of materialised or not page `pfn`; direct views of its old bytes are dropped. */
+  private replacePage(pfn: number, bytes: Uint8Array, shared: number): void {
+    const leaf = (this.pages[pfn >>> DIR_SHIFT] ??= new Array(DIR_PAGES));
+    const had = leaf[pfn & DIR_MASK] !== undefined;
+    leaf[pfn & DIR_MASK] = bytes;
+    const views = this.views[pfn >>> DIR_SHIFT];
+    if (views !== undefined) views[pfn & DIR_MASK] = undefined;
+    this.shared[pfn] = shared;
+    if (had) this.accessListener?.(pfn);
+  }
+
+  /** Let page `pfn` refer to `bytes` (a page's worth nobody writes in place) until it is written. */
+  private sharePage(pfn: number, bytes: Uint8Array): void {
+    this.replacePage(pfn, bytes, 1);
   }
 
   /** Unbacked addresses float high; the ciphertext view scrambles the plaintext. */
@@ -262,7 +303,7 @@ export class SparseMemory implements PhysicalMemory {
 
   write8(pa: number, value: number): void {
     if (pa >= this.size) return;
-    this.page(pa >>> PAGE_SHIFT)[pa & PAGE_MASK] = value;
+    this.writablePage(pa >>> PAGE_SHIFT)[pa & PAGE_MASK] = value;
     this.wrote(pa, 1);
   }
 
@@ -270,7 +311,7 @@ export class SparseMemory implements PhysicalMemory {
     const o = pa & PAGE_MASK;
     if (pa + 1 < this.size && o <= PAGE_SIZE - 2) {
       const pfn = pa >>> PAGE_SHIFT;
-      const p = this.page(pfn);
+      const p = this.writablePage(pfn);
       p[o] = value;
       p[o + 1] = value >>> 8;
       this.wrote(pa, 2);
@@ -284,7 +325,7 @@ export class SparseMemory implements PhysicalMemory {
     const o = pa & PAGE_MASK;
     if (pa + 3 < this.size && o <= PAGE_SIZE - 4) {
       const pfn = pa >>> PAGE_SHIFT;
-      const p = this.page(pfn);
+      const p = this.writablePage(pfn);
       p[o] = value;
       p[o + 1] = value >>> 8;
       p[o + 2] = value >>> 16;
@@ -321,7 +362,7 @@ export class SparseMemory implements PhysicalMemory {
       const n = Math.min(PAGE_SIZE - o, data.length - done);
       if (a < this.size) {
         const pfn = a >>> PAGE_SHIFT;
-        const target = n === PAGE_SIZE ? this.pageToOverwrite(pfn) : this.page(pfn);
+        const target = n === PAGE_SIZE ? this.pageToOverwrite(pfn) : this.writablePage(pfn);
         target.set(data.subarray(done, done + n), o);
         this.wrote(a, n);
       }
@@ -338,14 +379,33 @@ export class SparseMemory implements PhysicalMemory {
     return this.slab.subarray(this.slabUsed * PAGE_SIZE, ++this.slabUsed * PAGE_SIZE);
   }
 
-  /** A page about to be overwritten whole: a fresh one is not poisoned first. */
+  /** A page about to be overwritten whole: a fresh one is not poisoned first, a shared one not copied. */
   private pageToOverwrite(pfn: number): Uint8Array {
-    const leaf = this.pages[pfn >>> DIR_SHIFT];
-    const p = leaf?.[pfn & DIR_MASK];
-    if (p !== undefined || this.base !== null) return this.page(pfn);
+    const p = this.pages[pfn >>> DIR_SHIFT]?.[pfn & DIR_MASK];
+    if (p !== undefined && this.shared[pfn] === 0) return p;
     const fresh = this.freshPage();
-    (this.pages[pfn >>> DIR_SHIFT] ??= new Array(DIR_PAGES))[pfn & DIR_MASK] = fresh;
+    this.replacePage(pfn, fresh, 0);
     return fresh;
+  }
+
+  /**
+   * writeBytes for bytes that never change afterwards (a kernel file): whole
+   * pages refer to `data` itself until the guest writes them.
+   */
+  writeImage(pa: number, data: Uint8Array): void {
+    let done = 0;
+    while (done < data.length) {
+      const a = pa + done;
+      const o = a & PAGE_MASK;
+      const n = Math.min(PAGE_SIZE - o, data.length - done);
+      if (o !== 0 || n !== PAGE_SIZE || a >= this.size) {
+        this.writeBytes(a, data.subarray(done, done + n));
+      } else {
+        this.sharePage(a >>> PAGE_SHIFT, data.subarray(done, done + PAGE_SIZE));
+        this.wrote(a, PAGE_SIZE);
+      }
+      done += n;
+    }
   }
 
   fill(pa: number, length: number, byte: number): void {
@@ -356,7 +416,7 @@ export class SparseMemory implements PhysicalMemory {
       const n = Math.min(PAGE_SIZE - o, length - done);
       if (a < this.size) {
         const pfn = a >>> PAGE_SHIFT;
-        this.page(pfn).fill(byte, o, o + n);
+        this.writablePage(pfn).fill(byte, o, o + n);
         this.wrote(a, n);
       }
       done += n;
@@ -369,7 +429,19 @@ export class SparseMemory implements PhysicalMemory {
     if (so + length <= PAGE_SIZE && d + length <= PAGE_SIZE && src + length <= this.size && dst + length <= this.size) {
       // Within one page on each side (what REP MOVS hands over): TypedArray.set copies as if through a temporary, overlap included.
       const from = this.page(src >>> PAGE_SHIFT);
-      const to = d === 0 && length === PAGE_SIZE ? this.pageToOverwrite(dst >>> PAGE_SHIFT) : this.page(dst >>> PAGE_SHIFT);
+      if (d === 0 && so === 0 && length === PAGE_SIZE) {
+        // A whole page: both pages refer to the same bytes until either is written.
+        if (src !== dst) {
+          if (this.shared[src >>> PAGE_SHIFT] === 0) {
+            this.shared[src >>> PAGE_SHIFT] = 1;
+            this.accessListener?.(src >>> PAGE_SHIFT);
+          }
+          this.sharePage(dst >>> PAGE_SHIFT, from);
+          this.wrote(dst, length);
+        }
+        return;
+      }
+      const to = this.writablePage(dst >>> PAGE_SHIFT);
       to.set(from.subarray(so, so + length), d);
       this.wrote(dst, length);
       return;

@@ -137,7 +137,7 @@ export function bootFirmware(cpu: Cpu, mem: PhysicalMemory, kernel: KernelImage,
   if (loadAddress + kernel.image.length > mem.size) {
     throw new BadInputError(`the kernel image (${mib(kernel.image.length)}) does not fit: ${room}`);
   }
-  mem.writeBytes(loadAddress, kernel.image);
+  mem.writeImage(loadAddress, kernel.image);
   buildZeroPage(mem, kernel, options);
   if (options.entry === 'startup_32') {
     // The 32-bit boot protocol (boot.rst): protected mode with paging off, flat 4 GiB segments, no page tables
