@@ -106,6 +106,27 @@ export class Mmu {
   pages: PageSource | null = null;
   /** Bumped on every flush so that callers caching translations can notice. */
   generation = 0;
+  /*
+   * The large page (2 MiB or 1 GiB) the last walk that found one ended in,
+   * with what that walk handed to fill(): a TLB miss in another 4 KiB part of
+   * it needs no walk. Hardware caches such leaves as well and drops them at the
+   * same flushes; this one is valid while largeGeneration === generation. A
+   * 12 MB copy through 2 MiB pages otherwise walks the tables for every page.
+   */
+  private largeGeneration = -1;
+  private largeHi = 0;
+  /** Linear address bits above the large page's size (lo >>> largeShift). */
+  private largeTag = 0;
+  private largeShift = 21;
+  /** Physical address of the large page's first byte. */
+  private largeFrame = 0;
+  /** Writes allowed (writable, or CR0.WP clear), execution forbidden (NX), user, private (C-bit). */
+  private largeWrite = false;
+  private largeNx = false;
+  private largeUser = false;
+  private largeEncrypted = false;
+  /** Whether the leaf's dirty bit is set (a write through a clean leaf walks, to set it). */
+  private largeDirty = false;
   /** Mask of physical-address bits 63:32 kept from a table entry (C-bit and bits above the physical-address width removed). */
   physHiMask = 0x000fffff;
   /** Physical-address width (MAXPHYADDR): entry bits from here to 51 are reserved, except the C-bit. */
@@ -233,6 +254,11 @@ export class Mmu {
         return this.frame[i] + (lo & 0xfff);
       }
     }
+    if (this.largeGeneration === this.generation && this.largeHi === hi && this.largeTag === lo >>> this.largeShift &&
+      (access === ACCESS_READ || (access === ACCESS_WRITE ? this.largeWrite && this.largeDirty : !this.largeNx))) {
+      const within = this.largeShift === 21 ? lo & 0x1ff000 : lo & 0x3ffff000;
+      return this.fill(i, lo, hi, this.largeFrame + within, this.largeShift, access, this.largeWrite, this.largeUser, this.largeNx, this.largeEncrypted, this.largeDirty);
+    }
     return this.walk(lo, hi, access, i);
   }
 
@@ -295,15 +321,25 @@ export class Mmu {
     const leafLo = entryLo;
     if (access === ACCESS_WRITE && (leafLo & 0x40) === 0) mem.write32(entryPa, (mem.read32(entryPa) | 0x60) >>> 0);
     // Frame base: leaf address bits above the page size, plus the offset bits of the linear address inside a large page.
+    const dirty = access === ACCESS_WRITE || (leafLo & 0x40) !== 0;
     let frame: number;
     if (pageSizeLog === 12) {
       frame = tableHi * 4294967296 + (tableLo >>> 0);
-    } else if (pageSizeLog === 21) {
-      frame = tableHi * 4294967296 + ((tableLo & 0xffe00000) >>> 0) + (lo & 0x1ff000);
     } else {
-      frame = tableHi * 4294967296 + ((tableLo & 0xc0000000) >>> 0) + (lo & 0x3ffff000);
+      const base = tableHi * 4294967296 + ((tableLo & (pageSizeLog === 21 ? 0xffe00000 : 0xc0000000)) >>> 0);
+      frame = base + (pageSizeLog === 21 ? lo & 0x1ff000 : lo & 0x3ffff000);
+      this.largeGeneration = this.generation;
+      this.largeHi = hi;
+      this.largeTag = lo >>> pageSizeLog;
+      this.largeShift = pageSizeLog;
+      this.largeFrame = base;
+      this.largeWrite = writable || !wp;
+      this.largeNx = nx;
+      this.largeUser = user;
+      this.largeEncrypted = encrypted;
+      this.largeDirty = dirty;
     }
-    return this.fill(slot, lo, hi, frame, pageSizeLog, access, writable || !wp, user, nx, encrypted, access === ACCESS_WRITE || (leafLo & 0x40) !== 0);
+    return this.fill(slot, lo, hi, frame, pageSizeLog, access, writable || !wp, user, nx, encrypted, dirty);
   }
 
   /** Put a translation in TLB slot `slot` (after the observer has seen it) and return the physical address. */

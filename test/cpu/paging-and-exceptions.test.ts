@@ -65,6 +65,37 @@ describe('MMU', () => {
     expect(cpu.mmu.translate(0x200010, 0, ACCESS_WRITE)).toBe(0x200010);
   });
 
+  /*
+   * TLB misses in a large page the last walk ended in reuse that walk (a
+   * paging-structure cache); what they return and raise must be what a walk
+   * gives (APM vol. 2, 5.4 and 5.6: a write through a leaf with D clear sets D;
+   * writes to a read-only page under CR0.WP and fetches from an NX page fault),
+   * and a changed entry must be seen after INVLPG or a CR3 reload.
+   */
+  it('other 4 KiB parts of a 2 MiB page: dirty bit, protection faults, INVLPG and CR3 reloads', () => {
+    const { cpu, mem } = machine();
+    const pde = 0x3000 + 8; // VA 0x200000..0x3fffff
+    expect(cpu.mmu.translate(0x200010, 0, ACCESS_READ)).toBe(0x200010);
+    expect(mem.read32(pde) & 0x60).toBe(0x20); // accessed, not dirty
+    expect(cpu.mmu.translate(0x201010, 0, ACCESS_READ)).toBe(0x201010);
+    expect(cpu.mmu.translate(0x202010, 0, ACCESS_WRITE)).toBe(0x202010);
+    expect(mem.read32(pde) & 0x60).toBe(0x60); // the first write set D
+    // Read-only, then NX: each access to a new 4 KiB part after a read that filled the cache.
+    w64(mem, pde, 0x200000 | 0xc1); // read-only, already dirty
+    cpu.mmu.flushPage(0x200000, 0);
+    expect(cpu.mmu.translate(0x203010, 0, ACCESS_READ)).toBe(0x203010);
+    expect(catchFault(cpu, () => cpu.mmu.translate(0x204010, 0, ACCESS_WRITE))).toEqual({ vector: 14, error: 3 });
+    w64(mem, pde, 0x200000 | 0x83, 0x80000000);
+    cpu.flushTlb();
+    expect(cpu.mmu.translate(0x205010, 0, ACCESS_READ)).toBe(0x205010);
+    expect(catchFault(cpu, () => cpu.mmu.translate(0x206010, 0, ACCESS_EXEC))).toEqual({ vector: 14, error: 0x11 });
+    // Remapped to another frame: seen after a CR3 reload (MOV CR3 flushes).
+    w64(mem, pde, 0xa00000 | 0x83);
+    cpu.flushTlb();
+    expect(cpu.mmu.translate(0x207010, 0, ACCESS_READ)).toBe(0xa07010);
+    expect(cpu.mmu.translate(0x208010, 0, ACCESS_EXEC)).toBe(0xa08010);
+  });
+
   it('non-canonical addresses raise #GP', () => {
     const { cpu } = machine();
     expect(catchFault(cpu, () => cpu.mmu.translate(0, 0x00008000, ACCESS_READ))?.vector).toBe(13);
