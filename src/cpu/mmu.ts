@@ -8,6 +8,10 @@ const TLB_BITS = 10;
 const TLB_SIZE = 1 << TLB_BITS;
 export const TLB_MASK = TLB_SIZE - 1;
 
+/** Cached large-page leaves (a power of two). */
+const LARGE_LEAVES = 16;
+const LEAF_WRITE = 1, LEAF_NX = 2, LEAF_USER = 4, LEAF_PRIVATE = 8, LEAF_DIRTY = 16;
+
 /** Translation permissions cached per TLB entry. */
 const PERM_WRITE = 1, PERM_NX = 2, PERM_DIRTY = 4, PERM_USER = 8, PERM_PRIVATE = 16;
 
@@ -107,26 +111,24 @@ export class Mmu {
   /** Bumped on every flush so that callers caching translations can notice. */
   generation = 0;
   /*
-   * The large page (2 MiB or 1 GiB) the last walk that found one ended in,
-   * with what that walk handed to fill(): a TLB miss in another 4 KiB part of
-   * it needs no walk. Hardware caches such leaves as well and drops them at the
-   * same flushes; this one is valid while largeGeneration === generation. A
-   * 12 MB copy through 2 MiB pages otherwise walks the tables for every page.
+   * Large pages (2 MiB or 1 GiB) recent walks ended in, with what each walk
+   * handed to fill(): a TLB miss in another 4 KiB part of one needs no walk.
+   * Hardware caches such leaves as well and drops them at the same flushes;
+   * an entry is valid while its generation is the current one. Entries are
+   * per 2 MiB of linear address (a 1 GiB leaf fills one per 2 MiB used),
+   * LARGE_LEAVES of them, so that a copy between two regions (the
+   * decompressor's self-copy) keeps both: otherwise every 4 KiB page of it walks.
    */
-  private largeGeneration = -1;
-  private largeHi = 0;
-  /** Linear address bits above the large page's size (lo >>> largeShift). */
-  private largeTag = 0;
-  private largeShift = 21;
-  /** Physical address of the large page's first byte. */
-  private largeFrame = 0;
-  /** Writes allowed (writable, or CR0.WP clear), execution forbidden (NX), user, private (C-bit). */
-  private largeWrite = false;
-  private largeNx = false;
-  private largeUser = false;
-  private largeEncrypted = false;
-  /** Whether the leaf's dirty bit is set (a write through a clean leaf walks, to set it). */
-  private largeDirty = false;
+  private readonly leafGeneration = new Float64Array(LARGE_LEAVES).fill(-1);
+  private readonly leafHi = new Int32Array(LARGE_LEAVES);
+  /** lo >>> 21 of the 2 MiB the entry was made for. */
+  private readonly leafTag = new Int32Array(LARGE_LEAVES);
+  /** 21 or 30: the leaf's page size. */
+  private readonly leafShift = new Uint8Array(LARGE_LEAVES);
+  /** Physical address of the leaf's first byte. */
+  private readonly leafFrame = new Float64Array(LARGE_LEAVES);
+  /** LEAF_* bits: what the walk passed to fill (writes allowed, NX, user, private, dirty). */
+  private readonly leafBits = new Uint8Array(LARGE_LEAVES);
   /** Mask of physical-address bits 63:32 kept from a table entry (C-bit and bits above the physical-address width removed). */
   physHiMask = 0x000fffff;
   /** Physical-address width (MAXPHYADDR): entry bits from here to 51 are reserved, except the C-bit. */
@@ -254,10 +256,14 @@ export class Mmu {
         return this.frame[i] + (lo & 0xfff);
       }
     }
-    if (this.largeGeneration === this.generation && this.largeHi === hi && this.largeTag === lo >>> this.largeShift &&
-      (access === ACCESS_READ || (access === ACCESS_WRITE ? this.largeWrite && this.largeDirty : !this.largeNx))) {
-      const within = this.largeShift === 21 ? lo & 0x1ff000 : lo & 0x3ffff000;
-      return this.fill(i, lo, hi, this.largeFrame + within, this.largeShift, access, this.largeWrite, this.largeUser, this.largeNx, this.largeEncrypted, this.largeDirty);
+    const e = ((lo >>> 21) ^ hi) & (LARGE_LEAVES - 1);
+    if (this.leafGeneration[e] === this.generation && this.leafTag[e] === lo >>> 21 && this.leafHi[e] === (hi | 0)) {
+      const bits = this.leafBits[e];
+      if (access === ACCESS_READ || (access === ACCESS_WRITE ? (bits & (LEAF_WRITE | LEAF_DIRTY)) === (LEAF_WRITE | LEAF_DIRTY) : (bits & LEAF_NX) === 0)) {
+        const shift = this.leafShift[e];
+        return this.fill(i, lo, hi, this.leafFrame[e] + (shift === 21 ? lo & 0x1ff000 : lo & 0x3ffff000), shift, access,
+          (bits & LEAF_WRITE) !== 0, (bits & LEAF_USER) !== 0, (bits & LEAF_NX) !== 0, (bits & LEAF_PRIVATE) !== 0, (bits & LEAF_DIRTY) !== 0);
+      }
     }
     return this.walk(lo, hi, access, i);
   }
@@ -328,16 +334,13 @@ export class Mmu {
     } else {
       const base = tableHi * 4294967296 + ((tableLo & (pageSizeLog === 21 ? 0xffe00000 : 0xc0000000)) >>> 0);
       frame = base + (pageSizeLog === 21 ? lo & 0x1ff000 : lo & 0x3ffff000);
-      this.largeGeneration = this.generation;
-      this.largeHi = hi;
-      this.largeTag = lo >>> pageSizeLog;
-      this.largeShift = pageSizeLog;
-      this.largeFrame = base;
-      this.largeWrite = writable || !wp;
-      this.largeNx = nx;
-      this.largeUser = user;
-      this.largeEncrypted = encrypted;
-      this.largeDirty = dirty;
+      const e = ((lo >>> 21) ^ hi) & (LARGE_LEAVES - 1);
+      this.leafGeneration[e] = this.generation;
+      this.leafHi[e] = hi;
+      this.leafTag[e] = lo >>> 21;
+      this.leafShift[e] = pageSizeLog;
+      this.leafFrame[e] = base;
+      this.leafBits[e] = (writable || !wp ? LEAF_WRITE : 0) | (nx ? LEAF_NX : 0) | (user ? LEAF_USER : 0) | (encrypted ? LEAF_PRIVATE : 0) | (dirty ? LEAF_DIRTY : 0);
     }
     return this.fill(slot, lo, hi, frame, pageSizeLog, access, writable || !wp, user, nx, encrypted, dirty);
   }

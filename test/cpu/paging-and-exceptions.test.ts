@@ -108,6 +108,12 @@ describe('MMU', () => {
     w64(mem, 0x5000 + 510 * 8, 0x83);
     cpu.flushTlb();
     expect(cpu.mmu.translate(0x80123456, 0xffffffff, ACCESS_READ)).toBe(0x123456);
+    // Other 4 KiB parts of the same 1 GiB page, in the same 2 MiB and beyond it, interleaved with a low 2 MiB page.
+    expect(cpu.mmu.translate(0x80125456, 0xffffffff, ACCESS_READ)).toBe(0x125456);
+    expect(cpu.mmu.translate(0x345678, 0, ACCESS_READ)).toBe(0x345678);
+    expect(cpu.mmu.translate(0x9abcd010, 0xffffffff, ACCESS_WRITE)).toBe(0x1abcd010);
+    expect(cpu.mmu.translate(0x346678, 0, ACCESS_READ)).toBe(0x346678);
+    expect(cpu.mmu.translate(0x9abce010, 0xffffffff, ACCESS_READ)).toBe(0x1abce010);
   });
 
   it('5-level paging with CR4.LA57', () => {
