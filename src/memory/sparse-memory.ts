@@ -416,7 +416,7 @@ export class SparseMemory implements PhysicalMemory {
       const n = Math.min(PAGE_SIZE - o, length - done);
       if (a < this.size) {
         const pfn = a >>> PAGE_SHIFT;
-        this.writablePage(pfn).fill(byte, o, o + n);
+        (n === PAGE_SIZE ? this.pageToOverwrite(pfn) : this.writablePage(pfn)).fill(byte, o, o + n);
         this.wrote(a, n);
       }
       done += n;

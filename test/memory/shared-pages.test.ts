@@ -93,6 +93,11 @@ describe('pages copied whole by REP MOVS', () => {
     mem.writeBytes(DST, new Uint8Array(4096).fill(9));
     expect(mem.read8(SRC + 4096 + 2)).toBe(2);
     expect(mem.read8(DST + 2)).toBe(9);
+    // A whole-page fill of one side of a share (REP STOS over a copied page).
+    mem.copy(DST + 4096, DST, 4096);
+    mem.fill(DST + 4096, 4096, 6);
+    expect(mem.read8(DST + 4096 + 100)).toBe(6);
+    expect(mem.read8(DST + 100)).toBe(9);
   });
 });
 
