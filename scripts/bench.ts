@@ -29,7 +29,7 @@ import { runSpec } from '../src/analysis/fuzz/plan.js';
 import type { TargetConfig } from '../src/analysis/fuzz/runner.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const cli = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
+const cli = join(repoRoot, 'dist', 'bundle', 'main.js');
 const argv = process.argv.slice(2);
 const repeatArg = argv.indexOf('--repeat');
 const REPEAT = repeatArg >= 0 ? Math.max(1, Number(argv[repeatArg + 1]) || 3) : 3;

@@ -32,7 +32,7 @@
 #   where <key> hashes the source version, the config fragment and RECIPE below (bump it
 #   when the build steps or the blobs change); complete variants are reused (code-* only
 #   while Debian's 6.12 kernel is the same build).
-# - Then boots every variant with bzemu (node dist/src/cli/main.js; built with tsc if
+# - Then boots every variant with bzemu (node dist/bundle/main.js; built with npm run build if
 #   missing) to extract_kernel and to kernel-entry with --budget 1e11 --json, merges the
 #   counts into results.json next to the variants, and prints a table of all of them:
 #   instructions, instructions per decompressed byte, bzemu's own run time (elapsedMs) and
@@ -46,7 +46,7 @@
 # boots run one at a time.
 #
 # Environment: BZEMU_CACHE (cache root), BZEMU_JOBS (make -j, default 2),
-#   BZEMU_BIN (the bzemu entry script, default <repo>/dist/src/cli/main.js),
+#   BZEMU_BIN (the bzemu entry script, default <repo>/dist/bundle/main.js),
 #   BZEMU_MEASURE_BUDGET (default 1e11).
 set -Eeuo pipefail
 exec </dev/null
@@ -59,7 +59,7 @@ SELF="$REPO_ROOT/scripts/measure-compressors.sh"
 FRAGMENT="$REPO_ROOT/kernels/tiny-sev.config"
 CACHE=${BZEMU_CACHE:-${HOME:-/tmp}/.cache/bzemu}
 JOBS=${BZEMU_JOBS:-2}
-BZEMU=${BZEMU_BIN:-$REPO_ROOT/dist/src/cli/main.js}
+BZEMU=${BZEMU_BIN:-$REPO_ROOT/dist/bundle/main.js}
 BUDGET=${BZEMU_MEASURE_BUDGET:-1e11}
 ALL_FORMATS=(gzip bzip2 lzma xz lzo lz4 zstd)
 ALL_CLASSES=(tiny zeros code base64 random)
@@ -237,7 +237,7 @@ flock -u 8
 
 # ----------------------------------------------------------- measuring ----
 if [ ! -f "$BZEMU" ]; then
-	(cd "$REPO_ROOT" && npx tsc -p tsconfig.json) || die "cannot build bzemu"
+	(cd "$REPO_ROOT" && npm run build --silent) || die "cannot build bzemu"
 fi
 results="$OUT/results.json"
 # name <TAB> bzImage of every kernel to measure.

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 
-/** Tests that run the CLI use the compiled JavaScript: build it once, fresh. */
+/** Tests that run the CLI use the compiled JavaScript (the bundle users run): build it once, fresh. */
 export default function setup(): void {
-  execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });
+  execFileSync('npm', ['run', 'build', '--silent'], { stdio: 'inherit' });
 }

@@ -13,7 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
  * bad commit is the one this test made from the regress patch.
  */
 
-const CLI = resolve('dist/src/cli/main.js');
+const CLI = resolve('dist/bundle/main.js');
 const REGRESS_PATCH = resolve('kernels/patches/regress.patch');
 
 function git(repo: string, ...args: string[]): string {

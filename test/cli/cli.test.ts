@@ -8,7 +8,7 @@ import { ensureDebianKernel } from '../../src/kernel/kernel-cache.js';
 const dir = mkdtempSync(join(tmpdir(), 'bzemu-cli-'));
 
 function bzemu(...args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync('node', ['dist/src/cli/main.js', ...args], { encoding: 'utf8', timeout: 300_000 });
+  const r = spawnSync('node', ['dist/bundle/main.js', ...args], { encoding: 'utf8', timeout: 300_000 });
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 

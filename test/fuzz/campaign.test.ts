@@ -16,7 +16,7 @@ import { selfBuiltKernels, symbolOffset } from '../regression/selfbuilt.js';
 const out = mkdtempSync(join(tmpdir(), 'bzemu-fuzz-'));
 
 function bzemu(...args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync('node', ['dist/src/cli/main.js', ...args], { encoding: 'utf8', timeout: 600_000, maxBuffer: 64 << 20 });
+  const r = spawnSync('node', ['dist/bundle/main.js', ...args], { encoding: 'utf8', timeout: 600_000, maxBuffer: 64 << 20 });
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -77,7 +77,7 @@ describe('regress kernel, SNP at VMPL0 without SVSM: 200-run campaign', () => {
   });
 
   it('a shard picks k/n from a Slurm job array with --shard auto', () => {
-    const r = spawnSync('node', ['dist/src/cli/main.js', 'fuzz', join(dir, 'regress', 'vmlinux'), '--coco', 'snp', '--runs', '12', '--workers', '1', '--shard', 'auto', '--json'], {
+    const r = spawnSync('node', ['dist/bundle/main.js', 'fuzz', join(dir, 'regress', 'vmlinux'), '--coco', 'snp', '--runs', '12', '--workers', '1', '--shard', 'auto', '--json'], {
       encoding: 'utf8',
       env: { ...process.env, SLURM_ARRAY_TASK_ID: '3', SLURM_ARRAY_TASK_COUNT: '3', SLURM_ARRAY_TASK_MIN: '1' },
     });

@@ -25,7 +25,7 @@ describe('what the regression runs show', () => {
     const dir = selfBuiltKernels();
     let out = '';
     try {
-      execFileSync('node', ['dist/src/cli/main.js', 'boot', join(dir, 'regress', 'vmlinux'), '--coco', 'snp', '--seed', '1'], { encoding: 'utf8' });
+      execFileSync('node', ['dist/bundle/main.js', 'boot', join(dir, 'regress', 'vmlinux'), '--coco', 'snp', '--seed', '1'], { encoding: 'utf8' });
     } catch (e) {
       out = (e as { stdout: string; status: number }).stdout;
       expect((e as { status: number }).status).toBe(1);

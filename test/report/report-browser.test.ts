@@ -27,7 +27,7 @@ function findChromium(): string | null {
 const CHROMIUM = findChromium();
 
 function bzemu(...args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync('node', ['dist/src/cli/main.js', ...args], { encoding: 'utf8', timeout: 600_000 });
+  const r = spawnSync('node', ['dist/bundle/main.js', ...args], { encoding: 'utf8', timeout: 600_000 });
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 

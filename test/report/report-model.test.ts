@@ -159,7 +159,7 @@ describe('the HTML file', () => {
 describe('bzemu boot --report: bad input', () => {
   it('refuses a report in a missing directory before running, one line, exit 2', () => {
     const out = mkdtempSync(join(tmpdir(), 'bzemu-report-'));
-    const r = spawnSync('node', ['dist/src/cli/main.js', 'boot', join(dir, 'regress', 'vmlinux'), '--report', join(out, 'nope', 'r.html')], { encoding: 'utf8' });
+    const r = spawnSync('node', ['dist/bundle/main.js', 'boot', join(dir, 'regress', 'vmlinux'), '--report', join(out, 'nope', 'r.html')], { encoding: 'utf8' });
     expect(r.status).toBe(2);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain('--report: no such directory');

@@ -28,7 +28,7 @@ function fingerprint(r: Fingerprint): Fingerprint {
 
 /** `bzemu boot` with the options bootDebian uses (the CLI's defaults: 1 GiB, random poison seed 1, same command line). */
 function cliRun(id: string, mode: CocoMode): Fingerprint {
-  const r = spawnSync('node', ['dist/src/cli/main.js', 'boot', kernelPath(id), '--coco', mode, '--json', '--mem', '1G', '--poison', 'random', '--seed', '1', '--until', 'extract_kernel'], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync('node', ['dist/bundle/main.js', 'boot', kernelPath(id), '--coco', mode, '--json', '--mem', '1G', '--poison', 'random', '--seed', '1', '--until', 'extract_kernel'], { encoding: 'utf8', timeout: 120_000 });
   expect(r.status, r.stderr).toBe(0);
   return fingerprint(JSON.parse(r.stdout) as Fingerprint);
 }

@@ -33,6 +33,7 @@ interface Pending {
  * come back in request order, so results never depend on W.
  */
 export function workerPoolExecutor(target: TargetConfig, workers: number): Executor {
+  // The worker's entry sits next to this code: dist/src/analysis/fuzz/, or dist/bundle/ next to the bundled CLI.
   const url = new URL('./worker.js', import.meta.url);
   const threads: Worker[] = [];
   const idle: Worker[] = [];
