@@ -256,15 +256,6 @@ export class Mmu {
         return this.frame[i] + (lo & 0xfff);
       }
     }
-    const e = ((lo >>> 21) ^ hi) & (LARGE_LEAVES - 1);
-    if (this.leafGeneration[e] === this.generation && this.leafTag[e] === lo >>> 21 && this.leafHi[e] === (hi | 0)) {
-      const bits = this.leafBits[e];
-      if (access === ACCESS_READ || (access === ACCESS_WRITE ? (bits & (LEAF_WRITE | LEAF_DIRTY)) === (LEAF_WRITE | LEAF_DIRTY) : (bits & LEAF_NX) === 0)) {
-        const shift = this.leafShift[e];
-        return this.fill(i, lo, hi, this.leafFrame[e] + (shift === 21 ? lo & 0x1ff000 : lo & 0x3ffff000), shift, access,
-          (bits & LEAF_WRITE) !== 0, (bits & LEAF_USER) !== 0, (bits & LEAF_NX) !== 0, (bits & LEAF_PRIVATE) !== 0, (bits & LEAF_DIRTY) !== 0);
-      }
-    }
     return this.walk(lo, hi, access, i);
   }
 
@@ -274,6 +265,16 @@ export class Mmu {
       // Paging off (32-bit boot code): linear is physical, every page writable and executable. Under SEV every
       // such access is private: the decompressor's C-bit check writes with paging off and reads it back encrypted.
       return this.fill(slot, lo, hi, (lo & 0xfffff000) >>> 0, 12, access, true, true, false, this.cbitHi !== 0, true);
+    }
+    // Another 4 KiB part of a large page a recent walk ended in: what that walk found, without walking again.
+    const e = ((lo >>> 21) ^ hi) & (LARGE_LEAVES - 1);
+    if (this.leafGeneration[e] === this.generation && this.leafTag[e] === lo >>> 21 && this.leafHi[e] === (hi | 0)) {
+      const bits = this.leafBits[e];
+      if (access === ACCESS_READ || (access === ACCESS_WRITE ? (bits & (LEAF_WRITE | LEAF_DIRTY)) === (LEAF_WRITE | LEAF_DIRTY) : (bits & LEAF_NX) === 0)) {
+        const shift = this.leafShift[e];
+        return this.fill(slot, lo, hi, this.leafFrame[e] + (shift === 21 ? lo & 0x1ff000 : lo & 0x3ffff000), shift, access,
+          (bits & LEAF_WRITE) !== 0, (bits & LEAF_USER) !== 0, (bits & LEAF_NX) !== 0, (bits & LEAF_PRIVATE) !== 0, (bits & LEAF_DIRTY) !== 0);
+      }
     }
     const la57 = (ctl.cr4 & CR4_LA57) !== 0;
     // Canonical check: bits 63..47 (or 63..56) must equal the top implemented bit.
