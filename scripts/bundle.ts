@@ -20,5 +20,7 @@ await build({
   format: 'esm',
   target: 'node20',
   packages: 'external',
+  // Chained to tsc's maps: node --enable-source-maps reports TypeScript lines.
+  sourcemap: true,
   logLevel: 'warning',
 });
