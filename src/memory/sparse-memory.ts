@@ -355,6 +355,18 @@ export class SparseMemory implements PhysicalMemory {
   }
 
   writeBytes(pa: number, data: Uint8Array): void {
+    this.put(pa, data, false);
+  }
+
+  /**
+   * writeBytes for bytes that never change afterwards (a kernel file): whole
+   * pages refer to `data` itself until the guest writes them.
+   */
+  writeImage(pa: number, data: Uint8Array): void {
+    this.put(pa, data, true);
+  }
+
+  private put(pa: number, data: Uint8Array, share: boolean): void {
     let done = 0;
     while (done < data.length) {
       const a = pa + done;
@@ -362,8 +374,9 @@ export class SparseMemory implements PhysicalMemory {
       const n = Math.min(PAGE_SIZE - o, data.length - done);
       if (a < this.size) {
         const pfn = a >>> PAGE_SHIFT;
-        const target = n === PAGE_SIZE ? this.pageToOverwrite(pfn) : this.writablePage(pfn);
-        target.set(data.subarray(done, done + n), o);
+        if (n !== PAGE_SIZE) this.writablePage(pfn).set(data.subarray(done, done + n), o);
+        else if (share) this.sharePage(pfn, data.subarray(done, done + PAGE_SIZE));
+        else this.pageToOverwrite(pfn).set(data.subarray(done, done + PAGE_SIZE));
         this.wrote(a, n);
       }
       done += n;
@@ -386,26 +399,6 @@ export class SparseMemory implements PhysicalMemory {
     const fresh = this.freshPage();
     this.replacePage(pfn, fresh, 0);
     return fresh;
-  }
-
-  /**
-   * writeBytes for bytes that never change afterwards (a kernel file): whole
-   * pages refer to `data` itself until the guest writes them.
-   */
-  writeImage(pa: number, data: Uint8Array): void {
-    let done = 0;
-    while (done < data.length) {
-      const a = pa + done;
-      const o = a & PAGE_MASK;
-      const n = Math.min(PAGE_SIZE - o, data.length - done);
-      if (o !== 0 || n !== PAGE_SIZE || a >= this.size) {
-        this.writeBytes(a, data.subarray(done, done + n));
-      } else {
-        this.sharePage(a >>> PAGE_SHIFT, data.subarray(done, done + PAGE_SIZE));
-        this.wrote(a, PAGE_SIZE);
-      }
-      done += n;
-    }
   }
 
   fill(pa: number, length: number, byte: number): void {

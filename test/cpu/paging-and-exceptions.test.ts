@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { Cpu } from '../../src/cpu/cpu.js';
+import type { Cpu } from '../../src/cpu/cpu.js';
 import { Stop } from '../../src/cpu/host.js';
 import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE } from '../../src/cpu/mmu.js';
 import { SparseMemory } from '../../src/memory/sparse-memory.js';
-import { BareMetalHost } from '../../src/platform/bare-host.js';
-import { CpuidPolicy } from '../../src/platform/cpuid-policy.js';
+import { identityMappedCpu } from '../long-mode-cpu.js';
 
 const MEM = 64 << 20;
 
@@ -13,19 +12,10 @@ function w64(mem: SparseMemory, pa: number, lo: number, hi = 0): void {
   mem.write32(pa + 4, hi >>> 0);
 }
 
-/** A long-mode CPU whose first 32 MiB are identity mapped with 2 MiB pages (PML4 at 0x1000). */
+/** A long-mode CPU whose first 32 MiB are identity mapped with 2 MiB pages (PML4 at 0x1000), on zeroed RAM. */
 function machine(): { cpu: Cpu; mem: SparseMemory } {
   const mem = new SparseMemory(MEM, { kind: 'zero' });
-  const cpu = new Cpu(mem, new BareMetalHost(new CpuidPolicy()));
-  w64(mem, 0x1000, 0x2003);
-  w64(mem, 0x2000, 0x3003);
-  for (let i = 0; i < 16; i++) w64(mem, 0x3000 + i * 8, i * 0x200000 + 0x83);
-  cpu.cr3Lo = 0x1000;
-  cpu.cr0 = 0x80010033;
-  cpu.cr4 = 0x20;
-  cpu.efer = 0xd00; // LME LMA NXE
-  cpu.flushTlb();
-  return { cpu, mem };
+  return { cpu: identityMappedCpu(mem), mem };
 }
 
 function catchFault(cpu: Cpu, f: () => unknown): { vector: number; error: number } | null {

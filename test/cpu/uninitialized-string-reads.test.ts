@@ -1,24 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { Cpu } from '../../src/cpu/cpu.js';
+import type { Cpu } from '../../src/cpu/cpu.js';
 import { SparseMemory } from '../../src/memory/sparse-memory.js';
-import { BareMetalHost } from '../../src/platform/bare-host.js';
-import { CpuidPolicy } from '../../src/platform/cpuid-policy.js';
+import { identityMappedCpu } from '../long-mode-cpu.js';
 import { RCX, RDI, RSI } from '../../src/cpu/registers.js';
 
-/** Long mode, first 32 MiB identity-mapped with 2 MiB pages. */
+/** Long mode, first 32 MiB identity-mapped with 2 MiB pages; never-written RAM reads 0xcc. */
 function machine(): { cpu: Cpu; mem: SparseMemory } {
   const mem = new SparseMemory(64 << 20, { kind: 'byte', value: 0xcc });
-  const cpu = new Cpu(mem, new BareMetalHost(new CpuidPolicy()));
-  const w64 = (pa: number, lo: number): void => { mem.write32(pa, lo >>> 0); mem.write32(pa + 4, 0); };
-  w64(0x1000, 0x2003);
-  w64(0x2000, 0x3003);
-  for (let i = 0; i < 16; i++) w64(0x3000 + i * 8, i * 0x200000 + 0x83);
-  cpu.cr3Lo = 0x1000;
-  cpu.cr0 = 0x80010033;
-  cpu.cr4 = 0x20;
-  cpu.efer = 0xd00;
-  cpu.flushTlb();
-  return { cpu, mem };
+  return { cpu: identityMappedCpu(mem), mem };
 }
 
 /*

@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { Cpu } from '../../src/cpu/cpu.js';
+import type { Cpu } from '../../src/cpu/cpu.js';
 import { SparseMemory, type MemoryImage } from '../../src/memory/sparse-memory.js';
-import { BareMetalHost } from '../../src/platform/bare-host.js';
-import { CpuidPolicy } from '../../src/platform/cpuid-policy.js';
+import { identityMappedCpu as machine } from '../long-mode-cpu.js';
 import { RAX, RBX, RDI, RDX, RSI } from '../../src/cpu/registers.js';
 
 const R8 = 8;
@@ -15,21 +14,6 @@ const R8 = 8;
  */
 
 const SRC = 0x100000, DST = 0x200000, CODE = 0x300000;
-
-/** Long mode, first 32 MiB identity-mapped with 2 MiB pages (present, writable). */
-function machine(mem: SparseMemory): Cpu {
-  const cpu = new Cpu(mem, new BareMetalHost(new CpuidPolicy()));
-  const w64 = (pa: number, lo: number): void => { mem.write32(pa, lo >>> 0); mem.write32(pa + 4, 0); };
-  w64(0x1000, 0x2003);
-  w64(0x2000, 0x3003);
-  for (let i = 0; i < 16; i++) w64(0x3000 + i * 8, i * 0x200000 + 0x83);
-  cpu.cr3Lo = 0x1000;
-  cpu.cr0 = 0x80010033;
-  cpu.cr4 = 0x20;
-  cpu.efer = 0xd00;
-  cpu.flushTlb();
-  return cpu;
-}
 
 function runCode(cpu: Cpu, mem: SparseMemory, code: number[], instructions: number): void {
   mem.writeBytes(CODE, Uint8Array.from(code));
