@@ -430,8 +430,9 @@ export class SparseMemory implements PhysicalMemory {
             this.accessListener?.(src >>> PAGE_SHIFT);
           }
           this.sharePage(dst >>> PAGE_SHIFT, from);
-          this.wrote(dst, length);
         }
+        // A page copied onto itself is still written (uninitialized-read tracking, the decode cache), as before sharing.
+        this.wrote(dst, length);
         return;
       }
       const to = this.writablePage(dst >>> PAGE_SHIFT);

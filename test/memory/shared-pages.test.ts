@@ -82,6 +82,10 @@ describe('pages copied whole by REP MOVS', () => {
     mem.fill(DST + 4096, 4096, 6);
     expect(mem.read8(DST + 4096 + 100)).toBe(6);
     expect(mem.read8(DST + 100)).toBe(9);
+    // A page copied onto itself counts as written, as any other copy (uninitialized-read tracking sees it).
+    mem.trackUninitialized(SRC + 8192, 4096);
+    mem.copy(SRC + 8192, SRC + 8192, 4096);
+    expect(mem.unwrittenBytes(SRC + 8192, 8)).toBe(0);
   });
 });
 
