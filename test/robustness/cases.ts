@@ -279,7 +279,7 @@ export function runCase(plan: CasePlan, dir: string, timeLimitMs: number): CaseR
 }
 
 /**
- * Replay a judged case through the CLI (compiled, in dist/) and say how it disagrees, or
+ * Replay a judged case through the CLI (the bundle users run, in dist/bundle/) and say how it disagrees, or
  * null: bad input must be exit 2 with exactly "bzemu: bad input: <message>" on stderr and
  * nothing on stdout; a verdict must be the same verdict, reason and exit code.
  */
@@ -287,7 +287,7 @@ export function cliDisagreement(plan: CasePlan, result: CaseResult, dir: string)
   const caseDir = join(dir, `cli-${plan.index}`);
   mkdirSync(caseDir, { recursive: true });
   const args = [...cliArgs(plan, writeCaseFiles(plan, caseDir)), '--json'];
-  const p = spawnSync(process.execPath, [join(repoRoot(), 'dist', 'src', 'cli', 'main.js'), ...args], { encoding: 'utf8', timeout: 120_000 });
+  const p = spawnSync(process.execPath, [join(repoRoot(), 'dist', 'bundle', 'main.js'), ...args], { encoding: 'utf8', timeout: 120_000 });
   const o = result.outcome;
   const got = `exit ${p.status}, stderr ${JSON.stringify(p.stderr.slice(0, 300))}`;
   if (o.kind === 'bad-input') {
