@@ -43,6 +43,25 @@ export function blockHashConstants(addrs: Uint32Array, hi: number): { pow: Int32
   return { pow, sum };
 }
 
+/**
+ * The hash after `k` more runs of a block's whole pass, each one step
+ * hash' = hash * pow + sum (mod 2^32): the k-th power of that affine map,
+ * by repeated squaring (powers of one map commute).
+ */
+export function repeatHash(h: number, pow: number, sum: number, k: number): number {
+  let a = 1, b = 0; // the map so far: x -> x * a + b
+  let pa = pow, pb = sum; // the map applied 2^j times
+  for (let r = k; r > 0; r = Math.floor(r / 2)) {
+    if (r % 2 === 1) {
+      b = (Math.imul(b, pa) + pb) | 0;
+      a = Math.imul(a, pa);
+    }
+    pb = (Math.imul(pb, pa) + pb) | 0;
+    pa = Math.imul(pa, pa);
+  }
+  return (Math.imul(h, a) + b) | 0;
+}
+
 export class TraceRing {
   readonly mask: number;
   /**

@@ -35,7 +35,7 @@ export const STATE = '\u0001STATE\u0001';
  * Effective address of the memory operand into locals `el`/`eh`, as
  * Cpu.calcEA computes it; forms it does not specialise call calcEA.
  */
-function eaSource(i: Insn, k: number, nextLo: number, nextHi: number): string {
+export function eaSource(i: Insn, k: number, nextLo: number, nextHi: number): string {
   if (i.memSeg === -1 && i.addrSize === 8) {
     const b = i.memBase, x = i.memIndex;
     if (x === -1) {

@@ -3,8 +3,9 @@ import type { Cpu } from '../cpu.js';
 import { Operand, type Handler, type Insn } from '../insn.js';
 import { PARITY } from '../flags.js';
 import { successor, type Block, type BlockFn, type BlockInsn } from '../block.js';
-import { blockHashConstants, type TraceRing } from '../trace.js';
+import { blockHashConstants, repeatHash, type TraceRing } from '../trace.js';
 import type { Mmu } from '../mmu.js';
+import { fillLoop, fillLoopSource } from './fill-loop.js';
 import { conditionSource, DROP, groupable, imulFlags, inlineSource, materialize, signedDisp, STATE, SYNC, type AccessGroup, type Inline } from './inline-code.js';
 
 /*
@@ -85,6 +86,21 @@ function localName(ref: string): string {
   return `${ref.startsWith('RH') ? 'gh' : 'g'}${n}`;
 }
 
+/**
+ * Where the block's last instruction jumps when it is a near jump or Jcc that
+ * the block function follows itself to a target in the block's page (its own
+ * start: it loops there), else -1.
+ */
+function selfLoopTarget(items: readonly BlockInsn[], hi: number, bpFilter: Uint8Array): number {
+  const { insn: i, lo } = items[items.length - 1];
+  if (!((JCC.has(i.mnemonic) && i.cc >= 1 && i.cc <= 16) || i.mnemonic === Mnemonic.Jmp) || i.k0 !== Operand.Imm) return -1;
+  const next = lo + i.len;
+  if (next > 0xffffffff) return -1;
+  const [tLo, tHi] = branchTarget(next, hi, i.rel);
+  if (tHi !== hi || (hi === 0 && bpFilter[tLo & 0xffff] !== 0)) return -1;
+  return tLo;
+}
+
 /** Whether the instruction is translated to inline code (not a handler call). */
 function hasInlineForm(item: BlockInsn): boolean {
   const i = item.insn;
@@ -149,7 +165,7 @@ type Factory = (
   materialize: (cpu: Cpu, flags: number, kind: number, a: number, ah: number, b: number, bh: number) => number,
   imulFlags: (cpu: Cpu, flags: number, a: number, ah: number, b: number, bh: number) => number,
   self: Block, successorOf: (from: Block, exit: number, target: number) => Block | null,
-  trace: TraceRing, addrs: Uint32Array, hashPow: Int32Array, hashSum: Int32Array, mmu: Mmu,
+  repeat: (h: number, pow: number, sum: number, k: number) => number, trace: TraceRing, addrs: Uint32Array, hashPow: Int32Array, hashSum: Int32Array, mmu: Mmu,
 ) => BlockFn;
 
 /**
@@ -221,6 +237,11 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   // (cpu.curRipHi is already this block's: the run loop set it, and blocks hand on only to blocks of their own page.)
   lines.push(TRY);
   lines.push('for (;;) {');
+  const fill = selfLoopTarget(items, hi, bpFilter) === start ? fillLoop(items, start, start) : null;
+  if (fill !== null) {
+    const storeNext = items[0].lo + items[0].insn.len;
+    lines.push(localise(fillLoopSource(fill, items[0].insn, items[2].insn, storeNext >>> 0, hi, n, pow[n], sum[n]), used, dirty));
+  }
   let pending = false;
   for (let k = 0; k < n; k++) {
     const { insn: i, lo } = items[k];
@@ -284,6 +305,6 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   const body = text.split(OPEN).join('T.open = A; T.openIcount = ic0;')
     .split(DECL).join(decl).split(LOAD).join(load).split(SYNC).join(sync).split(DROP).join(drop);
   const source = `"use strict";\nconst TB = T.blocks, TH = T.hi, TC = T.count, TLO = MMU.tagLo, THI = MMU.tagHi, RP = MMU.rpage, WP = MMU.wpage;\n${consts.join('\n')}\n${body}`;
-  const factory = new Function('I', 'X', 'P', 'M', 'IMF', 'B', 'S', 'T', 'A', 'HP', 'HS', 'MMU', source) as Factory;
-  return factory(insns, handlers, PARITY, materialize, imulFlags, block, successor, trace, addrs, pow, sum, mmu);
+  const factory = new Function('I', 'X', 'P', 'M', 'IMF', 'B', 'S', 'HR', 'T', 'A', 'HP', 'HS', 'MMU', source) as Factory;
+  return factory(insns, handlers, PARITY, materialize, imulFlags, block, successor, repeatHash, trace, addrs, pow, sum, mmu);
 }
