@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 import { existsSync } from 'node:fs';
 import { boot, type BootResult } from '../machine/boot.js';
 import { isBadInputError } from '../kernel/errors.js';
@@ -181,4 +180,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+// No top-level await: the shipped CLI is one CommonJS script (see launch.ts).
+void main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});
