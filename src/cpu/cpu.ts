@@ -4,7 +4,8 @@ import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Mmu, TLB_MASK, type PagingContr
 import { DOUBLE_ZERO, Operand, type Insn } from './insn.js';
 import { HIGH8, RSP } from './registers.js';
 import { Stop, type CpuHost } from './host.js';
-import { decodeInsn } from './decode.js';
+import { decodeInsn, type CodeBits } from './decode.js';
+import type { DecodeMemo } from './decode-memo.js';
 import { deliverException } from './interrupts.js';
 import { Block, continuesBlock, type BlockInsn } from './block.js';
 import { translateBlock } from './translate/translate-block.js';
@@ -193,6 +194,8 @@ export class Cpu implements PagingControl {
     readonly mem: PhysicalMemory & CpuMemoryHooks,
     public host: CpuHost,
     traceSize = 4096,
+    /** Instructions decoded by CPUs running the same code, shared with them (null: decode everything here). */
+    private readonly decoded: DecodeMemo | null = null,
   ) {
     this.rmwPa = -1;
     this.maxCodeInsns = Math.min(MAX_CODE_INSNS, Math.max(MIN_CODE_INSNS, Math.floor(mem.size / 4096)));
@@ -844,7 +847,7 @@ export class Cpu implements PagingControl {
       let insn = page.insnAt(off);
       if (insn === undefined) {
         const bytes = this.mem.readBytes(this.fetchPfn * 4096 + off, Math.min(15, 4096 - off));
-        const decoded = decodeInsn(bytes, at, hi, false, this.csLong ? 64 : 32);
+        const decoded = this.decode(bytes, at, hi, this.csLong ? 64 : 32);
         if (decoded === null || decoded.exec === undefinedOpcode) break;
         insn = decoded;
         page.setInsn(off, insn);
@@ -859,6 +862,10 @@ export class Cpu implements PagingControl {
     const block = new Block(lo, hi, this.blockGen, items, page);
     if (!this.csLong) block.translatable = false; // translation emits 64-bit semantics; 32-bit code is short-lived boot code
     return block;
+  }
+
+  private decode(bytes: Uint8Array, lo: number, hi: number, bits: CodeBits): Insn | null {
+    return this.decoded !== null ? this.decoded.decode(bytes, lo, hi, bits) : decodeInsn(bytes, lo, hi, false, bits);
   }
 
   private decodeAt(lo: number, hi: number, pa: number): Insn {
@@ -883,7 +890,7 @@ export class Cpu implements PagingControl {
       }
     }
     const bits = this.csLong ? 64 : 32;
-    const insn = decodeInsn(bytes.subarray(0, avail), lo, hi, false, bits);
+    const insn = this.decode(bytes.subarray(0, avail), lo, hi, bits);
     if (insn === null) {
       if (nextFault) throw this.fault; // the instruction runs into an unmapped page
       return decodeInsn(bytes.subarray(0, avail), lo, hi, true, bits)!;

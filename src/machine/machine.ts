@@ -1,4 +1,5 @@
 import { Cpu } from '../cpu/cpu.js';
+import type { DecodeMemo } from '../cpu/decode-memo.js';
 import type { CpuHost } from '../cpu/host.js';
 import { defaultMsrs } from '../cpu/exec/system.js';
 import { SparseMemory, type MemoryImage } from '../memory/sparse-memory.js';
@@ -31,6 +32,8 @@ export interface MachineConfig {
   vm: VmConfig;
   /** The BSP's initial state as a VMSA page (launch from a VMSA); null: the firmware's own. */
   vmsa?: Uint8Array | null;
+  /** Instructions decoded by other machines running the same kernel, shared (a fuzz runner's); none: decode everything. */
+  decoded?: DecodeMemo;
 }
 
 /**
@@ -78,7 +81,7 @@ export class Machine {
     const svsm = vm.svsm ? { caa: SVSM_CAA, base: config.memSize - SVSM_SIZE, size: SVSM_SIZE } : undefined;
     this.sev = vm.mode === 'none' ? null : new SevHost({ config: vm, memory: this.mem, policy: this.cpuid, ports: this.ports, svsm });
     this.host = this.sev ?? new BareMetalHost(this.cpuid, this.ports);
-    this.cpu = new Cpu(this.mem, this.host, config.traceSize);
+    this.cpu = new Cpu(this.mem, this.host, config.traceSize, config.decoded ?? null);
     // Paging-entry bits above the CPU's physical-address width are reserved (#PF RSVD), as on the CPU the policy describes.
     const leaf = new Uint32Array(4);
     this.cpuid.lookup(0x80000008, 0, leaf);
@@ -150,14 +153,14 @@ export class Machine {
   }
 
   /** A machine restored to `snapshot`'s entry state, with its own poison and seed. */
-  static fromSnapshot(snapshot: MachineSnapshot, poison: PoisonPolicy, seed: number): Machine {
-    return new Machine(snapshot.kernel, { ...snapshot.config, poison, seed }, snapshot);
+  static fromSnapshot(snapshot: MachineSnapshot, poison: PoisonPolicy, seed: number, decoded?: DecodeMemo): Machine {
+    return new Machine(snapshot.kernel, { ...snapshot.config, poison, seed, ...(decoded !== undefined ? { decoded } : {}) }, snapshot);
   }
 
   /** The entry state, taken before the first instruction (the firmware's writes were recorded). */
   snapshot(): MachineSnapshot {
     if (this.cpu.icount !== 0) throw new Error('a snapshot is taken at the entry, before the first instruction');
-    const { poison: _poison, seed: _seed, ...config } = this.config;
+    const { poison: _poison, seed: _seed, decoded: _decoded, ...config } = this.config;
     return {
       kernel: this.kernel,
       config,

@@ -3,6 +3,7 @@ import type { MilestoneName } from '../../kernel/verdict.js';
 import type { PoisonPolicy } from '../../memory/poison.js';
 import { machineConfigFor, runMachine, type BootOptions } from '../../machine/boot.js';
 import { Machine, type MachineSnapshot } from '../../machine/machine.js';
+import { DecodeMemo } from '../../cpu/decode-memo.js';
 import type { UninitializedRead } from '../uninitialized-reads.js';
 import { outcomeOf, type Outcome } from './outcome.js';
 
@@ -28,10 +29,11 @@ export interface RunRecord {
 /**
  * Runs one campaign's boots in this thread: the kernel is loaded and the
  * machine built once, at its entry; every run restores that snapshot with its
- * own poison.
+ * own poison, and the runs share the instructions they decode.
  */
 export class FuzzRunner {
   readonly snapshot: MachineSnapshot;
+  private readonly decoded = new DecodeMemo();
 
   constructor(readonly target: TargetConfig) {
     const kernel = loadKernel(target.kernelPath, { bzImage: target.bzImage, symbols: target.symbols });
@@ -40,7 +42,7 @@ export class FuzzRunner {
   }
 
   run(request: RunRequest): RunRecord {
-    const machine = Machine.fromSnapshot(this.snapshot, request.poison, request.seed);
+    const machine = Machine.fromSnapshot(this.snapshot, request.poison, request.seed, this.decoded);
     let bytes: number[] | undefined;
     const result = runMachine(machine, {
       until: this.target.until,
