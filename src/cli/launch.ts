@@ -1,12 +1,10 @@
 #!/usr/bin/env node
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Script } from 'node:vm';
-import { threadId } from 'node:worker_threads';
 import { cacheDir } from '../kernel/cache-dir.js';
+import { runCommonJsCached } from '../kernel/code-cache.js';
 
 /*
  * The shipped CLI's entry (dist/bundle/main.js): it runs the bundled CLI
@@ -19,9 +17,9 @@ import { cacheDir } from '../kernel/cache-dir.js';
  * The cache lives in the bzemu cache directory, named by a hash of the
  * bundle's text and by V8's version (V8 itself checks little more than the
  * source's length): a rebuilt bundle never meets a stale cache, and only the
- * newest few are kept. It is written aside and renamed, so that
- * concurrent runs (the test suite's) never read half a file. Without a
- * usable cache directory the bundle is just compiled.
+ * newest few are kept. It is written aside and renamed (src/kernel/code-cache.ts),
+ * so that concurrent runs (the test suite's) never read half a file. Without
+ * a usable cache directory the bundle is just compiled.
  */
 
 /** Commands that run guest code: only their runs leave a cache worth keeping. */
@@ -38,33 +36,20 @@ function launch(): void {
   const dir = join(cacheDir(), 'v8');
   const prefix = 'bzemu-cli-';
   const cacheFile = join(dir, `${prefix}${digest}-v8-${process.versions.v8}-${process.arch}.bin`);
-  let cached: Buffer | undefined;
-  try {
-    cached = readFileSync(cacheFile);
-  } catch {
-    cached = undefined;
-  }
-  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, { filename: file, cachedData: cached });
-  if ((cached === undefined || script.cachedDataRejected === true) && BOOTING.has(process.argv[2] ?? '')) {
-    process.once('exit', (code) => {
-      if (EARLY_EXITS.has(code)) return;
-      try {
-        mkdirSync(dir, { recursive: true });
-        const part = `${cacheFile}.${process.pid}.${threadId}.part`;
-        writeFileSync(part, script.createCachedData());
-        renameSync(part, cacheFile);
-        // Each rebuild of the bundle makes a cache: keep the newest few (checkouts sharing the directory each have theirs).
-        const caches = readdirSync(dir).filter((f) => f.startsWith(prefix) && f.endsWith('.bin')).map((f) => join(dir, f));
-        const byAge = caches.map((f) => ({ f, t: statSync(f).mtimeMs })).sort((a, b) => b.t - a.t);
-        for (const { f } of byAge.slice(KEPT_CACHES)) rmSync(f, { force: true });
-      } catch {
-        // A read-only or missing cache directory costs only the compile time.
-      }
-    });
-  }
-  const wrapper = script.runInThisContext() as (e: object, r: NodeRequire, m: { exports: object }, f: string, d: string) => void;
-  const module = { exports: {} };
-  wrapper.call(module.exports, module.exports, createRequire(file), module, file, dirname(file));
+  const run = runCommonJsCached(file, source, cacheFile);
+  if (run.cacheUsed || !BOOTING.has(process.argv[2] ?? '')) return;
+  process.once('exit', (code) => {
+    if (EARLY_EXITS.has(code)) return;
+    run.writeCache();
+    // Each rebuild of the bundle makes a cache: keep the newest few (checkouts sharing the directory each have theirs).
+    try {
+      const caches = readdirSync(dir).filter((f) => f.startsWith(prefix) && f.endsWith('.bin')).map((f) => join(dir, f));
+      const byAge = caches.map((f) => ({ f, t: statSync(f).mtimeMs })).sort((a, b) => b.t - a.t);
+      for (const { f } of byAge.slice(KEPT_CACHES)) rmSync(f, { force: true });
+    } catch {
+      // Another process pruned at the same time, or the directory is not usable: nothing to do.
+    }
+  });
 }
 
 launch();

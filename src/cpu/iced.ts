@@ -1,10 +1,9 @@
 import { createRequire } from 'node:module';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { Script } from 'node:vm';
-import { threadId } from 'node:worker_threads';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type * as Iced from 'iced-x86';
 import { cacheDir } from '../kernel/cache-dir.js';
+import { runCommonJsCached } from '../kernel/code-cache.js';
 
 /**
  * iced-x86, the decoder, loaded once per process; everything in src imports
@@ -29,29 +28,10 @@ function loadIced(): typeof Iced {
   }
   const version = (require('iced-x86/package.json') as { version: string }).version;
   const cacheFile = join(cacheDir(), 'v8', `iced-x86-${version}-v8-${process.versions.v8}-${process.arch}.bin`);
-  let cached: Buffer | undefined;
-  try {
-    cached = readFileSync(cacheFile);
-  } catch {
-    cached = undefined;
-  }
-  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, { filename: file, cachedData: cached });
-  const wrapper = script.runInThisContext() as (e: object, r: NodeRequire, m: { exports: object }, f: string, d: string) => void;
-  const module = { exports: {} };
-  wrapper.call(module.exports, module.exports, createRequire(file), module, file, dirname(file));
-  if (cached === undefined || script.cachedDataRejected === true) {
-    // After the glue ran, so the cache also holds the functions its start-up compiled. Written aside (one file per process
-    // and thread: a fuzz campaign's workers start together) and renamed: nobody reads half a file or a mix of two.
-    try {
-      mkdirSync(dirname(cacheFile), { recursive: true });
-      const part = `${cacheFile}.${process.pid}.${threadId}.part`;
-      writeFileSync(part, script.createCachedData());
-      renameSync(part, cacheFile);
-    } catch {
-      // A read-only or missing cache directory costs only the compile time.
-    }
-  }
-  return module.exports as typeof Iced;
+  const run = runCommonJsCached(file, source, cacheFile);
+  // After the glue ran, so the cache also holds the functions its start-up compiled.
+  if (!run.cacheUsed) run.writeCache();
+  return run.exports as typeof Iced;
 }
 
 const iced = loadIced();
