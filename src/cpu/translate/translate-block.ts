@@ -87,18 +87,17 @@ function localName(ref: string): string {
 }
 
 /**
- * Where the block's last instruction jumps when it is a near jump or Jcc that
- * the block function follows itself to a target in the block's page (its own
- * start: it loops there), else -1.
+ * Whether the block's last instruction is a near jump or Jcc back to the
+ * block's start that needs no look from the run loop first (no possible
+ * breakpoint there): the block function then loops itself.
  */
-function selfLoopTarget(items: readonly BlockInsn[], hi: number, bpFilter: Uint8Array): number {
+function jumpsBackToStart(items: readonly BlockInsn[], start: number, hi: number, bpFilter: Uint8Array): boolean {
   const { insn: i, lo } = items[items.length - 1];
-  if (!((JCC.has(i.mnemonic) && i.cc >= 1 && i.cc <= 16) || i.mnemonic === Mnemonic.Jmp) || i.k0 !== Operand.Imm) return -1;
+  if (!((JCC.has(i.mnemonic) && i.cc >= 1 && i.cc <= 16) || i.mnemonic === Mnemonic.Jmp) || i.k0 !== Operand.Imm) return false;
   const next = lo + i.len;
-  if (next > 0xffffffff) return -1;
+  if (next > 0xffffffff) return false;
   const [tLo, tHi] = branchTarget(next, hi, i.rel);
-  if (tHi !== hi || (hi === 0 && bpFilter[tLo & 0xffff] !== 0)) return -1;
-  return tLo;
+  return tLo === start && tHi === hi && !(hi === 0 && bpFilter[start & 0xffff] !== 0);
 }
 
 /** Whether the instruction is translated to inline code (not a handler call). */
@@ -235,9 +234,11 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   lines.push(`let inH = 0; ${DECL}`);
   if (groupIds.length > 0) lines.push(`let ${groupIds.map((g) => `qr${g} = null, qw${g} = null, qo${g} = 0`).join(', ')};`);
   // (cpu.curRipHi is already this block's: the run loop set it, and blocks hand on only to blocks of their own page.)
+  // The block's last instruction jumps back to its start: the function loops there (see `again` below).
+  const selfLoop = jumpsBackToStart(items, start, hi, bpFilter);
   lines.push(TRY);
   lines.push('for (;;) {');
-  const fill = selfLoopTarget(items, hi, bpFilter) === start ? fillLoop(items, start, start) : null;
+  const fill = selfLoop ? fillLoop(items) : null;
   if (fill !== null) {
     const storeNext = items[0].lo + items[0].insn.len;
     lines.push(localise(fillLoopSource(fill, items[0].insn, items[2].insn, storeNext >>> 0, hi, n, pow[n], sum[n]), used, dirty));
@@ -267,11 +268,9 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
       branchTarget(nextLo, nextHi, i.rel)[1] === hi) {
       // Inline only a target in the block's 4 GiB, hence canonical; the handler checks any other (#GP on a non-canonical one).
       const [tLo, tHi] = branchTarget(nextLo, nextHi, i.rel);
-      // A jump back to the block's own start loops here, unless the loop would have to look at it first (breakpoint).
-      const loops = tLo === start && tHi === hi && !(hi === 0 && bpFilter[start & 0xffff] !== 0);
       // Another pass retires into the same ring entry (closed when the loop is left).
       const again = `${advance(n)} if (limit - ic >= ${n} && cpu.codeEpoch === e0) continue; ${close} return null;`;
-      const taken = `cpu.ripLo = ${tLo};${tHi !== nextHi ? ` cpu.ripHi = ${tHi};` : ''} ${loops ? again : `${retire(n)} ${leaveTo(0, tLo, tHi)}`}`;
+      const taken = `cpu.ripLo = ${tLo};${tHi !== nextHi ? ` cpu.ripHi = ${tHi};` : ''} ${selfLoop ? again : `${retire(n)} ${leaveTo(0, tLo, tHi)}`}`;
       lines.push(state);
       if (i.mnemonic === Mnemonic.Jmp) lines.push(taken);
       else lines.push(`{ const f = fl; if (${conditionSource(i.cc)}) { ${taken} } } ${retire(n)} ${leaveTo(1, nextLo, nextHi)}`);
