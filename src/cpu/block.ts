@@ -36,6 +36,11 @@ export class Block {
   translatable = true;
   /** Successor blocks handed on, by exit (0: taken branch or jump, 1: fall-through). */
   readonly next: (Block | null)[] = [null, null];
+  /**
+   * Whether the last instruction is a direct jump or branch back to the
+   * block's start: a loop, so it is translated sooner (see Cpu.translateAfter).
+   */
+  readonly loopsBack: boolean;
 
   constructor(
     readonly lo: number,
@@ -45,8 +50,18 @@ export class Block {
     readonly items: readonly BlockInsn[],
     /** The code page this one is in (its blocks are the successors it may hand on). */
     readonly page: CodePage,
-  ) {}
+  ) {
+    const last = items[items.length - 1];
+    this.loopsBack = last !== undefined && last.insn.k0 === Operand.Imm && BRANCHES.has(last.insn.mnemonic) &&
+      last.lo + last.insn.len + last.insn.rel === lo;
+  }
 }
+
+/** Direct near jumps and conditional branches (their target is the next instruction's address plus `rel`). */
+const BRANCHES = new Set<number>([
+  Mnemonic.Jmp, Mnemonic.Jo, Mnemonic.Jno, Mnemonic.Jb, Mnemonic.Jae, Mnemonic.Je, Mnemonic.Jne, Mnemonic.Jbe, Mnemonic.Ja,
+  Mnemonic.Js, Mnemonic.Jns, Mnemonic.Jp, Mnemonic.Jnp, Mnemonic.Jl, Mnemonic.Jge, Mnemonic.Jle, Mnemonic.Jg,
+]);
 
 /**
  * The translated successor at `target` on exit `exit` of `from`, or null: it

@@ -177,10 +177,16 @@ export class Cpu implements PagingControl {
   /**
    * Entries into a basic block before it is translated (the run loop steps
    * through it until then): only hot code is worth V8's compile time, which
-   * competes with the run itself on a busy machine. Tests set 0 to run
-   * translated code at once.
+   * competes with the run itself on a busy machine. A block that loops on
+   * itself is translated after a tenth of that: it is hot by nature, and its
+   * passes are what interpreting it costs (the decompressor's byte-wise
+   * memset of .bss runs 2,000 passes interpreted otherwise, a tenth of a fuzz
+   * run's time). Tests set 0 to run translated code at once, or
+   * Number.MAX_SAFE_INTEGER to stay in the interpreter.
    */
   translateAfter = 2000;
+  /** Blocks translated so far (a diagnostic: how much code got hot). */
+  blocksTranslated = 0;
   private fetchGen = -1;
   /** Retired count at the last exception delivery, and deliveries since an instruction last retired. */
   private stormIcount = -1;
@@ -988,9 +994,10 @@ export class Cpu implements PagingControl {
           code.setBlock(lo & 0xfff, b); // buildBlock may have moved the slot
         }
         let run = b.run;
-        if (run === null && b.translatable && ++b.heat > this.translateAfter) {
+        if (run === null && b.translatable && ++b.heat > (b.loopsBack ? this.translateAfter / 10 : this.translateAfter)) {
           run = b.run = translateBlock(b, trace, this.bpFilter, this.mmu);
           if (run === null) b.translatable = false;
+          else this.blocksTranslated++;
         }
         // A translated block runs whole (the budget is checked once, at its entry); blocks it leaves to run here in turn.
         if (run !== null && limit - icount >= b.items.length) {
