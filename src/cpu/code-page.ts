@@ -28,6 +28,12 @@ export class CodePage {
   tails: Map<number, number> | null = null;
   /** Cpu.codeClock when execution last entered this page from elsewhere (eviction order). */
   used = 0;
+  /**
+   * Instructions other CPUs found in a page with these same bytes, by offset
+   * (a fuzz runner's DecodeMemo.pageInsns; null: none shared). Only
+   * instructions that end inside the page are in it or added to it.
+   */
+  shared: Map<number, Insn> | null = null;
 
   constructor() {
     this.keys = new Int16Array(INITIAL_SLOTS).fill(EMPTY);

@@ -787,6 +787,8 @@ export class Cpu implements PagingControl {
     if (code === undefined) {
       if (this.codeCache.size >= MAX_CODE_PAGES) this.evictCode(-1);
       code = new CodePage();
+      // Decoded by other machines with the same bytes here (the page is watched from now on, so its bytes stay these).
+      if (this.decoded !== null) code.shared = this.decoded.pageInsns(pfn, this.csLong ? 64 : 32, this.mem.readBytes(pfn * 4096, 4096));
       this.codeCache.set(pfn, code);
       this.setWatched(pfn, 1);
     }
@@ -803,8 +805,12 @@ export class Cpu implements PagingControl {
     // translation change (this slow path) its tail must still come from the same physical page.
     if (insn !== undefined && off + insn.len > 4096 && code.tails?.get(off) !== this.nextPagePfn(lo, hi)) insn = undefined;
     if (insn === undefined) {
-      insn = this.decodeAt(lo, hi, pa);
-      if (off + insn.len > 4096) this.recordTail(code, off, pfn, this.decodedTailPfn);
+      insn = code.shared?.get(off);
+      if (insn === undefined) {
+        insn = this.decodeAt(lo, hi, pa);
+        if (off + insn.len > 4096) this.recordTail(code, off, pfn, this.decodedTailPfn);
+        else if (insn.exec !== undefinedOpcode) code.shared?.set(off, insn);
+      }
       const before = code.count;
       s = code.setInsn(off, insn);
       this.codeInsns += code.count - before;
@@ -852,10 +858,14 @@ export class Cpu implements PagingControl {
       if (hi === 0 && this.bpFilter[at & 0xffff] !== 0) break;
       let insn = page.insnAt(off);
       if (insn === undefined) {
-        const bytes = this.mem.readBytes(this.fetchPfn * 4096 + off, Math.min(15, 4096 - off));
-        const decoded = this.decode(bytes, at, hi, this.csLong ? 64 : 32);
-        if (decoded === null || decoded.exec === undefinedOpcode) break;
-        insn = decoded;
+        insn = page.shared?.get(off);
+        if (insn === undefined) {
+          const bytes = this.mem.readBytes(this.fetchPfn * 4096 + off, Math.min(15, 4096 - off));
+          const decoded = this.decode(bytes, at, hi, this.csLong ? 64 : 32);
+          if (decoded === null || decoded.exec === undefinedOpcode) break;
+          insn = decoded;
+          if (off + insn.len <= 4096) page.shared?.set(off, insn);
+        }
         page.setInsn(off, insn);
       }
       if (off + insn.len > 4096) break;

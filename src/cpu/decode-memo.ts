@@ -17,6 +17,12 @@ import type { Insn } from './insn.js';
 export class DecodeMemo {
   /** By a hash of the window and the code size; a hit is checked against the instruction's own bytes. */
   private readonly byWindow = new Map<number, { insn: Insn; bytes: Uint8Array; bits: CodeBits }>();
+  /**
+   * Code pages by physical page number: the page's bytes when it was last
+   * seen with other bytes, and the instructions found in it by page offset
+   * (only those that end inside the page, so they depend on these bytes alone).
+   */
+  private readonly pages = new Map<number, { bits: CodeBits; bytes: Uint8Array; insns: Map<number, Insn> }>();
 
   /** At most `capacity` windows are kept (then it starts again: code of a boot is a few thousand instructions). */
   constructor(readonly capacity = 1 << 16) {}
@@ -34,6 +40,22 @@ export class DecodeMemo {
       this.byWindow.set(key, { insn, bytes: insn.bytes, bits });
     }
     return insn;
+  }
+
+  /**
+   * The instructions known for code page `pfn` holding `bytes` (all 4096 of
+   * them) run as `bits`-bit code, by page offset: shared by every CPU whose
+   * page has the same bytes, which adds what it decodes there. Each CPU that
+   * starts running in a page asks again, so pages that differ from run to run
+   * are compared, never trusted (the last bytes seen win).
+   */
+  pageInsns(pfn: number, bits: CodeBits, bytes: Uint8Array): Map<number, Insn> {
+    const known = this.pages.get(pfn);
+    if (known !== undefined && known.bits === bits && known.bytes.length === bytes.length && sameStart(bytes, known.bytes)) return known.insns;
+    if (this.pages.size >= this.capacity >>> 4) this.pages.clear();
+    const insns = new Map<number, Insn>();
+    this.pages.set(pfn, { bits, bytes, insns });
+    return insns;
   }
 
   get size(): number {

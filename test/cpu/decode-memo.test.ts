@@ -3,6 +3,11 @@ import { readFileSync } from 'node:fs';
 import { decodeInsn } from '../../src/cpu/decode.js';
 import { DecodeMemo } from '../../src/cpu/decode-memo.js';
 import { kernelPath } from '../boot/helpers.js';
+import { Cpu } from '../../src/cpu/cpu.js';
+import { RAX } from '../../src/cpu/registers.js';
+import { SparseMemory } from '../../src/memory/sparse-memory.js';
+import { BareMetalHost } from '../../src/platform/bare-host.js';
+import { CpuidPolicy } from '../../src/platform/cpuid-policy.js';
 
 /*
  * Decoded instructions shared between machines (src/cpu/decode-memo.ts): a
@@ -75,5 +80,50 @@ describe('decode memo', () => {
     for (let k = 0; k < 6; k++) memo.decode(Uint8Array.of(0xb8, k, 0, 0, 0), 0, 0, 64);
     expect(memo.size).toBeLessThanOrEqual(4);
     expect(memo.decode(Uint8Array.of(0xb8, 5, 0, 0, 0), 0, 0, 64)!.immLo).toBe(5);
+  });
+
+  it('shares a code page\'s instructions only with a page of the same bytes and code size', () => {
+    const memo = new DecodeMemo();
+    const page = new Uint8Array(4096).fill(0x90);
+    const insns = memo.pageInsns(7, 64, page);
+    const nop = decodeInsn(page, 0, 0, false, 64)!;
+    insns.set(0, nop);
+    // The same bytes (another copy): the same instructions.
+    expect(memo.pageInsns(7, 64, page.slice()).get(0)).toBe(nop);
+    // One byte different, or 32-bit code: nothing known.
+    const changed = page.slice();
+    changed[4095] = 0xc3;
+    expect(memo.pageInsns(7, 64, changed).size).toBe(0);
+    expect(memo.pageInsns(7, 32, changed).size).toBe(0);
+  });
+
+  it('machines sharing a memo run what their own page holds', () => {
+    // CPUs run code at the same physical page (paging off, 64-bit code as runSnippet sets it up), sharing one memo;
+    // the page holds mov eax, 1; hlt or mov eax, 2; hlt.
+    const memo = new DecodeMemo();
+    let decodes = 0;
+    const decode = memo.decode.bind(memo);
+    memo.decode = (...args) => {
+      decodes++;
+      return decode(...args);
+    };
+    const run = (value: number): { rax: bigint; decoded: number } => {
+      const mem = new SparseMemory(1 << 24, { kind: 'zero' });
+      mem.writeBytes(0x400000, Uint8Array.of(0xb8, value, 0, 0, 0, 0xf4));
+      const cpu = new Cpu(mem, new BareMetalHost(new CpuidPolicy()), 4096, memo);
+      cpu.cr0 = 0x11;
+      cpu.efer = 0x500;
+      cpu.ripLo = 0x400000;
+      cpu.ripHi = 0;
+      decodes = 0;
+      cpu.run(100);
+      return { rax: cpu.reg64(RAX), decoded: decodes };
+    };
+    expect(run(1)).toEqual({ rax: 1n, decoded: 2 });
+    // The same bytes again: the instructions come from the shared page (not even looked up by window).
+    expect(run(1)).toEqual({ rax: 1n, decoded: 0 });
+    // Other bytes at the same page: its own instructions.
+    expect(run(2)).toEqual({ rax: 2n, decoded: 2 });
+    expect(run(1)).toEqual({ rax: 1n, decoded: 2 });
   });
 });
