@@ -51,7 +51,7 @@ export class DecodeMemo {
    */
   pageInsns(pfn: number, bits: CodeBits, bytes: Uint8Array): Map<number, Insn> {
     const known = this.pages.get(pfn);
-    if (known !== undefined && known.bits === bits && known.bytes.length === bytes.length && sameStart(bytes, known.bytes)) return known.insns;
+    if (known !== undefined && known.bits === bits && sameBytes(bytes, known.bytes)) return known.insns;
     if (this.pages.size >= this.capacity >>> 4) this.pages.clear();
     const insns = new Map<number, Insn>();
     this.pages.set(pfn, { bits, bytes, insns });
@@ -68,4 +68,9 @@ function sameStart(window: Uint8Array, prefix: Uint8Array): boolean {
   if (window.length < prefix.length) return false;
   for (let k = 0; k < prefix.length; k++) if (window[k] !== prefix[k]) return false;
   return true;
+}
+
+/** Whether two byte arrays hold the same bytes (a native compare: code pages are 4 KiB). */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.length).equals(b);
 }
