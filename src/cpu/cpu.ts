@@ -22,7 +22,7 @@ export interface CpuMemoryHooks {
   readonly tracked: Uint8Array;
   unwrittenBytes(pa: number, size: number): number;
   /** Told the page number whenever what direct access to a page may do changes (read tracking, sharing, new bytes). */
-  setAccessListener(listener: ((pfn: number) => void) | null): void;
+  setAccessListener(listener: ((pfn: number, pages: number) => void) | null): void;
   /** Per page: 1 when its bytes are shared and must be copied by the memory before a write. */
   readonly shared: Uint8Array;
   /** A view of a materialised RAM page, null when unbacked or not materialised yet. */
@@ -208,7 +208,7 @@ export class Cpu implements PagingControl {
     this.mmu = new Mmu(this, mem, this.fault);
     this.trace = new TraceRing(traceSize);
     mem.setWriteListener((pfn) => this.invalidateCode(pfn));
-    mem.setAccessListener((pfn) => this.mmu.pageAttributesChanged(pfn));
+    mem.setAccessListener((pfn, pages) => this.mmu.pageAttributesChanged(pfn, pages));
     this.mmu.pages = mem;
   }
 

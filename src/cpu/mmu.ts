@@ -185,11 +185,12 @@ export class Mmu {
     this.generation++;
   }
 
-  /** Recompute the direct-access pointers of every slot mapping page `pfn` (its watch or tracking changed). */
-  pageAttributesChanged(pfn: number): void {
-    const slotPfn = this.slotPfn;
+  /** Recompute the direct-access pointers of every slot mapping pages pfn..pfn + pages - 1 (their watch or tracking changed). */
+  pageAttributesChanged(pfn: number, pages = 1): void {
+    const slotPfn = this.slotPfn, end = pfn + pages;
     for (let i = 0; i < TLB_SIZE; i++) {
-      if (slotPfn[i] === pfn && this.tagLo[i] !== -1) this.setDirect(i, pfn);
+      const p = slotPfn[i];
+      if (p >= pfn && p < end && this.tagLo[i] !== -1) this.setDirect(i, p);
     }
   }
 

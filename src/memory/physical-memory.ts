@@ -25,3 +25,9 @@ export interface PhysicalMemory {
 
 /** Called with a physical page number each time guest code writes into that page. */
 export type PageWriteListener = (pfn: number) => void;
+
+/**
+ * Called with the first of `pages` physical page numbers (1 unless a range
+ * changed at once) whenever what a direct view of those pages may do changes.
+ */
+export type PageAccessListener = (pfn: number, pages: number) => void;

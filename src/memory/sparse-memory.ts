@@ -1,4 +1,4 @@
-import type { PageWriteListener, PhysicalMemory } from './physical-memory.js';
+import type { PageAccessListener, PageWriteListener, PhysicalMemory } from './physical-memory.js';
 import { poisonPage, type PoisonPolicy } from './poison.js';
 
 export const PAGE_SHIFT = 12;
@@ -52,7 +52,7 @@ export class SparseMemory implements PhysicalMemory {
   /** Per page: 1 when someone cares about writes (decoded code lives there). */
   readonly watched: Uint8Array;
   private listener: PageWriteListener | null = null;
-  private accessListener: PageWriteListener | null = null;
+  private accessListener: PageAccessListener | null = null;
   /** Per page: 1 when reads of never-written bytes are reported (uninitialized-read detection). */
   readonly tracked: Uint8Array;
   /**
@@ -156,9 +156,12 @@ export class SparseMemory implements PhysicalMemory {
       }
       w.fill(0, o, o + n);
       this.tracked[pfn] = 1;
-      this.accessListener?.(pfn);
       a += n;
     }
+    // One look through the TLB for the whole range, not one per page.
+    const first = pa >>> PAGE_SHIFT;
+    const last = Math.min((pa + length - 1) >>> PAGE_SHIFT, this.tracked.length - 1);
+    if (length > 0 && last >= first) this.accessListener?.(first, last - first + 1);
   }
 
   /** How many of `size` bytes at pa (inside one tracked page) were never written; 0 when all were. */
@@ -183,11 +186,12 @@ export class SparseMemory implements PhysicalMemory {
   }
 
   /**
-   * Told the page number whenever what a direct view of the page may do
-   * changes: its read tracking starts, it becomes shared, or it gets new
-   * bytes (caches of direct page access must fetch its view again).
+   * Told the page numbers whenever what a direct view of a page may do
+   * changes: its read tracking starts (a range at once), it becomes shared,
+   * or it gets new bytes (caches of direct page access must fetch its view
+   * again).
    */
-  setAccessListener(listener: PageWriteListener | null): void {
+  setAccessListener(listener: PageAccessListener | null): void {
     this.accessListener = listener;
   }
 
@@ -254,7 +258,7 @@ export class SparseMemory implements PhysicalMemory {
     const views = this.views[pfn >>> DIR_SHIFT];
     if (views !== undefined) views[pfn & DIR_MASK] = undefined;
     this.shared[pfn] = shared;
-    if (had) this.accessListener?.(pfn);
+    if (had) this.accessListener?.(pfn, 1);
   }
 
   /** Let page `pfn` refer to `bytes` (a page's worth nobody writes in place) until it is written. */
@@ -434,7 +438,7 @@ export class SparseMemory implements PhysicalMemory {
         if (src !== dst) {
           if (this.shared[src >>> PAGE_SHIFT] === 0) {
             this.shared[src >>> PAGE_SHIFT] = 1;
-            this.accessListener?.(src >>> PAGE_SHIFT);
+            this.accessListener?.(src >>> PAGE_SHIFT, 1);
           }
           this.sharePage(dst >>> PAGE_SHIFT, from);
         }

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { SparseMemory } from '../../src/memory/sparse-memory.js';
+import { identityMappedCpu } from '../long-mode-cpu.js';
 
 describe('trackUninitialized', () => {
   it('counts unwritten bytes per page, only inside the tracked range', () => {
@@ -39,5 +40,20 @@ describe('trackUninitialized', () => {
     expect(mem.unwrittenBytes(0x1000, 8)).toBe(8);
     expect(mem.unwrittenBytes(0x1ff0, 8)).toBe(8);
     expect(mem.unwrittenBytes(0x2018, 8)).toBe(8); // page 2 as it was
+  });
+
+  it('pages the CPU already reads directly are reported once tracked', () => {
+    // The TLB holds direct views of three pages before tracking starts on all of them: every one must lose its view.
+    const mem = new SparseMemory(64 << 20, { kind: 'zero' });
+    const cpu = identityMappedCpu(mem);
+    const reads: number[] = [];
+    cpu.uninitializedReadListener = (pa) => reads.push(pa);
+    for (const pa of [0x400000, 0x401000, 0x402000]) {
+      mem.write8(pa + 8, 0);
+      cpu.read8(pa + 8, 0);
+    }
+    mem.trackUninitialized(0x400000, 0x3000);
+    for (const pa of [0x400000, 0x401000, 0x402000]) cpu.read8(pa + 8, 0);
+    expect(reads).toEqual([0x400008, 0x401008, 0x402008]);
   });
 });
