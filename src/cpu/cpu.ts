@@ -21,7 +21,7 @@ export interface CpuMemoryHooks {
   /** Per page: 1 when reads must be checked for never-written bytes. */
   readonly tracked: Uint8Array;
   unwrittenBytes(pa: number, size: number): number;
-  /** Told the page number whenever what direct access to a page may do changes (read tracking, sharing, new bytes). */
+  /** Told the first page number and the count whenever what direct access to pages may do changes (read tracking, sharing, new bytes). */
   setAccessListener(listener: ((pfn: number, pages: number) => void) | null): void;
   /** Per page: 1 when its bytes are shared and must be copied by the memory before a write. */
   readonly shared: Uint8Array;

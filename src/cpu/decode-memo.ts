@@ -12,15 +12,18 @@ import type { Insn } from './insn.js';
  * serve every machine. Entries are found by a hash of the byte window the
  * CPU decoded from, and a hit counts only when the window starts with the
  * instruction's own bytes: then decoding the window gives that instruction
- * again (iced reads an instruction's bytes and nothing after them).
+ * again (iced reads an instruction's bytes and nothing after them). Whole
+ * code pages are shared the same way (pageInsns): a CPU that starts running
+ * in a page whose 4,096 bytes match takes the instructions other CPUs found
+ * there without looking each one up.
  */
 export class DecodeMemo {
   /** By a hash of the window and the code size; a hit is checked against the instruction's own bytes. */
   private readonly byWindow = new Map<number, { insn: Insn; bytes: Uint8Array; bits: CodeBits }>();
   /**
-   * Code pages by physical page number: the page's bytes when it was last
-   * seen with other bytes, and the instructions found in it by page offset
-   * (only those that end inside the page, so they depend on these bytes alone).
+   * Code pages by physical page number: the bytes the page held when its
+   * table was made, and the instructions found there by page offset (only
+   * those that end inside the page, so they depend on these bytes alone).
    */
   private readonly pages = new Map<number, { bits: CodeBits; bytes: Uint8Array; insns: Map<number, Insn> }>();
 
