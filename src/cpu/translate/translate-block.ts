@@ -88,16 +88,13 @@ function localName(ref: string): string {
 
 /**
  * Whether the block's last instruction is a near jump or Jcc back to the
- * block's start that needs no look from the run loop first (no possible
- * breakpoint there): the block function then loops itself.
+ * block's start (Block.loopsBack) that needs no look from the run loop first
+ * (no possible breakpoint there) and does not end past the low half's 4 GiB:
+ * the block function then loops itself.
  */
-function jumpsBackToStart(items: readonly BlockInsn[], start: number, hi: number, bpFilter: Uint8Array): boolean {
-  const { insn: i, lo } = items[items.length - 1];
-  if (!((JCC.has(i.mnemonic) && i.cc >= 1 && i.cc <= 16) || i.mnemonic === Mnemonic.Jmp) || i.k0 !== Operand.Imm) return false;
-  const next = lo + i.len;
-  if (next > 0xffffffff) return false;
-  const [tLo, tHi] = branchTarget(next, hi, i.rel);
-  return tLo === start && tHi === hi && !(hi === 0 && bpFilter[start & 0xffff] !== 0);
+function jumpsBackToStart(block: Block, bpFilter: Uint8Array): boolean {
+  const { insn: i, lo } = block.items[block.items.length - 1];
+  return block.loopsBack && lo + i.len <= 0xffffffff && !(block.hi === 0 && bpFilter[block.lo & 0xffff] !== 0);
 }
 
 /** Whether the instruction is translated to inline code (not a handler call). */
@@ -235,7 +232,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   if (groupIds.length > 0) lines.push(`let ${groupIds.map((g) => `qr${g} = null, qw${g} = null, qo${g} = 0`).join(', ')};`);
   // (cpu.curRipHi is already this block's: the run loop set it, and blocks hand on only to blocks of their own page.)
   // The block's last instruction jumps back to its start: the function loops there (see `again` below).
-  const selfLoop = jumpsBackToStart(items, start, hi, bpFilter);
+  const selfLoop = jumpsBackToStart(block, bpFilter);
   lines.push(TRY);
   lines.push('for (;;) {');
   const fill = selfLoop ? fillLoop(items) : null;
