@@ -57,11 +57,14 @@ export class Block {
   }
 }
 
-/** Direct near jumps and conditional branches (their target is the next instruction's address plus `rel`). */
-const BRANCHES = new Set<number>([
-  Mnemonic.Jmp, Mnemonic.Jo, Mnemonic.Jno, Mnemonic.Jb, Mnemonic.Jae, Mnemonic.Je, Mnemonic.Jne, Mnemonic.Jbe, Mnemonic.Ja,
+/** The conditional near branches (Jcc). */
+export const JCC: ReadonlySet<number> = new Set<number>([
+  Mnemonic.Jo, Mnemonic.Jno, Mnemonic.Jb, Mnemonic.Jae, Mnemonic.Je, Mnemonic.Jne, Mnemonic.Jbe, Mnemonic.Ja,
   Mnemonic.Js, Mnemonic.Jns, Mnemonic.Jp, Mnemonic.Jnp, Mnemonic.Jl, Mnemonic.Jge, Mnemonic.Jle, Mnemonic.Jg,
 ]);
+
+/** Direct near jumps and conditional branches (with an immediate operand, their target is the next instruction's address plus `rel`). */
+const BRANCHES: ReadonlySet<number> = new Set<number>([...JCC, Mnemonic.Jmp]);
 
 /**
  * The translated successor at `target` on exit `exit` of `from`, or null: it

@@ -2,7 +2,7 @@ import { Mnemonic } from '../iced.js';
 import type { Cpu } from '../cpu.js';
 import { Operand, type Handler, type Insn } from '../insn.js';
 import { PARITY } from '../flags.js';
-import { successor, type Block, type BlockFn, type BlockInsn } from '../block.js';
+import { JCC, successor, type Block, type BlockFn, type BlockInsn } from '../block.js';
 import { blockHashConstants, repeatHash, type TraceRing } from '../trace.js';
 import type { Mmu } from '../mmu.js';
 import { fillLoop, fillLoopSource } from './fill-loop.js';
@@ -42,11 +42,6 @@ function branchTarget(nextLo: number, nextHi: number, rel: number): [number, num
   if (t > 0xffffffff) return [t - TWO32, (nextHi + 1) >>> 0];
   return [t, nextHi];
 }
-
-const JCC = new Set<number>([
-  Mnemonic.Jo, Mnemonic.Jno, Mnemonic.Jb, Mnemonic.Jae, Mnemonic.Je, Mnemonic.Jne, Mnemonic.Jbe, Mnemonic.Ja,
-  Mnemonic.Js, Mnemonic.Jns, Mnemonic.Jp, Mnemonic.Jnp, Mnemonic.Jl, Mnemonic.Jge, Mnemonic.Jle, Mnemonic.Jg,
-]);
 
 /*
  * Registers in locals. Inside a block function the guest registers it uses
