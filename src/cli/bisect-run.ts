@@ -1,3 +1,4 @@
+import { openDecodedStore } from './decoded-store.js';
 import { appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { boot, type BootResult } from '../machine/boot.js';
@@ -88,10 +89,11 @@ export function runBisectStep(argv: string[], cwd: string, env: NodeJS.ProcessEn
   if (!existsSync(vmlinux) || !existsSync(bzImage)) return finish(SKIP, `nothing built to judge (${existsSync(vmlinux) ? bzImage : vmlinux} is missing)`);
   const { kernel: _k, json: _j, trace: _t, poison: _p, seed: _s, report: _r, ...options } = bootArgs;
   const results: BootResult[] = [];
+  const decoded = openDecodedStore();
   for (const p of poisons) {
     let r: BootResult;
     try {
-      r = boot({ ...options, kernelPath: vmlinux, bzImage, poison: p.poison, seed: p.seed, traceLength: 0 });
+      r = boot({ ...options, kernelPath: vmlinux, bzImage, poison: p.poison, seed: p.seed, traceLength: 0, decoded: decoded.memo });
     } catch (e) {
       if (isBadInputError(e)) return finish(SKIP, `cannot boot what was built: ${(e as Error).message}`);
       throw e;
@@ -99,5 +101,6 @@ export function runBisectStep(argv: string[], cwd: string, env: NodeJS.ProcessEn
     results.push(r);
     step.boots.push({ poison: p.name, verdict: r.verdict, words: verdictWords(r), instructions: r.instructions, seconds: r.elapsedMs / 1000 });
   }
+  decoded.save();
   return finish(judge(results), null);
 }

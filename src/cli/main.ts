@@ -6,6 +6,7 @@ import { debianKernelManifest, ensureDebianKernel } from '../kernel/kernel-cache
 import { kernelInfo, renderInfo } from '../kernel/info.js';
 import { parseBootArgs, UsageError } from './options.js';
 import { renderBoot } from './render.js';
+import { openDecodedStore } from './decoded-store.js';
 import { explainExitValue } from '../hypervisor/termination.js';
 // fuzz, bisect-run, vmsa and --report load their modules when asked: a plain boot does not pay for compiling them.
 import { BANNER_EXTRA, EARLY_BUDGET, FIXED, FLOOR, MARGIN, RATES } from '../kernel/budget.js';
@@ -108,9 +109,11 @@ function progressPrinter(): ((p: { instructions: number; elapsedMs: number; last
 async function runBoot(argv: string[]): Promise<number> {
   const { kernel, json, trace, report, ...bootOptions } = parseBootArgs(argv);
   const progress = json ? undefined : progressPrinter();
-  const options = { ...bootOptions, kernelPath: resolveKernel(kernel), traceLength: trace, onProgress: progress };
+  const decoded = openDecodedStore();
+  const options = { ...bootOptions, kernelPath: resolveKernel(kernel), traceLength: trace, onProgress: progress, decoded: decoded.memo };
   const withReport = report !== null ? (await import('./report.js')).bootWithReportFile(options, report, argv) : null;
   const result: BootResult = withReport?.result ?? boot(options);
+  decoded.save();
   if (progress) process.stderr.write('\r\x1b[K');
   if (json) {
     const { trace: lastInstructions, ...rest } = result;

@@ -1,7 +1,8 @@
-import { Code, Decoder, DecoderError, InstructionInfoFactory, DecoderOptions, Formatter, FormatterSyntax, MemorySize, OpAccess, OpKind, Register, type Instruction } from './iced.js';
-import { Insn, Operand } from './insn.js';
+import { Code, Decoder, DecoderError, InstructionInfoFactory, DecoderOptions, Formatter, FormatterSyntax, MemorySize, OpAccess, OpKind, Register, icedVersion, type Instruction } from './iced.js';
+import { Insn, Operand, type DecodeFacts } from './insn.js';
 import { gprOf, segmentOf } from './registers.js';
 import { handlerFor, gapHandler, undefinedOpcode } from './exec/table.js';
+import { RECORD_LAYOUT, recordOf, type InsnRecord } from './insn-record.js';
 
 /** Code segment kinds the decoder reads: 64-bit mode, or 32-bit code (protected mode or compatibility mode). */
 export type CodeBits = 64 | 32;
@@ -42,17 +43,37 @@ function primarySize(ins: Instruction): number {
   return 8;
 }
 
+/** LOOP/LOOPE/LOOPNE with a 0x67 prefix: they have no memory operand to carry the address size. */
+const ECX_COUNTED: ReadonlySet<number> = new Set([Code.Loop_rel8_64_ECX, Code.Loope_rel8_64_ECX, Code.Loopne_rel8_64_ECX,
+  Code.Loop_rel8_32_ECX, Code.Loope_rel8_32_ECX, Code.Loopne_rel8_32_ECX]);
+
 /**
  * Decode one instruction at a linear address into a plain Insn with its handler
  * attached. Returns null when the bytes end before the instruction does (the
  * caller then knows a page boundary is involved); with `force` such bytes
  * become a #UD instruction instead.
  */
-/** LOOP/LOOPE/LOOPNE with a 0x67 prefix: they have no memory operand to carry the address size. */
-const ECX_COUNTED: ReadonlySet<number> = new Set([Code.Loop_rel8_64_ECX, Code.Loope_rel8_64_ECX, Code.Loopne_rel8_64_ECX,
-  Code.Loop_rel8_32_ECX, Code.Loope_rel8_32_ECX, Code.Loopne_rel8_32_ECX]);
-
 export function decodeInsn(bytes: Uint8Array, ipLo: number, ipHi: number, force = false, bits: CodeBits = 64): Insn | null {
+  const decoded = decodeFields(bytes, ipLo, ipHi, force, bits);
+  if (decoded === null || decoded instanceof Insn) return decoded;
+  decoded.insn.exec = handlerFor(decoded.insn, decoded.facts, bits);
+  return decoded.insn;
+}
+
+/**
+ * Decode one instruction as decodeInsn does, but as its record
+ * (insn-record.ts), which depends on the instruction's own bytes and the code
+ * size alone. Instructions no record describes come back as they are: an
+ * undefined opcode (its bytes are the whole window) and forms bzemu has no
+ * handler for; null when the bytes end first (and not `force`).
+ */
+export function decodeRecord(bytes: Uint8Array, ipLo: number, ipHi: number, force = false, bits: CodeBits = 64): InsnRecord | Insn | null {
+  const decoded = decodeFields(bytes, ipLo, ipHi, force, bits);
+  return decoded === null || decoded instanceof Insn ? decoded : recordOf(decoded.insn, decoded.facts, bits);
+}
+
+/** The instruction's fields and the facts its handler is picked by; a finished Insn where there is nothing to pick; null as above. */
+function decodeFields(bytes: Uint8Array, ipLo: number, ipHi: number, force: boolean, bits: CodeBits): { insn: Insn; facts: DecodeFacts } | Insn | null {
   const ip = (BigInt(ipHi) << 32n) | BigInt(ipLo >>> 0);
   const decoder = new Decoder(bits, bytes, DecoderOptions.None);
   decoder.ip = ip;
@@ -165,12 +186,42 @@ export function decodeInsn(bytes: Uint8Array, ipLo: number, ipHi: number, force 
       info.free();
       insn.rmw = access === OpAccess.ReadWrite || access === OpAccess.ReadCondWrite;
     }
-    insn.exec = handlerFor(insn, ins, bits);
-    return insn;
+    const op0Kind = ins.op0Kind;
+    const far = op0Kind === OpKind.FarBranch32 || op0Kind === OpKind.FarBranch16;
+    const facts: DecodeFacts = {
+      code: ins.code,
+      mnemonic: ins.mnemonic,
+      op0Kind,
+      op0Register: ins.op0Register,
+      op1Kind: ins.op1Kind,
+      op1Register: ins.op1Register,
+      stackPointerIncrement: ins.stackPointerIncrement,
+      isStringInstruction: ins.isStringInstruction,
+      farBranchSelector: far ? ins.farBranchSelector : 0,
+      farBranch32: far ? ins.farBranch32 : 0,
+    };
+    return { insn, facts };
   } finally {
     ins.free();
     decoder.free();
   }
+}
+
+/**
+ * Everything a record depends on besides the instruction's bytes: the
+ * decoder's version, this file's code that turns its output into a record,
+ * the register tables it uses and the record layout. Saved records are kept
+ * under a hash of this text, so a change to any of them never reads old ones.
+ */
+export function recordDependencies(): string {
+  const tables: number[] = [];
+  for (const reg of Object.values(Register)) {
+    if (typeof reg !== 'number') continue;
+    const g = gprOf(reg);
+    tables.push(reg, g === null ? -1 : g.index, g === null ? 0 : g.size, segmentOf(reg));
+  }
+  return [`iced-x86 ${icedVersion}`, RECORD_LAYOUT, tables.join(','), [...ECX_COUNTED].join(','),
+    decodeFields, primarySize, setOperand, memorySizeBytes].map(String).join('\n');
 }
 
 let formatter: Formatter | null = null;

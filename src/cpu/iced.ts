@@ -26,13 +26,16 @@ function loadIced(): typeof Iced {
   } catch {
     return require('iced-x86') as typeof Iced;
   }
-  const version = (require('iced-x86/package.json') as { version: string }).version;
+  const version = icedVersion;
   const cacheFile = join(cacheDir(), 'v8', `iced-x86-${version}-v8-${process.versions.v8}-${process.arch}.bin`);
   const run = runCommonJsCached(file, source, cacheFile);
   // After the glue ran, so the cache also holds the functions its start-up compiled.
   if (!run.cacheUsed) run.writeCache();
   return run.exports as typeof Iced;
 }
+
+/** The installed iced-x86's version (part of what saved decodes are valid for). */
+export const icedVersion = (createRequire(import.meta.url)('iced-x86/package.json') as { version: string }).version;
 
 const iced = loadIced();
 

@@ -17,6 +17,27 @@ export const enum Operand {
  */
 export const DOUBLE_ZERO = -0;
 
+/**
+ * What handler pickers (exec/table.ts) read about an instruction beyond its
+ * Insn fields: the decoder's own view of it, in plain numbers, so that an
+ * instruction can be rebuilt from a saved record without the decoder
+ * (insn-record.ts). Named as iced names them (iced Code, Mnemonic, OpKind and
+ * Register numbers).
+ */
+export interface DecodeFacts {
+  readonly code: number;
+  readonly mnemonic: number;
+  readonly op0Kind: number;
+  readonly op0Register: number;
+  readonly op1Kind: number;
+  readonly op1Register: number;
+  readonly stackPointerIncrement: number;
+  readonly isStringInstruction: boolean;
+  /** Far direct branch (JMP ptr16:32): the selector and offset; 0 otherwise. */
+  readonly farBranchSelector: number;
+  readonly farBranch32: number;
+}
+
 /** Executes one decoded instruction; RIP already points at the next instruction. */
 export type Handler = (cpu: Cpu, insn: Insn) => void;
 

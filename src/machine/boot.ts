@@ -11,6 +11,7 @@ import type { MilestoneName, VerdictKind } from '../kernel/verdict.js';
 import type { PoisonPolicy } from '../memory/poison.js';
 import type { EntryPoint, GdtStyle } from '../platform/firmware.js';
 import { Machine, type MachineConfig } from './machine.js';
+import type { DecodeMemo } from '../cpu/decode-memo.js';
 import { UninitializedReadDetector, type UninitializedRead } from '../analysis/uninitialized-reads.js';
 import { makeVmConfig, sevStatusFor, type VmConfig } from '../hypervisor/vm-config.js';
 import type { HostEvent } from '../hypervisor/sev-host.js';
@@ -43,6 +44,8 @@ export interface BootOptions {
   onProgress?: (p: Progress) => void;
   /** Called with the machine once the run ends (tests inspect guest memory). */
   inspect?: (machine: Machine) => void;
+  /** Decoded instructions to start from and add to (the CLI's saved ones); none: decode everything. */
+  decoded?: DecodeMemo;
 }
 
 export interface Progress {
@@ -132,6 +135,7 @@ export function machineConfigFor(options: Omit<BootOptions, 'kernelPath'>): Mach
     traceSize: 1 << Math.max(12, Math.ceil(Math.log2(Math.max(1, options.traceLength)))),
     vm: options.vm ?? makeVmConfig({ mode: 'none' }),
     vmsa: options.vmsa ? readVmsa(options.vmsa) : null,
+    ...(options.decoded !== undefined ? { decoded: options.decoded } : {}),
   };
 }
 

@@ -1,6 +1,5 @@
-import type { Instruction } from '../iced.js';
 import type { Cpu } from '../cpu.js';
-import type { Handler, Insn } from '../insn.js';
+import type { DecodeFacts, Handler, Insn } from '../insn.js';
 import { disassemble } from '../decode.js';
 import { registerArithmetic } from './arithmetic.js';
 import { registerLogic } from './logic.js';
@@ -16,7 +15,7 @@ import { registerX87 } from './x87.js';
 import { registerCode32 } from './code32.js';
 
 /** Chooses the handler for a decoded instruction (and may fill `insn.op`). */
-export type HandlerPicker = (insn: Insn, ins: Instruction) => Handler;
+export type HandlerPicker = (insn: Insn, ins: DecodeFacts) => Handler;
 
 /** How each family file adds its mnemonics. */
 export interface Registry {
@@ -59,7 +58,7 @@ registerSystem(define);
 registerX87(define);
 registerCode32(registryFor(table32));
 
-export function handlerFor(insn: Insn, ins: Instruction, bits: 64 | 32 = 64): Handler {
+export function handlerFor(insn: Insn, ins: DecodeFacts, bits: 64 | 32 = 64): Handler {
   const pick = (bits === 32 ? table32.get(ins.mnemonic) : undefined) ?? table.get(ins.mnemonic);
   return pick === undefined ? gapHandler : pick(insn, ins);
 }

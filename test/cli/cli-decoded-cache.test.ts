@@ -1,0 +1,101 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ensureDebianKernel } from '../../src/kernel/kernel-cache.js';
+
+/*
+ * The CLI keeps the instructions its boots decoded in the bzemu cache
+ * (src/cli/decoded-store.ts) and starts the next boot from them. Whatever the
+ * cache holds (nothing, the records of this kernel or another, a damaged
+ * file, no usable directory), a boot must print the same; a file is written
+ * only when a boot decoded something it lacked.
+ */
+
+let kernel = '';
+let other = '';
+beforeAll(() => {
+  kernel = ensureDebianKernel('debian-6.12');
+  other = ensureDebianKernel('debian-6.1-cloud');
+}, 600_000);
+
+function bzemu(cache: string, ...args: string[]): { status: number; stdout: string; stderr: string } {
+  const r = spawnSync('node', ['dist/bundle/main.js', ...args], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, BZEMU_CACHE: cache } });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+const bootArgs = (k: string): string[] => ['boot', k, '--until', 'extract_kernel', '--poison', 'zero', '--json', '--trace', '8'];
+
+/** A boot's JSON without its wall time. */
+function result(stdout: string): unknown {
+  const r = JSON.parse(stdout) as Record<string, unknown>;
+  delete r['elapsedMs'];
+  return r;
+}
+
+const savedSets = (cache: string): string[] => readdirSync(join(cache, 'decoded')).filter((f) => f.startsWith('instructions-')).sort();
+
+describe('the CLI\'s saved decoded instructions', () => {
+  it('are saved by a boot, serve the next unchanged, and change nothing a boot prints', () => {
+    const cache = mkdtempSync(join(tmpdir(), 'bzemu-decoded-'));
+    const first = bzemu(cache, ...bootArgs(kernel));
+    expect(first.stderr).toBe('');
+    expect(first.status).toBe(0);
+    const sets = savedSets(cache);
+    expect(sets).toHaveLength(1);
+    const path = join(cache, 'decoded', sets[0]);
+    const before = statSync(path);
+    expect(before.size).toBeGreaterThan(50_000); // several hundred instructions
+    const second = bzemu(cache, ...bootArgs(kernel));
+    expect(second.status).toBe(0);
+    expect(result(second.stdout)).toEqual(result(first.stdout));
+    // Nothing new was decoded, so nothing was written: every instruction came from the file.
+    const after = statSync(path);
+    expect([after.ino, after.mtimeMs]).toEqual([before.ino, before.mtimeMs]);
+
+    // Another kernel adds what it decoded; the first kernel's records stay.
+    const otherFirst = bzemu(cache, ...bootArgs(other));
+    expect(otherFirst.status).toBe(0);
+    const grown = statSync(path);
+    expect(grown.size).toBeGreaterThan(before.size);
+    const third = bzemu(cache, ...bootArgs(kernel));
+    expect(result(third.stdout)).toEqual(result(first.stdout));
+    expect(statSync(path).mtimeMs).toBe(grown.mtimeMs);
+  });
+
+  it('are decoded again and saved anew when the file is damaged, and only the newest four sets are kept', () => {
+    const cache = mkdtempSync(join(tmpdir(), 'bzemu-decoded-'));
+    const clean = bzemu(cache, ...bootArgs(kernel));
+    const [name] = savedSets(cache);
+    const path = join(cache, 'decoded', name);
+    const good = readFileSync(path);
+    const damaged = Buffer.from(good); // a copy (Buffer.slice would share the bytes)
+    damaged[damaged.length >> 1] ^= 0x20;
+    writeFileSync(path, damaged);
+    // Five sets of other decoder versions, the oldest first.
+    for (let k = 0; k < 5; k++) {
+      const old = join(cache, 'decoded', `instructions-old${k}.bin`);
+      writeFileSync(old, 'x');
+      utimesSync(old, 1_000_000 + k, 1_000_000 + k);
+    }
+    const again = bzemu(cache, ...bootArgs(kernel));
+    expect(again.stderr).toBe('');
+    expect(again.status).toBe(0);
+    expect(result(again.stdout)).toEqual(result(clean.stdout));
+    expect(readFileSync(path).equals(good)).toBe(true); // the same records, written again
+    expect(savedSets(cache)).toEqual([name, 'instructions-old2.bin', 'instructions-old3.bin', 'instructions-old4.bin'].sort());
+  });
+
+  it('are skipped quietly when the cache directory cannot be created', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bzemu-decoded-'));
+    mkdirSync(join(dir, 'sub'));
+    const blocker = join(dir, 'sub', 'a-file');
+    writeFileSync(blocker, 'not a directory');
+    const reference = bzemu(mkdtempSync(join(tmpdir(), 'bzemu-decoded-')), ...bootArgs(kernel));
+    const r = bzemu(join(blocker, 'cache'), ...bootArgs(kernel));
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(result(r.stdout)).toEqual(result(reference.stdout));
+  });
+});
