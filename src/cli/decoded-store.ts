@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { DecodeMemo } from '../cpu/decode-memo.js';
 import { recordDependencies } from '../cpu/decode.js';
-import { decodeRecords, encodeRecords } from '../cpu/insn-record.js';
+import { INSN_FIELDS, RECORD_VALUES, type InsnRecord } from '../cpu/insn-record.js';
 import { cacheDir } from '../kernel/cache-dir.js';
 
 /*
@@ -38,7 +38,7 @@ export function openDecodedStore(dir = join(cacheDir(), 'decoded')): DecodedStor
   const memo = new DecodeMemo();
   let loaded = 0;
   try {
-    const records = decodeRecords(readFileSync(file), fingerprint);
+    const records = readRecords(readFileSync(file), fingerprint);
     memo.addRecords(records);
     loaded = records.length;
   } catch {
@@ -53,7 +53,7 @@ export function openDecodedStore(dir = join(cacheDir(), 'decoded')): DecodedStor
         mkdirSync(dir, { recursive: true });
         // Aside and renamed: concurrent runs (the test suite's) never read half a file; the last one to finish wins.
         const part = `${file}.${process.pid}.${threadId}.part`;
-        writeFileSync(part, encodeRecords(memo.records().slice(0, KEPT_RECORDS), fingerprint));
+        writeFileSync(part, writeRecords(memo.records().slice(0, KEPT_RECORDS), fingerprint));
         renameSync(part, file);
         const sets = readdirSync(dir).filter((f) => f.startsWith(PREFIX) && f.endsWith('.bin')).map((f) => join(dir, f));
         const byAge = sets.map((f) => ({ f, t: statSync(f).mtimeMs })).sort((a, b) => b.t - a.t);
@@ -63,4 +63,82 @@ export function openDecodedStore(dir = join(cacheDir(), 'decoded')): DecodedStor
       }
     },
   };
+}
+
+/*
+ * The file: "BZDI", a format version, the fingerprint's length and text
+ * (padded to 8 bytes), the record count (8 bytes), every record's values as
+ * one block of little-endian doubles, then per record its code size, byte
+ * count and bytes, and last the first 8 bytes of a SHA-256 of everything
+ * before them. Reading checks all of it; anything off reads as no records.
+ * The values are one aligned block so that reading them is one copy.
+ */
+const MAGIC = 0x4944_5a42; // "BZDI" as a little-endian uint32
+const FORMAT = 2;
+const DIGEST = 8;
+
+function digest(data: Uint8Array): Buffer {
+  return createHash('sha256').update(data).digest().subarray(0, DIGEST);
+}
+
+const align8 = (n: number): number => (n + 7) & ~7;
+
+export function writeRecords(records: readonly InsnRecord[], fingerprint: string): Uint8Array {
+  const fp = Buffer.from(fingerprint, 'utf8');
+  const valuesAt = align8(12 + fp.length) + 8;
+  let codeBytes = 0;
+  for (const r of records) codeBytes += 2 + r.bytes.length;
+  const body = valuesAt + records.length * RECORD_VALUES * 8 + codeBytes;
+  const out = Buffer.alloc(body + DIGEST);
+  out.writeUInt32LE(MAGIC, 0);
+  out.writeUInt32LE(FORMAT, 4);
+  out.writeUInt32LE(fp.length, 8);
+  fp.copy(out, 12);
+  out.writeUInt32LE(records.length, valuesAt - 8);
+  let at = valuesAt;
+  for (const r of records) {
+    for (let k = 0; k < RECORD_VALUES; k++, at += 8) out.writeDoubleLE(r.values[k], at);
+  }
+  for (const r of records) {
+    out[at] = r.bits;
+    out[at + 1] = r.bytes.length;
+    out.set(r.bytes, at + 2);
+    at += 2 + r.bytes.length;
+  }
+  digest(out.subarray(0, body)).copy(out, body);
+  return out;
+}
+
+const LEN_FIELD = INSN_FIELDS.indexOf('len');
+/** Doubles are stored little-endian; a big-endian host reads them one by one. */
+const LITTLE_ENDIAN = new Uint8Array(Float64Array.of(1).buffer)[7] === 0x3f;
+
+/** The records saved in `data` under this fingerprint; [] for another fingerprint or format, or any damage. */
+export function readRecords(data: Uint8Array, fingerprint: string): InsnRecord[] {
+  const fp = Buffer.from(fingerprint, 'utf8');
+  const file = Buffer.from(data.buffer, data.byteOffset, data.length);
+  const valuesAt = align8(12 + fp.length) + 8;
+  if (file.length < valuesAt + DIGEST) return [];
+  if (file.readUInt32LE(0) !== MAGIC || file.readUInt32LE(4) !== FORMAT || file.readUInt32LE(8) !== fp.length) return [];
+  if (!file.subarray(12, 12 + fp.length).equals(fp)) return [];
+  const body = file.length - DIGEST;
+  if (!digest(file.subarray(0, body)).equals(file.subarray(body))) return [];
+  const count = file.readUInt32LE(valuesAt - 8);
+  const codeAt = valuesAt + count * RECORD_VALUES * 8;
+  if (codeAt > body) return [];
+  const values = new Float64Array(count * RECORD_VALUES);
+  if (LITTLE_ENDIAN) new Uint8Array(values.buffer).set(file.subarray(valuesAt, codeAt));
+  else for (let k = 0; k < values.length; k++) values[k] = file.readDoubleLE(valuesAt + 8 * k);
+  const records: InsnRecord[] = [];
+  let at = codeAt;
+  for (let n = 0; n < count; n++) {
+    if (at + 2 > body) return [];
+    const bits = file[at], len = file[at + 1];
+    if ((bits !== 64 && bits !== 32) || len < 1 || len > 15 || at + 2 + len > body) return [];
+    const own = values.subarray(n * RECORD_VALUES, (n + 1) * RECORD_VALUES);
+    if (own[LEN_FIELD] !== len) return [];
+    records.push({ bits, bytes: new Uint8Array(file.subarray(at + 2, at + 2 + len)), values: own });
+    at += 2 + len;
+  }
+  return at === body ? records : [];
 }

@@ -2,7 +2,7 @@ import { Code, Decoder, DecoderError, InstructionInfoFactory, DecoderOptions, Fo
 import { Insn, Operand, type DecodeFacts } from './insn.js';
 import { gprOf, segmentOf } from './registers.js';
 import { handlerFor, gapHandler, undefinedOpcode } from './exec/table.js';
-import { RECORD_LAYOUT, recordOf, type InsnRecord } from './insn-record.js';
+import { RECORD_LAYOUT, insnFromRecord, recordOf, type InsnRecord } from './insn-record.js';
 
 /** Code segment kinds the decoder reads: 64-bit mode, or 32-bit code (protected mode or compatibility mode). */
 export type CodeBits = 64 | 32;
@@ -210,7 +210,8 @@ function decodeFields(bytes: Uint8Array, ipLo: number, ipHi: number, force: bool
 /**
  * Everything a record depends on besides the instruction's bytes: the
  * decoder's version, this file's code that turns its output into a record,
- * the register tables it uses and the record layout. Saved records are kept
+ * the register tables it uses and the record layout (its list and the code
+ * that writes and reads it). Saved records are kept
  * under a hash of this text, so a change to any of them never reads old ones.
  */
 export function recordDependencies(): string {
@@ -221,7 +222,7 @@ export function recordDependencies(): string {
     tables.push(reg, g === null ? -1 : g.index, g === null ? 0 : g.size, segmentOf(reg));
   }
   return [`iced-x86 ${icedVersion}`, RECORD_LAYOUT, tables.join(','), [...ECX_COUNTED].join(','),
-    decodeFields, primarySize, setOperand, memorySizeBytes].map(String).join('\n');
+    decodeFields, primarySize, setOperand, memorySizeBytes, recordOf, insnFromRecord].map(String).join('\n');
 }
 
 let formatter: Formatter | null = null;

@@ -5,10 +5,10 @@ import type { CodeBits } from './decode.js';
 /*
  * A decoded instruction as plain numbers: its Insn fields as the decoder set
  * them (before a handler was picked, since pickers adjust some) and the
- * decoder facts pickers read. Every instruction decode.ts decodes is built
- * from its record, so one rebuilt from a saved record (a decode cache kept
- * between runs, see DecodeMemo) is the same instruction by construction,
- * handler and all, without the decoder.
+ * decoder facts pickers read. An instruction rebuilt from its record, also
+ * one saved by an earlier run (see DecodeMemo), is what decodeInsn gives for
+ * its bytes, handler and all, without the decoder
+ * (test/cpu/insn-record.test.ts checks this on real code).
  */
 
 /** Insn fields a record keeps, in order (all but the handler, the bytes and what pickers set). */
@@ -31,99 +31,35 @@ export interface InsnRecord {
   readonly values: Float64Array;
 }
 
-type InsnNumbers = Record<(typeof INSN_FIELDS)[number], number | boolean>;
-
 /** The record of an instruction whose fields the decoder has just set (its handler not yet picked). */
 export function recordOf(insn: Insn, facts: DecodeFacts, bits: CodeBits): InsnRecord {
-  const values = new Float64Array(RECORD_VALUES);
-  const fields = insn as unknown as InsnNumbers;
-  for (let k = 0; k < INSN_FIELDS.length; k++) values[k] = Number(fields[INSN_FIELDS[k]]);
-  for (let k = 0; k < FACT_FIELDS.length; k++) values[INSN_FIELDS.length + k] = Number(facts[FACT_FIELDS[k]]);
+  const values = Float64Array.of(insn.mnemonic, insn.code, insn.len, insn.opCount, insn.k0, insn.k1, insn.k2,
+    insn.r0, insn.r1, insn.r2, insn.s0, insn.s1, insn.s2, insn.immLo, insn.immHi, insn.imm2, insn.memBase,
+    insn.memIndex, insn.memScale, insn.dispLo, insn.dispHi, insn.memSeg, insn.addrSize, insn.rmw ? 1 : 0, insn.rel,
+    insn.cc, insn.rep, insn.lock ? 1 : 0,
+    facts.code, facts.mnemonic, facts.op0Kind, facts.op0Register, facts.op1Kind, facts.op1Register,
+    facts.stackPointerIncrement, facts.isStringInstruction ? 1 : 0, facts.farBranchSelector, facts.farBranch32);
   return { bits, bytes: insn.bytes, values };
 }
 
-/** A new Insn from a record, its handler picked as for a fresh decode. */
+/**
+ * A new Insn from a record, its handler picked as for a fresh decode. Field
+ * by field in INSN_FIELDS' order, written out: the CLI rebuilds hundreds of
+ * instructions in a cold process, where stores by computed name are slow.
+ */
 export function insnFromRecord(record: InsnRecord): Insn {
   const insn = new Insn(gapHandler, record.bytes);
   const v = record.values;
-  const fields = insn as unknown as InsnNumbers;
-  for (let k = 0; k < INSN_FIELDS.length; k++) {
-    const name = INSN_FIELDS[k];
-    fields[name] = name === 'rmw' || name === 'lock' ? v[k] !== 0 : v[k];
-  }
-  const f = INSN_FIELDS.length;
+  insn.mnemonic = v[0]; insn.code = v[1]; insn.len = v[2]; insn.opCount = v[3];
+  insn.k0 = v[4]; insn.k1 = v[5]; insn.k2 = v[6]; insn.r0 = v[7]; insn.r1 = v[8]; insn.r2 = v[9];
+  insn.s0 = v[10]; insn.s1 = v[11]; insn.s2 = v[12]; insn.immLo = v[13]; insn.immHi = v[14]; insn.imm2 = v[15];
+  insn.memBase = v[16]; insn.memIndex = v[17]; insn.memScale = v[18]; insn.dispLo = v[19]; insn.dispHi = v[20];
+  insn.memSeg = v[21]; insn.addrSize = v[22]; insn.rmw = v[23] !== 0; insn.rel = v[24]; insn.cc = v[25];
+  insn.rep = v[26]; insn.lock = v[27] !== 0;
   const facts: DecodeFacts = {
-    code: v[f], mnemonic: v[f + 1], op0Kind: v[f + 2], op0Register: v[f + 3], op1Kind: v[f + 4], op1Register: v[f + 5],
-    stackPointerIncrement: v[f + 6], isStringInstruction: v[f + 7] !== 0, farBranchSelector: v[f + 8], farBranch32: v[f + 9],
+    code: v[28], mnemonic: v[29], op0Kind: v[30], op0Register: v[31], op1Kind: v[32], op1Register: v[33],
+    stackPointerIncrement: v[34], isStringInstruction: v[35] !== 0, farBranchSelector: v[36], farBranch32: v[37],
   };
   insn.exec = handlerFor(insn, facts, record.bits);
   return insn;
-}
-
-/*
- * Saved form of many records: "BZDI", a format version, the fingerprint's
- * length and text, the record count, then per record its code size, byte
- * count, bytes and values (little-endian doubles), and last a checksum of
- * everything before it. Reading checks all of it; anything off reads as no
- * records.
- */
-const MAGIC = 0x4944_5a42; // "BZDI" read as a little-endian uint32
-const FORMAT = 1;
-
-export function encodeRecords(records: readonly InsnRecord[], fingerprint: string): Uint8Array {
-  const fp = Buffer.from(fingerprint, 'utf8');
-  let size = 16 + fp.length + 4;
-  for (const r of records) size += 2 + r.bytes.length + RECORD_VALUES * 8;
-  const out = new Uint8Array(size);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, MAGIC, true);
-  view.setUint32(4, FORMAT, true);
-  view.setUint32(8, fp.length, true);
-  out.set(fp, 12);
-  let at = 12 + fp.length;
-  view.setUint32(at, records.length, true);
-  at += 4;
-  for (const r of records) {
-    out[at] = r.bits;
-    out[at + 1] = r.bytes.length;
-    out.set(r.bytes, at + 2);
-    at += 2 + r.bytes.length;
-    for (let k = 0; k < RECORD_VALUES; k++, at += 8) view.setFloat64(at, r.values[k], true);
-  }
-  view.setUint32(at, checksum(out, at), true);
-  return out;
-}
-
-/** The records saved in `data` with this fingerprint; [] for another fingerprint, format or any damage. */
-export function decodeRecords(data: Uint8Array, fingerprint: string): InsnRecord[] {
-  const fp = Buffer.from(fingerprint, 'utf8');
-  if (data.length < 20) return [];
-  const view = new DataView(data.buffer, data.byteOffset, data.length);
-  if (view.getUint32(0, true) !== MAGIC || view.getUint32(4, true) !== FORMAT || view.getUint32(8, true) !== fp.length) return [];
-  if (data.length < 16 + fp.length + 4 || !Buffer.from(data.buffer, data.byteOffset + 12, fp.length).equals(fp)) return [];
-  if (view.getUint32(data.length - 4, true) !== checksum(data, data.length - 4)) return [];
-  let at = 12 + fp.length;
-  const count = view.getUint32(at, true);
-  at += 4;
-  const records: InsnRecord[] = [];
-  const end = data.length - 4;
-  for (let n = 0; n < count; n++) {
-    if (at + 2 > end) return [];
-    const bits = data[at], len = data[at + 1];
-    if ((bits !== 64 && bits !== 32) || len < 1 || len > 15 || at + 2 + len + RECORD_VALUES * 8 > end) return [];
-    const bytes = data.slice(at + 2, at + 2 + len);
-    at += 2 + len;
-    const values = new Float64Array(RECORD_VALUES);
-    for (let k = 0; k < RECORD_VALUES; k++, at += 8) values[k] = view.getFloat64(at, true);
-    if (values[INSN_FIELDS.indexOf('len')] !== len) return [];
-    records.push({ bits, bytes, values });
-  }
-  return at === end ? records : [];
-}
-
-/** FNV-1a over the first `length` bytes. */
-function checksum(data: Uint8Array, length: number): number {
-  let h = 0x811c9dc5;
-  for (let k = 0; k < length; k++) h = Math.imul(h ^ data[k], 0x01000193);
-  return h >>> 0;
 }
