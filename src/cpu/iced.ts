@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type * as Iced from 'iced-x86';
 import { cacheDir } from '../kernel/cache-dir.js';
 import { runCommonJsCached } from '../kernel/code-cache.js';
+import { deferredWebAssembly } from './deferred-wasm.js';
 
 /**
  * iced-x86, the decoder, loaded once per process; everything in src imports
@@ -15,7 +16,8 @@ import { runCommonJsCached } from '../kernel/code-cache.js';
  * source and its own version and flags, and rejects one that does not fit;
  * the file name also carries the versions, so different Node or iced
  * installs keep their own. Without a usable cache directory the glue is just
- * compiled.
+ * compiled. The glue's WebAssembly is compiled when first called
+ * (deferred-wasm.ts): a boot served by saved decodes may never call it.
  */
 function loadIced(): typeof Iced {
   const require = createRequire(import.meta.url);
@@ -27,8 +29,8 @@ function loadIced(): typeof Iced {
     return require('iced-x86') as typeof Iced;
   }
   const version = icedVersion;
-  const cacheFile = join(cacheDir(), 'v8', `iced-x86-${version}-v8-${process.versions.v8}-${process.arch}.bin`);
-  const run = runCommonJsCached(file, source, cacheFile);
+  const cacheFile = join(cacheDir(), 'v8', `iced-x86-${version}-deferred-v8-${process.versions.v8}-${process.arch}.bin`);
+  const run = runCommonJsCached(file, source, cacheFile, { WebAssembly: deferredWebAssembly() });
   // After the glue ran, so the cache also holds the functions its start-up compiled.
   if (!run.cacheUsed) run.writeCache();
   return run.exports as typeof Iced;

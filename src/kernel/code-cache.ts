@@ -21,18 +21,20 @@ export interface CachedRun {
   writeCache(): void;
 }
 
-export function runCommonJsCached(file: string, source: string, cacheFile: string): CachedRun {
+/** `globals`: names the file sees instead of the real globals (parameters of its wrapper). */
+export function runCommonJsCached(file: string, source: string, cacheFile: string, globals: Record<string, unknown> = {}): CachedRun {
   let cached: Buffer | undefined;
   try {
     cached = readFileSync(cacheFile);
   } catch {
     cached = undefined;
   }
-  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, { filename: file, cachedData: cached });
+  const names = Object.keys(globals);
+  const script = new Script(`(function (exports, require, module, __filename, __dirname${names.map((n) => `, ${n}`).join('')}) {${source}\n})`, { filename: file, cachedData: cached });
   const cacheUsed = cached !== undefined && script.cachedDataRejected !== true;
-  const wrapper = script.runInThisContext() as (e: object, r: NodeRequire, m: { exports: object }, f: string, d: string) => void;
+  const wrapper = script.runInThisContext() as (e: object, r: NodeRequire, m: { exports: object }, f: string, d: string, ...g: unknown[]) => void;
   const module = { exports: {} };
-  wrapper.call(module.exports, module.exports, createRequire(file), module, file, dirname(file));
+  wrapper.call(module.exports, module.exports, createRequire(file), module, file, dirname(file), ...names.map((n) => globals[n]));
   return {
     exports: module.exports,
     cacheUsed,
