@@ -7,9 +7,15 @@
  * instead of a stack trace, and 64-bit addresses are re-read as bigint because elfy returns
  * JS numbers (inexact above 2^53, e.g. 0xffffffff81xxxxxx).
  */
-import elfy from 'elfy';
+import { createRequire } from 'node:module';
+import type Elfy from 'elfy';
 import { BadInputError } from './errors.js';
 import { EM_X86_64 } from './setup-header.js';
+
+/** elfy, loaded on first use (Node caches it): it loads node:assert, which a boot that parses no ELF file never needs. */
+function elfy(): typeof Elfy {
+  return createRequire(import.meta.url)('elfy') as typeof Elfy;
+}
 
 export const PT_LOAD = 1;
 export const PT_DYNAMIC = 2;
@@ -220,9 +226,9 @@ export function parseElf(input: Uint8Array): ElfFile {
   // section header string table, so it is skipped for section-less files.
   let names: string[] = [];
   if (shnum > 0) {
-    let parsed: elfy.File;
+    let parsed: Elfy.File;
     try {
-      parsed = elfy.parse(toBuffer(input));
+      parsed = elfy().parse(toBuffer(input));
     } catch (e) {
       throw new BadInputError(`corrupt ELF file: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }
