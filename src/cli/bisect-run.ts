@@ -89,7 +89,7 @@ export function runBisectStep(argv: string[], cwd: string, env: NodeJS.ProcessEn
   if (!existsSync(vmlinux) || !existsSync(bzImage)) return finish(SKIP, `nothing built to judge (${existsSync(vmlinux) ? bzImage : vmlinux} is missing)`);
   const { kernel: _k, json: _j, trace: _t, poison: _p, seed: _s, report: _r, ...options } = bootArgs;
   const results: BootResult[] = [];
-  const decoded = openDecodedStore();
+  const decoded = openDecodedStore(vmlinux);
   for (const p of poisons) {
     let r: BootResult;
     try {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { threadId } from 'node:worker_threads';
 import { DecodeMemo } from '../cpu/decode-memo.js';
 import { recordDependencies } from '../cpu/decode.js';
@@ -9,18 +9,23 @@ import { cacheDir } from '../kernel/cache-dir.js';
 
 /*
  * Decoded instructions kept between CLI runs, in the bzemu cache: a boot
- * starts from what earlier boots decoded (DecodeMemo) and, if it decoded
- * more, saves the lot when it is done. The file is named by a hash of
- * everything a record depends on (decode.ts's recordDependencies: the
- * decoder's version and bzemu's own decoding code), so a new iced or a
- * changed decoder starts a new file and never reads an old one. A damaged
- * file reads as empty; an unusable cache directory costs the decoding only.
+ * starts from what earlier boots of the same kernel file decoded
+ * (DecodeMemo) and, if it decoded more, saves the lot when it is done. A
+ * file's name carries a hash of everything a record depends on (decode.ts's
+ * recordDependencies: the decoder's version and bzemu's own decoding code),
+ * so a new iced or a changed decoder never reads an old file, and a hash of
+ * the kernel file's path, size and modification time. The kernel part only
+ * keeps each set as small as one kernel's code (a record serves any code
+ * with its bytes): reading a set costs time in proportion to its size, and a
+ * set shared by every kernel booted would grow past what a boot saves. A
+ * damaged file reads as empty; an unusable cache directory costs the
+ * decoding only.
  */
 
-/** Records saved at most: those a boot used first, then older ones (a Debian kernel to its banner uses about 4,000). */
-const KEPT_RECORDS = 1 << 15;
-/** Saved sets kept in the directory (the newest): checkouts of different versions sharing a cache each keep theirs. */
-const KEPT_FILES = 4;
+/** Records saved at most: those a boot used first, then older ones (a Debian kernel to its banner uses about 5,000). */
+const KEPT_RECORDS = 1 << 14;
+/** Sets kept in the directory (the newest): the kernels booted last, across checkouts sharing the cache. */
+const KEPT_FILES = 24;
 const PREFIX = 'instructions-';
 
 export interface DecodedStore {
@@ -32,9 +37,22 @@ export interface DecodedStore {
   save(): void;
 }
 
-export function openDecodedStore(dir = join(cacheDir(), 'decoded')): DecodedStore {
+/** The kernel file's identity for naming its set: path, size and modification time. */
+function kernelKey(kernelPath: string): string {
+  let identity = resolve(kernelPath);
+  try {
+    const stat = statSync(kernelPath);
+    identity += `\0${stat.size}\0${stat.mtimeMs}`;
+  } catch {
+    // not a file we can stat: named by its path alone
+  }
+  return createHash('sha256').update(identity).digest('hex').slice(0, 16);
+}
+
+/** The saved set for a boot of `kernelPath`. */
+export function openDecodedStore(kernelPath: string, dir = join(cacheDir(), 'decoded')): DecodedStore {
   const fingerprint = createHash('sha256').update(recordDependencies()).digest('hex').slice(0, 24);
-  const file = join(dir, `${PREFIX}${fingerprint}.bin`);
+  const file = join(dir, `${PREFIX}${fingerprint}-${kernelKey(kernelPath)}.bin`);
   const memo = new DecodeMemo();
   let loaded = 0;
   try {

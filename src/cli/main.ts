@@ -109,8 +109,9 @@ function progressPrinter(): ((p: { instructions: number; elapsedMs: number; last
 async function runBoot(argv: string[]): Promise<number> {
   const { kernel, json, trace, report, ...bootOptions } = parseBootArgs(argv);
   const progress = json ? undefined : progressPrinter();
-  const decoded = openDecodedStore();
-  const options = { ...bootOptions, kernelPath: resolveKernel(kernel), traceLength: trace, onProgress: progress, decoded: decoded.memo };
+  const kernelPath = resolveKernel(kernel);
+  const decoded = openDecodedStore(kernelPath);
+  const options = { ...bootOptions, kernelPath, traceLength: trace, onProgress: progress, decoded: decoded.memo };
   const withReport = report !== null ? (await import('./report.js')).bootWithReportFile(options, report, argv) : null;
   const result: BootResult = withReport?.result ?? boot(options);
   decoded.save();

@@ -7,10 +7,11 @@ import { ensureDebianKernel } from '../../src/kernel/kernel-cache.js';
 
 /*
  * The CLI keeps the instructions its boots decoded in the bzemu cache
- * (src/cli/decoded-store.ts) and starts the next boot from them. Whatever the
- * cache holds (nothing, the records of this kernel or another, a damaged
- * file, no usable directory), a boot must print the same; a file is written
- * only when a boot decoded something it lacked.
+ * (src/cli/decoded-store.ts), one set per kernel file, and starts the next
+ * boot of that kernel from them. Whatever the cache holds (nothing, the
+ * records of this kernel, a damaged file, no usable directory), a boot must
+ * print the same; a set is written only when a boot decoded something it
+ * lacked.
  */
 
 let kernel = '';
@@ -54,17 +55,17 @@ describe('the CLI\'s saved decoded instructions', () => {
     const after = statSync(path);
     expect([after.ino, after.mtimeMs]).toEqual([before.ino, before.mtimeMs]);
 
-    // Another kernel adds what it decoded; the first kernel's records stay.
+    // Another kernel gets a set of its own; the first kernel's stays as it was and still serves it.
     const otherFirst = bzemu(cache, ...bootArgs(other));
     expect(otherFirst.status).toBe(0);
-    const grown = statSync(path);
-    expect(grown.size).toBeGreaterThan(before.size);
+    expect(savedSets(cache)).toHaveLength(2);
     const third = bzemu(cache, ...bootArgs(kernel));
     expect(result(third.stdout)).toEqual(result(first.stdout));
-    expect(statSync(path).mtimeMs).toBe(grown.mtimeMs);
+    const last = statSync(path);
+    expect([last.ino, last.mtimeMs, last.size]).toEqual([before.ino, before.mtimeMs, before.size]);
   });
 
-  it('are decoded again and saved anew when the file is damaged, and only the newest four sets are kept', () => {
+  it('are decoded again and saved anew when the file is damaged, and only the newest 24 sets are kept', () => {
     const cache = mkdtempSync(join(tmpdir(), 'bzemu-decoded-'));
     const clean = bzemu(cache, ...bootArgs(kernel));
     const [name] = savedSets(cache);
@@ -73,18 +74,18 @@ describe('the CLI\'s saved decoded instructions', () => {
     const damaged = Buffer.from(good); // a copy (Buffer.slice would share the bytes)
     damaged[damaged.length >> 1] ^= 0x20;
     writeFileSync(path, damaged);
-    // Five sets of other decoder versions, the oldest first.
-    for (let k = 0; k < 5; k++) {
-      const old = join(cache, 'decoded', `instructions-old${k}.bin`);
-      writeFileSync(old, 'x');
-      utimesSync(old, 1_000_000 + k, 1_000_000 + k);
-    }
+    // 25 sets of other kernels or decoder versions, the oldest first.
+    const old = Array.from({ length: 25 }, (_, k) => `instructions-old${String(k).padStart(2, '0')}.bin`);
+    old.forEach((name, k) => {
+      writeFileSync(join(cache, 'decoded', name), 'x');
+      utimesSync(join(cache, 'decoded', name), 1_000_000 + k, 1_000_000 + k);
+    });
     const again = bzemu(cache, ...bootArgs(kernel));
     expect(again.stderr).toBe('');
     expect(again.status).toBe(0);
     expect(result(again.stdout)).toEqual(result(clean.stdout));
     expect(readFileSync(path).equals(good)).toBe(true); // the same records, written again
-    expect(savedSets(cache)).toEqual([name, 'instructions-old2.bin', 'instructions-old3.bin', 'instructions-old4.bin'].sort());
+    expect(savedSets(cache)).toEqual([name, ...old.slice(2)].sort()); // this boot's and the 23 newest others
   });
 
   it('are skipped quietly when the cache directory cannot be created', () => {
