@@ -7,6 +7,9 @@
  * For each kernel, medians of --repeat runs (default 3):
  *   - bzemu to extract_kernel, to kernel-entry and to linux-banner, whole process
  *     (Node start-up, kernel loading, the run), and the guest MIPS of the run;
+ *     extract_kernel also as a first run, with an empty cache directory (no
+ *     V8 code caches, no saved decodes: what a new machine or a new build
+ *     pays once), the others after one unmeasured run has filled the cache;
  *   - QEMU TCG booting the same bzImage with the same command line until the
  *     kernel's banner line ("Linux version ...") reaches its serial console
  *     (`qemu-system-x86_64 -accel tcg -nographic -kernel ... -append
@@ -21,7 +24,8 @@ import { ensureDebianKernel } from '../src/kernel/kernel-cache.js';
 import { makeVmConfig } from '../src/hypervisor/vm-config.js';
 import { DEFAULT_CMDLINE } from '../src/cli/options.js';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { workerPoolExecutor } from '../src/analysis/fuzz/executor.js';
@@ -49,9 +53,11 @@ interface BzemuRun {
 }
 
 /** One whole bzemu process, timed from spawn to exit. */
-function bzemuRun(kernel: string, until: string, coco = 'none'): BzemuRun {
+/** One whole bzemu process; `cache`: a BZEMU_CACHE directory of its own. */
+function bzemuRun(kernel: string, until: string, coco = 'none', cache?: string): BzemuRun {
+  const env = cache === undefined ? process.env : { ...process.env, BZEMU_CACHE: cache };
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, [cli, 'boot', kernel, '--until', until, '--poison', 'zero', '--coco', coco, '--json'], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const r = spawnSync(process.execPath, [cli, 'boot', kernel, '--until', until, '--poison', 'zero', '--coco', coco, '--json'], { encoding: 'utf8', maxBuffer: 1 << 26, env });
   const wallSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const j = JSON.parse(r.stdout) as { verdict: string; instructions: number; elapsedMs: number; traceHash: string };
   return { wallSeconds, verdict: j.verdict, instructions: j.instructions, runMs: j.elapsedMs, traceHash: j.traceHash };
@@ -100,6 +106,8 @@ function qemuFirstLine(qemu: string, bzImage: string, timeoutSeconds = 120): Pro
 interface KernelFigures {
   kernel: string;
   extractKernelSeconds: number;
+  /** A first run: an empty cache directory (no V8 code caches, no saved decodes). */
+  extractKernelFirstRunSeconds: number;
   kernelEntrySeconds: number;
   instructions: number;
   verdict: string;
@@ -120,6 +128,15 @@ async function speed(useQemu: boolean): Promise<KernelFigures[]> {
   const rows: KernelFigures[] = [];
   for (const id of KERNELS) {
     const path = ensureDebianKernel(id);
+    const first = Array.from({ length: REPEAT }, () => {
+      const cache = mkdtempSync(join(tmpdir(), 'bzemu-bench-cache-'));
+      try {
+        return bzemuRun(path, 'extract_kernel', 'none', cache);
+      } finally {
+        rmSync(cache, { recursive: true, force: true });
+      }
+    });
+    bzemuRun(path, 'extract_kernel'); // fills the cache for this build (V8 code caches, saved decodes); not measured
     const ek = Array.from({ length: REPEAT }, () => bzemuRun(path, 'extract_kernel'));
     const ke = Array.from({ length: REPEAT }, () => bzemuRun(path, 'kernel-entry'));
     const banner = Array.from({ length: REPEAT }, () => bzemuRun(path, 'linux-banner'));
@@ -133,6 +150,7 @@ async function speed(useQemu: boolean): Promise<KernelFigures[]> {
     const row: KernelFigures = {
       kernel: id,
       extractKernelSeconds: median(ek.map((r) => r.wallSeconds)),
+      extractKernelFirstRunSeconds: median(first.map((r) => r.wallSeconds)),
       kernelEntrySeconds: keWall,
       instructions: ke[0].instructions,
       verdict: ke[0].verdict,
@@ -147,7 +165,7 @@ async function speed(useQemu: boolean): Promise<KernelFigures[]> {
     };
     if (qemuSeconds !== null) row.bannerRatio = row.bannerSeconds / qemuSeconds;
     rows.push(row);
-    console.log(`${id.padEnd(17)} extract_kernel ${row.extractKernelSeconds.toFixed(3)} s | kernel-entry ${keWall.toFixed(2)} s (${row.verdict}, ${row.instructions.toLocaleString('en-US')} instructions, ${row.mips.toFixed(1)} MIPS) | linux-banner ${row.bannerSeconds.toFixed(2)} s (${row.bannerVerdict}, ${row.bannerInstructions.toLocaleString('en-US')} instructions) | QEMU TCG to the banner line ${qemuSeconds !== null ? `${qemuSeconds.toFixed(2)} s | ratio kernel-entry/QEMU ${row.ratio!.toFixed(2)}, linux-banner/QEMU (equal work) ${row.bannerRatio!.toFixed(2)}` : 'not measured'}`);
+    console.log(`${id.padEnd(17)} extract_kernel ${row.extractKernelSeconds.toFixed(3)} s (first run, empty cache: ${row.extractKernelFirstRunSeconds.toFixed(3)} s) | kernel-entry ${keWall.toFixed(2)} s (${row.verdict}, ${row.instructions.toLocaleString('en-US')} instructions, ${row.mips.toFixed(1)} MIPS) | linux-banner ${row.bannerSeconds.toFixed(2)} s (${row.bannerVerdict}, ${row.bannerInstructions.toLocaleString('en-US')} instructions) | QEMU TCG to the banner line ${qemuSeconds !== null ? `${qemuSeconds.toFixed(2)} s | ratio kernel-entry/QEMU ${row.ratio!.toFixed(2)}, linux-banner/QEMU (equal work) ${row.bannerRatio!.toFixed(2)}` : 'not measured'}`);
   }
   return rows;
 }
