@@ -53,7 +53,7 @@ function kernelKey(kernelPath: string): string {
 export function openDecodedStore(kernelPath: string, dir = join(cacheDir(), 'decoded')): DecodedStore {
   const fingerprint = createHash('sha256').update(recordDependencies()).digest('hex').slice(0, 24);
   const file = join(dir, `${PREFIX}${fingerprint}-${kernelKey(kernelPath)}.bin`);
-  const memo = new DecodeMemo();
+  const memo = new DecodeMemo(1 << 16, false); // one boot at a time: no code pages to share
   let loaded = 0;
   try {
     const records = readRecords(readFileSync(file), fingerprint);

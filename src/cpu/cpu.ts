@@ -788,7 +788,7 @@ export class Cpu implements PagingControl {
       if (this.codeCache.size >= MAX_CODE_PAGES) this.evictCode(-1);
       code = new CodePage();
       // Decoded by other machines with the same bytes here (the page is watched from now on, so its bytes stay these).
-      if (this.decoded !== null) code.shared = this.decoded.pageInsns(pfn, this.csLong ? 64 : 32, this.mem.readBytes(pfn * 4096, 4096));
+      if (this.decoded?.sharePages) code.shared = this.decoded.pageInsns(pfn, this.csLong ? 64 : 32, this.mem.readBytes(pfn * 4096, 4096));
       this.codeCache.set(pfn, code);
       this.setWatched(pfn, 1);
     }

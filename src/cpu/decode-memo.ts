@@ -43,8 +43,13 @@ export class DecodeMemo {
   /** Records this memo made from its own decoding (those a saved set lacked). */
   recordsAdded = 0;
 
-  /** At most `capacity` windows and records are kept (then it starts again: code of a boot is a few thousand instructions). */
-  constructor(readonly capacity = 1 << 16) {}
+  /**
+   * At most `capacity` windows and records are kept (then it starts again:
+   * code of a boot is a few thousand instructions). `sharePages`: whether
+   * CPUs share whole code pages (pageInsns), which pays when many machines
+   * run the same code (a fuzz runner's), not for one boot.
+   */
+  constructor(readonly capacity = 1 << 16, readonly sharePages = true) {}
 
   /** decodeInsn(bytes, ipLo, ipHi, false, bits), remembered. */
   decode(bytes: Uint8Array, ipLo: number, ipHi: number, bits: CodeBits): Insn | null {
@@ -124,9 +129,11 @@ export class DecodeMemo {
    * them) run as `bits`-bit code, by page offset: shared by every CPU whose
    * page has the same bytes, which adds what it decodes there. Each CPU that
    * starts running in a page asks again, so pages that differ from run to run
-   * are compared, never trusted (the last bytes seen win).
+   * are compared, never trusted (the last bytes seen win). Null when this
+   * memo shares no pages.
    */
-  pageInsns(pfn: number, bits: CodeBits, bytes: Uint8Array): Map<number, Insn> {
+  pageInsns(pfn: number, bits: CodeBits, bytes: Uint8Array): Map<number, Insn> | null {
+    if (!this.sharePages) return null;
     const known = this.pages.get(pfn);
     if (known !== undefined && known.bits === bits && sameBytes(bytes, known.bytes)) return known.insns;
     if (this.pages.size >= this.capacity >>> 4) this.pages.clear();

@@ -46,20 +46,30 @@ export function recordOf(insn: Insn, facts: DecodeFacts, bits: CodeBits): InsnRe
  * A new Insn from a record, its handler picked as for a fresh decode. Field
  * by field in INSN_FIELDS' order, written out: the CLI rebuilds hundreds of
  * instructions in a cold process, where stores by computed name are slow.
+ * Small integers go in as int32 (`| 0`): a double read from the record,
+ * stored as it is, would change how V8 holds that field in every Insn (and
+ * slow the handlers that read it); the four fields an Insn starts as doubles
+ * (DOUBLE_ZERO) take the values as they are.
  */
 export function insnFromRecord(record: InsnRecord): Insn {
   const insn = new Insn(gapHandler, record.bytes);
   const v = record.values;
-  insn.mnemonic = v[0]; insn.code = v[1]; insn.len = v[2]; insn.opCount = v[3];
-  insn.k0 = v[4]; insn.k1 = v[5]; insn.k2 = v[6]; insn.r0 = v[7]; insn.r1 = v[8]; insn.r2 = v[9];
-  insn.s0 = v[10]; insn.s1 = v[11]; insn.s2 = v[12]; insn.immLo = v[13]; insn.immHi = v[14]; insn.imm2 = v[15];
-  insn.memBase = v[16]; insn.memIndex = v[17]; insn.memScale = v[18]; insn.dispLo = v[19]; insn.dispHi = v[20];
-  insn.memSeg = v[21]; insn.addrSize = v[22]; insn.rmw = v[23] !== 0; insn.rel = v[24]; insn.cc = v[25];
-  insn.rep = v[26]; insn.lock = v[27] !== 0;
+  insn.mnemonic = v[0] | 0; insn.code = v[1] | 0; insn.len = v[2] | 0; insn.opCount = v[3] | 0;
+  insn.k0 = v[4] | 0; insn.k1 = v[5] | 0; insn.k2 = v[6] | 0; insn.r0 = v[7] | 0; insn.r1 = v[8] | 0; insn.r2 = v[9] | 0;
+  insn.s0 = v[10] | 0; insn.s1 = v[11] | 0; insn.s2 = v[12] | 0; insn.immLo = v[13]; insn.immHi = v[14]; insn.imm2 = v[15] | 0;
+  insn.memBase = v[16] | 0; insn.memIndex = v[17] | 0; insn.memScale = v[18] | 0; insn.dispLo = v[19]; insn.dispHi = v[20];
+  insn.memSeg = v[21] | 0; insn.addrSize = v[22] | 0; insn.rmw = v[23] !== 0; insn.rel = smallInt(v[24]); insn.cc = v[25] | 0;
+  insn.rep = v[26] | 0; insn.lock = v[27] !== 0;
+  // Pickers copy some of these into fields (the far branch's selector into op, its offset into the double immLo).
   const facts: DecodeFacts = {
-    code: v[28], mnemonic: v[29], op0Kind: v[30], op0Register: v[31], op1Kind: v[32], op1Register: v[33],
-    stackPointerIncrement: v[34], isStringInstruction: v[35] !== 0, farBranchSelector: v[36], farBranch32: v[37],
+    code: v[28] | 0, mnemonic: v[29] | 0, op0Kind: v[30] | 0, op0Register: v[31] | 0, op1Kind: v[32] | 0, op1Register: v[33] | 0,
+    stackPointerIncrement: v[34] | 0, isStringInstruction: v[35] !== 0, farBranchSelector: v[36] | 0, farBranch32: v[37],
   };
   insn.exec = handlerFor(insn, facts, record.bits);
   return insn;
+}
+
+/** A whole number in int32 range as an int32 (V8 keeps it as a small integer); any other value as it is. */
+function smallInt(x: number): number {
+  return x === (x | 0) ? x | 0 : x;
 }

@@ -85,16 +85,18 @@ describe('decode memo', () => {
   it('shares a code page\'s instructions only with a page of the same bytes and code size', () => {
     const memo = new DecodeMemo();
     const page = new Uint8Array(4096).fill(0x90);
-    const insns = memo.pageInsns(7, 64, page);
+    const insns = memo.pageInsns(7, 64, page)!;
     const nop = decodeInsn(page, 0, 0, false, 64)!;
     insns.set(0, nop);
     // The same bytes (another copy): the same instructions.
-    expect(memo.pageInsns(7, 64, page.slice()).get(0)).toBe(nop);
+    expect(memo.pageInsns(7, 64, page.slice())!.get(0)).toBe(nop);
     // One byte different, or 32-bit code: nothing known.
     const changed = page.slice();
     changed[4095] = 0xc3;
-    expect(memo.pageInsns(7, 64, changed).size).toBe(0);
-    expect(memo.pageInsns(7, 32, changed).size).toBe(0);
+    expect(memo.pageInsns(7, 64, changed)!.size).toBe(0);
+    expect(memo.pageInsns(7, 32, changed)!.size).toBe(0);
+    // A memo for one boot shares no pages.
+    expect(new DecodeMemo(1 << 16, false).pageInsns(7, 64, page)).toBeNull();
   });
 
   it('machines sharing a memo run what their own page holds', () => {
