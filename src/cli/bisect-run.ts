@@ -1,7 +1,7 @@
-import { openDecodedStore } from './decoded-store.js';
 import { appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { boot, type BootResult } from '../machine/boot.js';
+import { openDecodedStore } from './decoded-store.js';
 import { isBadInputError } from '../kernel/errors.js';
 import { buildTree, checkBuildSetup, describeHead, findKernelTree, is32BitConfig, SetupError } from '../analysis/bisect/kernel-tree.js';
 import { ABORT, DEFAULT_POISONS, judge, judgementWord, parsePoisonList, SKIP, verdictWords, type PoisonChoice } from '../analysis/bisect/judge.js';

@@ -31,8 +31,6 @@ const PREFIX = 'instructions-';
 export interface DecodedStore {
   /** The memo to boot with, holding the saved records. */
   readonly memo: DecodeMemo;
-  /** How many records were read from the cache. */
-  readonly loaded: number;
   /** Save the memo's records if this run decoded any the file lacked. */
   save(): void;
 }
@@ -54,17 +52,13 @@ export function openDecodedStore(kernelPath: string, dir = join(cacheDir(), 'dec
   const fingerprint = createHash('sha256').update(recordDependencies()).digest('hex').slice(0, 24);
   const file = join(dir, `${PREFIX}${fingerprint}-${kernelKey(kernelPath)}.bin`);
   const memo = new DecodeMemo(1 << 16, false); // one boot at a time: no code pages to share
-  let loaded = 0;
   try {
-    const records = readRecords(readFileSync(file), fingerprint);
-    memo.addRecords(records);
-    loaded = records.length;
+    memo.addRecords(readRecords(readFileSync(file), fingerprint));
   } catch {
     // no file yet, or an unreadable one: decode
   }
   return {
     memo,
-    loaded,
     save(): void {
       if (memo.recordsAdded === 0) return;
       try {

@@ -1,9 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureDebianKernel } from '../../src/kernel/kernel-cache.js';
+import { bootResultWithoutTime as result, bzemuWithCache as bzemu } from './bundled-cli.js';
 
 /*
  * The shipped CLI runs its bundle with a V8 code cache in the bzemu cache
@@ -19,19 +19,8 @@ beforeAll(() => {
   kernel = ensureDebianKernel('debian-6.12');
 }, 600_000);
 
-function bzemu(cache: string, ...args: string[]): { status: number; stdout: string; stderr: string } {
-  const r = spawnSync('node', ['dist/bundle/main.js', ...args], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, BZEMU_CACHE: cache } });
-  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
 
 const bootArgs = (): string[] => ['boot', kernel, '--until', 'extract_kernel', '--poison', 'zero', '--json'];
-
-/** A boot's JSON without its wall time. */
-function result(stdout: string): unknown {
-  const r = JSON.parse(stdout) as Record<string, unknown>;
-  delete r['elapsedMs'];
-  return r;
-}
 
 const cliCaches = (cache: string): string[] => readdirSync(join(cache, 'v8')).filter((f) => f.startsWith('bzemu-cli-')).sort();
 
