@@ -211,8 +211,8 @@ function decodeFields(bytes: Uint8Array, ipLo: number, ipHi: number, force: bool
  * Everything a record depends on besides the instruction's bytes: the
  * decoder's version, this file's code that turns its output into a record,
  * the register tables it uses and the record layout (its list and the code
- * that writes and reads it). Saved records are kept
- * under a hash of this text, so a change to any of them never reads old ones.
+ * that writes and reads it). Saved records are kept under a hash of this
+ * text, so a change to any of them never reads old ones.
  */
 export function recordDependencies(): string {
   const tables: number[] = [];

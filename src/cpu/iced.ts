@@ -28,8 +28,7 @@ function loadIced(): typeof Iced {
   } catch {
     return require('iced-x86') as typeof Iced;
   }
-  const version = icedVersion;
-  const cacheFile = join(cacheDir(), 'v8', `iced-x86-${version}-deferred-v8-${process.versions.v8}-${process.arch}.bin`);
+  const cacheFile = join(cacheDir(), 'v8', `iced-x86-${icedVersion}-deferred-v8-${process.versions.v8}-${process.arch}.bin`);
   const run = runCommonJsCached(file, source, cacheFile, { WebAssembly: deferredWebAssembly() });
   // After the glue ran, so the cache also holds the functions its start-up compiled.
   if (!run.cacheUsed) run.writeCache();
