@@ -52,8 +52,7 @@ interface BzemuRun {
   traceHash: string;
 }
 
-/** One whole bzemu process, timed from spawn to exit. */
-/** One whole bzemu process; `cache`: a BZEMU_CACHE directory of its own. */
+/** One whole bzemu process, timed from spawn to exit; `cache`: a BZEMU_CACHE directory of its own. */
 function bzemuRun(kernel: string, until: string, coco = 'none', cache?: string): BzemuRun {
   const env = cache === undefined ? process.env : { ...process.env, BZEMU_CACHE: cache };
   const t0 = process.hrtime.bigint();
