@@ -1,4 +1,5 @@
 import type { PhysicalMemory } from '../memory/physical-memory.js';
+import type { WasmArena } from '../memory/wasm-arena.js';
 import { CpuFault, EmulatorGap } from './fault.js';
 import { ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE, Mmu, TLB_MASK, type PagingControl } from './mmu.js';
 import { DOUBLE_ZERO, Operand, type Insn } from './insn.js';
@@ -9,6 +10,8 @@ import type { DecodeMemo } from './decode-memo.js';
 import { deliverException } from './interrupts.js';
 import { Block, continuesBlock, type BlockInsn } from './block.js';
 import { translateBlock } from './translate/translate-block.js';
+import type { WasmTarget } from './translate/wasm-runner.js';
+import { EXIT_WORDS } from './translate/wasm-block.js';
 import { CodePage } from './code-page.js';
 import { FillPattern } from './fill-pattern.js';
 import { TraceRing, TRACE_SEED, hashStep } from './trace.js';
@@ -27,6 +30,11 @@ export interface CpuMemoryHooks {
   readonly shared: Uint8Array;
   /** A view of a materialised RAM page, null when unbacked or not materialised yet. */
   pageData(pfn: number): DataView | null;
+  /** The WebAssembly address of a pageData view's bytes, or -1 when they are not in the arena. */
+  arenaOffset(data: DataView): number;
+  moveIntoArena(pfn: number): void;
+  /** Where registers, TLB and RAM pages live for code translated to WebAssembly. */
+  readonly arena: WasmArena;
 }
 
 const TWO32 = 4294967296;
@@ -62,8 +70,10 @@ export class Cpu implements PagingControl {
   // Fields that hold 32-bit halves start as DOUBLE_ZERO (see insn.ts): V8 then
   // stores them as doubles from the start instead of switching the first time
   // one holds 2^31 or more, which would deoptimize all code compiled so far.
-  readonly regLo = new Uint32Array(16);
-  readonly regHi = new Uint32Array(16);
+  /** In the memory's arena (regLo at regAddress, regHi 64 bytes on), where code translated to WebAssembly finds them. */
+  readonly regLo: Uint32Array;
+  readonly regHi: Uint32Array;
+  readonly regAddress: number;
   ripLo = DOUBLE_ZERO;
   ripHi = DOUBLE_ZERO;
   /** RIP of the instruction being executed (RIP itself already points past it). */
@@ -185,6 +195,9 @@ export class Cpu implements PagingControl {
    * Number.MAX_SAFE_INTEGER to stay in the interpreter.
    */
   translateAfter = 2000;
+  /** Whether hot blocks are compiled to WebAssembly where they can be (else to JavaScript only). */
+  wasmBlocks = true;
+  private readonly wasmTarget: WasmTarget;
   /** Blocks translated so far (a diagnostic: how much code got hot). */
   blocksTranslated = 0;
   private fetchGen = -1;
@@ -203,9 +216,17 @@ export class Cpu implements PagingControl {
     /** Instructions decoded by CPUs running the same code, shared with them (null: decode everything here). */
     private readonly decoded: DecodeMemo | null = null,
   ) {
+    const regs = mem.arena.alloc(128 + 4 * EXIT_WORDS, 64);
+    this.regAddress = regs.offset;
+    this.regLo = new Uint32Array(regs.buffer, regs.offset, 16);
+    this.regHi = new Uint32Array(regs.buffer, regs.offset + 64, 16);
     this.rmwPa = -1;
     this.maxCodeInsns = Math.min(MAX_CODE_INSNS, Math.max(MIN_CODE_INSNS, Math.floor(mem.size / 4096)));
-    this.mmu = new Mmu(this, mem, this.fault);
+    this.mmu = new Mmu(this, mem, this.fault, mem.arena);
+    this.wasmTarget = {
+      memory: mem.arena.memory, regAddress: regs.offset, tlbAddress: this.mmu.tlbAddress,
+      exit: new Int32Array(regs.buffer, regs.offset + 128, EXIT_WORDS),
+    };
     this.trace = new TraceRing(traceSize);
     mem.setWriteListener((pfn) => this.invalidateCode(pfn));
     mem.setAccessListener((pfn, pages) => this.mmu.pageAttributesChanged(pfn, pages));
@@ -1005,7 +1026,7 @@ export class Cpu implements PagingControl {
         }
         let run = b.run;
         if (run === null && b.translatable && ++b.heat > (b.loopsBack ? this.translateAfter / 10 : this.translateAfter)) {
-          run = b.run = translateBlock(b, trace, this.bpFilter, this.mmu);
+          run = b.run = translateBlock(b, trace, this.bpFilter, this.mmu, this.wasmBlocks ? this.wasmTarget : null);
           if (run === null) b.translatable = false;
           else this.blocksTranslated++;
         }

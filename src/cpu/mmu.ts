@@ -1,5 +1,6 @@
 import type { PhysicalMemory } from '../memory/physical-memory.js';
 import type { CpuFault } from './fault.js';
+import type { WasmArena } from '../memory/wasm-arena.js';
 
 /** Access kinds for translation. */
 export const ACCESS_READ = 0, ACCESS_WRITE = 1, ACCESS_EXEC = 2;
@@ -38,6 +39,10 @@ export interface PageSource {
   readonly tracked: Uint8Array;
   /** Per page: 1 when its bytes are shared with another page (written only through the memory, which copies them first). */
   readonly shared: Uint8Array;
+  /** The WebAssembly address of a pageData view's bytes, or -1 when they are not in the arena. */
+  arenaOffset(data: DataView): number;
+  /** Give a page whose bytes lie outside the arena bytes of its own in it (same contents). */
+  moveIntoArena(pfn: number): void;
 }
 
 /** Observer of translations: SEV's C-bit/RMP model hooks in here without the MMU knowing about SEV. */
@@ -85,8 +90,8 @@ const TOP_RSVD_LO = 0x180, PDE_2M_RSVD_LO = 0x1fe000, PDPTE_1G_RSVD_LO = 0x3fffe
  */
 export class Mmu {
   /** TLB tags (linear page number, high half); a slot is (vpn ^ hi) & TLB_MASK. */
-  readonly tagLo = new Int32Array(TLB_SIZE).fill(-1);
-  readonly tagHi = new Int32Array(TLB_SIZE);
+  readonly tagLo: Int32Array;
+  readonly tagHi: Int32Array;
   private readonly frame = new Float64Array(TLB_SIZE);
   private readonly perm = new Uint8Array(TLB_SIZE);
   /** log2 of the size of the page each slot's translation came from (12, 21 or 30), for INVLPG. */
@@ -102,6 +107,15 @@ export class Mmu {
    */
   readonly rpage: (DataView | null)[] = new Array<DataView | null>(TLB_SIZE).fill(null);
   readonly wpage: (DataView | null)[] = new Array<DataView | null>(TLB_SIZE).fill(null);
+  /**
+   * The same for code translated to WebAssembly: the arena address of the
+   * page behind rpage/wpage, -1 where that is null or its bytes are not in
+   * the arena. With tagLo/tagHi they lie in the arena at `tlbAddress`
+   * (tagLo, tagHi, roff, woff, TLB_SIZE int32 each).
+   */
+  readonly roff: Int32Array;
+  readonly woff: Int32Array;
+  readonly tlbAddress: number;
   /** Physical page number per slot (for attribute changes), -1 when unbacked. */
   private readonly slotPfn = new Float64Array(TLB_SIZE).fill(-1);
   /** 1 where a slot has no direct page only because its RAM page was not materialised when it was filled. */
@@ -143,7 +157,16 @@ export class Mmu {
     private readonly ctl: PagingControl,
     private readonly mem: PhysicalMemory,
     private readonly fault: CpuFault,
-  ) {}
+    arena: WasmArena | null = null,
+  ) {
+    const bytes = TLB_SIZE * 4;
+    const at = arena?.alloc(4 * bytes, 64) ?? { offset: 0, buffer: new ArrayBuffer(4 * bytes) };
+    this.tlbAddress = arena === null ? -1 : at.offset;
+    this.tagLo = new Int32Array(at.buffer, at.offset, TLB_SIZE).fill(-1);
+    this.tagHi = new Int32Array(at.buffer, at.offset + bytes, TLB_SIZE);
+    this.roff = new Int32Array(at.buffer, at.offset + 2 * bytes, TLB_SIZE).fill(-1);
+    this.woff = new Int32Array(at.buffer, at.offset + 3 * bytes, TLB_SIZE).fill(-1);
+  }
 
   /**
    * Address bits a (lying) hypervisor's nested page tables fold back onto the
@@ -181,6 +204,8 @@ export class Mmu {
     this.tagLo.fill(-1);
     this.rpage.fill(null);
     this.wpage.fill(null);
+    this.roff.fill(-1);
+    this.woff.fill(-1);
     this.largeFills = false;
     this.generation++;
   }
@@ -212,11 +237,30 @@ export class Mmu {
     if (data === null || src === null || src.tracked[pfn] !== 0) {
       this.rpage[slot] = null;
       this.wpage[slot] = null;
+      this.roff[slot] = -1;
+      this.woff[slot] = -1;
       return;
     }
     this.rpage[slot] = data;
     const p = this.perm[slot];
-    this.wpage[slot] = src.watched[pfn] === 0 && src.shared[pfn] === 0 && (p & (PERM_WRITE | PERM_DIRTY)) === (PERM_WRITE | PERM_DIRTY) ? data : null;
+    const writable = src.watched[pfn] === 0 && src.shared[pfn] === 0 && (p & (PERM_WRITE | PERM_DIRTY)) === (PERM_WRITE | PERM_DIRTY);
+    this.wpage[slot] = writable ? data : null;
+    const off = src.arenaOffset(data);
+    this.roff[slot] = off;
+    this.woff[slot] = writable ? off : -1;
+  }
+
+  /**
+   * A block compiled to WebAssembly stopped before an access at this linear
+   * address: when the TLB now has a direct page for it whose bytes are not in
+   * the arena (a shared or loaded page), move them there, so that the next
+   * run reads them in place.
+   */
+  moveIntoArena(lo: number, hi: number): void {
+    const vpn = lo >>> 12;
+    const i = (vpn ^ hi) & TLB_MASK;
+    if (this.tagLo[i] !== (vpn | 0) || this.tagHi[i] !== (hi | 0) || this.rpage[i] === null || this.roff[i] !== -1) return;
+    this.pages?.moveIntoArena(this.slotPfn[i]);
   }
 
   /** INVLPG: drop the translations of the page (of whatever size) that contains the address. */
@@ -241,6 +285,8 @@ export class Mmu {
     this.tagLo[slot] = -1;
     this.rpage[slot] = null;
     this.wpage[slot] = null;
+    this.roff[slot] = -1;
+    this.woff[slot] = -1;
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { PageAccessListener, PageWriteListener, PhysicalMemory } from './physical-memory.js';
 import { poisonPage, type PoisonPolicy } from './poison.js';
+import { WasmArena } from './wasm-arena.js';
 
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 4096;
@@ -37,8 +38,10 @@ const SLAB_PAGES = 64;
  * all-ones (like an empty bus); writes there are dropped.
  */
 export class SparseMemory implements PhysicalMemory {
-  private slab = new Uint8Array(0);
+  private slab: Uint8Array = new Uint8Array(0);
   private slabUsed = SLAB_PAGES;
+  /** Where fresh pages come from (and the CPU's registers and TLB, for code translated to WebAssembly). */
+  readonly arena = new WasmArena();
   readonly size: number;
   /**
    * Materialised pages in a two-level directory (DIR_PAGES pages per leaf,
@@ -397,10 +400,44 @@ export class SparseMemory implements PhysicalMemory {
   /** A zeroed page from the current slab: one allocation per SLAB_PAGES pages instead of one per page. */
   private freshPage(): Uint8Array {
     if (this.slabUsed === SLAB_PAGES) {
-      this.slab = new Uint8Array(SLAB_PAGES * PAGE_SIZE);
+      this.slab = this.arenaSlab() ?? new Uint8Array(SLAB_PAGES * PAGE_SIZE);
       this.slabUsed = 0;
     }
     return this.slab.subarray(this.slabUsed * PAGE_SIZE, ++this.slabUsed * PAGE_SIZE);
+  }
+
+  /** A slab in the arena; null once the arena cannot grow (its 4 GiB are used: pages then live outside it). */
+  private arenaSlab(): Uint8Array | null {
+    try {
+      const { offset, buffer } = this.arena.alloc(SLAB_PAGES * PAGE_SIZE, PAGE_SIZE);
+      return new Uint8Array(buffer, offset, SLAB_PAGES * PAGE_SIZE);
+    } catch (e) {
+      if (e instanceof RangeError) return null;
+      throw e;
+    }
+  }
+
+  /**
+   * The WebAssembly address of the bytes a direct view `data` of a page
+   * covers (from pageData), or -1 when they are not in the arena.
+   */
+  arenaOffset(data: DataView): number {
+    return this.arena.owns(data.buffer) ? data.byteOffset : -1;
+  }
+
+  /**
+   * Give page `pfn` bytes of its own in the arena when its bytes lie outside
+   * it (a loaded file's, a snapshot's, or a page it shares with), so that
+   * code translated to WebAssembly can read it in place. The contents are
+   * unchanged; direct views of the old bytes are dropped.
+   */
+  moveIntoArena(pfn: number): void {
+    const p = this.pages[pfn >>> DIR_SHIFT]?.[pfn & DIR_MASK];
+    if (p === undefined || this.arena.owns(p.buffer)) return;
+    const own = this.freshPage();
+    if (!this.arena.owns(own.buffer)) return; // the arena is full
+    own.set(p);
+    this.replacePage(pfn, own, 0);
   }
 
   /** A page about to be overwritten whole: a fresh one is not poisoned first, a shared one not copied. */

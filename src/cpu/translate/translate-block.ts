@@ -6,6 +6,7 @@ import { JCC, successor, type Block, type BlockFn, type BlockInsn } from '../blo
 import { blockHashConstants, repeatHash, type TraceRing } from '../trace.js';
 import type { Mmu } from '../mmu.js';
 import { fillLoop, fillLoopSource } from './fill-loop.js';
+import { wasmBlockFn, type WasmTarget } from './wasm-runner.js';
 import { conditionSource, DROP, groupable, imulFlags, inlineSource, materialize, signedDisp, STATE, SYNC, type AccessGroup, type Inline } from './inline-code.js';
 
 /*
@@ -164,9 +165,17 @@ type Factory = (
  * `hi`) into a block function (null for a lone instruction without inline
  * code). The trace ring is the CPU's own.
  */
-export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Array, mmu: Mmu): BlockFn | null {
+export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Array, mmu: Mmu, wasm: WasmTarget | null = null): BlockFn | null {
   const items = block.items, hi = block.hi;
   if (items.length === 0 || (items.length === 1 && !hasInlineForm(items[0]))) return null; // nothing to gain over the run loop
+  if (wasm !== null) {
+    // WebAssembly where every instruction but the last has a form there; a fill loop keeps its bulk path.
+    const loops = jumpsBackToStart(block, bpFilter);
+    if (!(loops && fillLoop(items) !== null)) {
+      const fn = wasmBlockFn(block, trace, bpFilter, wasm, loops);
+      if (fn !== null) return fn;
+    }
+  }
   const n = items.length;
   // Which instructions are inline, and which of those set all arithmetic flags.
   const inlineAt: boolean[] = [];

@@ -1,0 +1,641 @@
+import { Mnemonic } from '../iced.js';
+import { Operand, type Insn } from '../insn.js';
+import { ADD_FORMS, CMP_FORMS, NEG_FORMS, SUB_FORMS } from '../exec/arithmetic.js';
+import { AND_FORMS, OR_FORMS, TEST_FORMS, XOR_FORMS } from '../exec/logic.js';
+import { CONDITIONAL_FORMS, LEA_FORMS, MOVSX_FORMS, MOVZX_FORMS, MOV_FORMS } from '../exec/data.js';
+import { NO_EFFECT } from '../exec/system.js';
+import { JCC, type Block } from '../block.js';
+import { TLB_MASK } from '../mmu.js';
+import { FunctionBody, moduleBytes, Op, ValType } from './wasm-emitter.js';
+
+/*
+ * Blocks translated to WebAssembly. The guest registers live in i64 locals
+ * (loaded from the register file in the arena at entry, written back at the
+ * exit), RFLAGS in an i32 local, and the arithmetic flags of the last
+ * flag-setting instruction are left as its operands and result until
+ * something reads them or the block is left (their kind is known here, so
+ * each place that needs them gets straight-line code). Memory operands probe
+ * the MMU's TLB in the arena and read or write the page's bytes in place.
+ *
+ * Nothing in the function can fault or call out: where JavaScript code would
+ * take a slow path (a TLB miss, a page without direct access), the function
+ * stops before that instruction and returns its index; the caller
+ * (wasm-runner.ts) runs that one instruction by its handler, which faults or
+ * fills the TLB exactly as the interpreter would. The function returns:
+ * k < n, stopped before instruction k; n, ran the whole block and fell
+ * through; n + 1, ran it and took its closing branch. A block whose closing
+ * jump goes back to its start loops inside the function while the budget
+ * allows another pass, and leaves the number of extra passes behind.
+ */
+
+/** Where a compiled block writes RFLAGS (int32) and its count of completed passes (int32) when it returns. */
+export const EXIT_WORDS = 2;
+
+class NotTranslatable extends Error {}
+
+type FlagKind = 'add' | 'sub' | 'logic';
+interface Pending { kind: FlagKind; size: number; carry: boolean }
+type AluKind = 'add' | 'sub' | 'cmp' | 'and' | 'or' | 'xor' | 'test';
+
+interface AluForms { rr8?: unknown; rr4?: unknown; ri8?: unknown; ri4?: unknown; rm8?: unknown; rm4?: unknown; mr8?: unknown; mr4?: unknown; mi8?: unknown; mi4?: unknown }
+const ALU: Array<[AluKind, AluForms]> = [
+  ['add', ADD_FORMS], ['sub', SUB_FORMS], ['cmp', CMP_FORMS], ['and', AND_FORMS], ['or', OR_FORMS], ['xor', XOR_FORMS], ['test', TEST_FORMS],
+];
+const RMW = new Map<number, AluKind>([
+  [Mnemonic.Add, 'add'], [Mnemonic.Sub, 'sub'], [Mnemonic.And, 'and'], [Mnemonic.Or, 'or'], [Mnemonic.Xor, 'xor'],
+]);
+const SHIFTS = new Map<number, string>([
+  [Mnemonic.Shl, 'shl'], [Mnemonic.Sal, 'shl'], [Mnemonic.Shr, 'shr'], [Mnemonic.Sar, 'sar'], [Mnemonic.Rol, 'rol'], [Mnemonic.Ror, 'ror'],
+]);
+const BMI_SHIFTS = new Map<number, 'shl' | 'shr' | 'sar'>([[Mnemonic.Shlx, 'shl'], [Mnemonic.Shrx, 'shr'], [Mnemonic.Sarx, 'sar']]);
+
+/** RFLAGS with the six arithmetic flags cleared (~0x8d5). */
+const KEEP = -2262;
+const TLB_BYTES = (TLB_MASK + 1) * 4;
+
+const LOAD = [0, Op.I64Load8U, Op.I64Load16U, 0, Op.I64Load32U, 0, 0, 0, Op.I64Load];
+const STORE = [0, Op.I64Store8, Op.I64Store16, 0, Op.I64Store32, 0, 0, 0, Op.I64Store];
+
+/** Where a compiled block finds the CPU's state in the arena. */
+export interface ArenaLayout {
+  /** regLo (16 uint32), then regHi (16 uint32), then the EXIT_WORDS. */
+  regAddress: number;
+  /** The MMU's tagLo, tagHi, roff, woff (TLB_MASK + 1 int32 each). */
+  tlbAddress: number;
+}
+
+class BlockCompiler {
+  private readonly f = new FunctionBody([ValType.I32, ValType.F64]);
+  private readonly fl = 0;
+  private readonly budget = 1;
+  private readonly regs: number[] = [];
+  private readonly used = new Set<number>();
+  private readonly written = new Set<number>();
+  private readonly fa: number; private readonly fb: number; private readonly fr: number; private readonly fc: number;
+  private readonly ea: number; private readonly lo: number; private readonly hi: number; private readonly slot: number; private readonly addr: number;
+  private readonly m: number; private readonly x: number; private readonly y: number; private readonly c: number;
+  private readonly passes: number; private readonly code: number;
+  private pending: Pending | null = null;
+  /** The instruction being compiled (its index is where a stop resumes). */
+  private k = 0;
+
+  constructor(private readonly block: Block, private readonly layout: ArenaLayout) {
+    const f = this.f;
+    for (let r = 0; r < 16; r++) this.regs.push(f.local(ValType.I64));
+    this.fa = f.local(ValType.I64); this.fb = f.local(ValType.I64); this.fr = f.local(ValType.I64);
+    this.ea = f.local(ValType.I64); this.m = f.local(ValType.I64); this.x = f.local(ValType.I64); this.y = f.local(ValType.I64);
+    this.fc = f.local(ValType.I32); this.lo = f.local(ValType.I32); this.hi = f.local(ValType.I32); this.slot = f.local(ValType.I32);
+    this.addr = f.local(ValType.I32); this.c = f.local(ValType.I32); this.passes = f.local(ValType.I32); this.code = f.local(ValType.I32);
+  }
+
+  // ---- registers ----
+
+  private reg(n: number): number {
+    if (!Number.isInteger(n) || n < 0 || n > 15) throw new NotTranslatable();
+    this.used.add(n);
+    return this.regs[n];
+  }
+
+  /** Push register n's low `size` bytes, zero-extended. */
+  private getReg(n: number, size: number): void {
+    this.f.get(this.reg(n));
+    this.zext(size);
+  }
+
+  /** Zero-extend the i64 on the stack from `size` bytes. */
+  private zext(size: number): void {
+    if (size === 4) this.f.i64(-1, 0).op(Op.I64And);
+    else if (size === 2) this.f.i64(0xffff).op(Op.I64And);
+    else if (size === 1) this.f.i64(0xff).op(Op.I64And);
+  }
+
+  /** Pop an i64 into register n as an x86 write of `size` bytes (4 zero-extends, 2 and 1 merge). */
+  private setReg(n: number, size: number): void {
+    const r = this.reg(n), f = this.f;
+    this.written.add(n);
+    if (size === 8) f.set(r);
+    else if (size === 4) f.i64(-1, 0).op(Op.I64And).set(r);
+    else {
+      const mask = size === 2 ? 0xffff : 0xff;
+      f.i64(mask).op(Op.I64And).set(this.y);
+      f.get(r).i64(~mask, -1).op(Op.I64And).get(this.y).op(Op.I64Or).set(r);
+    }
+  }
+
+  // ---- flags ----
+
+  /** Code that puts the pending flags into RFLAGS (the pending state itself is unchanged: see settle). */
+  private materialize(p: Pending | null): void {
+    if (p === null) return;
+    const f = this.f, w = p.size * 8;
+    // x = the result at its width
+    f.get(this.fr);
+    this.zext(p.size);
+    f.set(this.x);
+    f.get(this.fl).i32(KEEP).op(Op.I32And);
+    if (p.kind !== 'logic') {
+      // CF
+      if (p.size < 8) {
+        if (p.kind === 'add') f.get(this.fr).i64(w).op(Op.I64ShrU).i64(1).op(Op.I64And, Op.I32WrapI64);
+        else f.get(this.fr).i64(0).op(Op.I64LtS);
+      } else {
+        const [u, v] = p.kind === 'add' ? [this.fr, this.fa] : [this.fa, this.fb];
+        f.get(u).get(v).op(Op.I64LtU);
+        if (p.carry) f.get(u).get(v).op(Op.I64Eq).get(this.fc).op(Op.I32And, Op.I32Or);
+      }
+      f.op(Op.I32Or);
+      // AF
+      f.get(this.fa).get(this.fb).op(Op.I64Xor).get(this.fr).op(Op.I64Xor, Op.I32WrapI64).i32(16).op(Op.I32And, Op.I32Or);
+      // OF
+      if (p.kind === 'add') f.get(this.fa).get(this.x).op(Op.I64Xor).get(this.fb).get(this.x).op(Op.I64Xor, Op.I64And);
+      else f.get(this.fa).get(this.fb).op(Op.I64Xor).get(this.fa).get(this.x).op(Op.I64Xor, Op.I64And);
+      f.i64(w - 1).op(Op.I64ShrU, Op.I32WrapI64).i32(1).op(Op.I32And).i32(11).op(Op.I32Shl, Op.I32Or);
+    }
+    // ZF, SF, PF of the result
+    f.get(this.x).op(Op.I64Eqz).i32(6).op(Op.I32Shl, Op.I32Or);
+    f.get(this.x).i64(w - 1).op(Op.I64ShrU, Op.I32WrapI64).i32(7).op(Op.I32Shl, Op.I32Or);
+    f.get(this.x).op(Op.I32WrapI64).i32(255).op(Op.I32And, Op.I32Popcnt).i32(1).op(Op.I32And).i32(1).op(Op.I32Xor).i32(2).op(Op.I32Shl, Op.I32Or);
+    f.set(this.fl);
+  }
+
+  /** Flags are about to be read or partly changed: make RFLAGS exact. */
+  private settle(): void {
+    this.materialize(this.pending);
+    this.pending = null;
+  }
+
+  /** Push testCondition(cc) on RFLAGS (settled) as an i32, nonzero when true. */
+  private condition(cc: number): void {
+    const f = this.f, fl = this.fl;
+    const bit = (b: number): void => { f.get(fl).i32(b).op(Op.I32ShrU).i32(1).op(Op.I32And); };
+    const sfNeOf = (): void => { f.get(fl).i32(7).op(Op.I32ShrU).get(fl).i32(11).op(Op.I32ShrU, Op.I32Xor).i32(1).op(Op.I32And); };
+    switch (cc) {
+      case 1: case 2: bit(11); break;
+      case 3: case 4: bit(0); break;
+      case 5: case 6: bit(6); break;
+      case 7: case 8: f.get(fl).i32(65).op(Op.I32And); break;
+      case 9: case 10: bit(7); break;
+      case 11: case 12: bit(2); break;
+      case 13: case 14: sfNeOf(); break;
+      case 15: case 16: bit(6); sfNeOf(); f.op(Op.I32Or); break;
+      default: throw new NotTranslatable();
+    }
+    if (cc % 2 === 0) f.op(Op.I32Eqz);
+  }
+
+  /** Leave the function before instruction k: flags made exact, registers written back by the epilogue. */
+  private stop(): void {
+    this.materialize(this.pending);
+    this.f.i32(this.k).set(this.code).br('exit');
+  }
+
+  // ---- memory ----
+
+  /** The memory operand's linear address into `ea`, as Cpu.calcEA computes it for the forms handled here. */
+  private effectiveAddress(i: Insn, nextLo: number, nextHi: number): void {
+    if (i.memSeg !== -1 || i.addrSize !== 8) throw new NotTranslatable();
+    const f = this.f, b = i.memBase, x = i.memIndex;
+    if (b === 16) {
+      if (x !== -1) throw new NotTranslatable();
+      let lo = i.dispLo + nextLo, hi = i.dispHi + nextHi;
+      if (lo > 0xffffffff) {
+        hi += Math.floor(lo / 4294967296);
+        lo >>>= 0;
+      }
+      f.i64(lo, hi >>> 0).set(this.ea);
+      return;
+    }
+    const hasDisp = i.dispLo !== 0 || i.dispHi !== 0;
+    let terms = 0;
+    if (b !== -1) {
+      f.get(this.reg(b));
+      terms++;
+    }
+    if (x !== -1) {
+      f.get(this.reg(x));
+      const s = i.memScale;
+      if (s !== 1) f.i64(Math.log2(s)).op(Op.I64Shl);
+      if (terms++ > 0) f.op(Op.I64Add);
+    }
+    if (hasDisp || terms === 0) {
+      f.i64(i.dispLo, i.dispHi);
+      if (terms > 0) f.op(Op.I64Add);
+    }
+    f.set(this.ea);
+  }
+
+  /** The arena address of `size` bytes at `ea` into `addr`, through the TLB; else stop before this instruction. */
+  private probe(size: number, write: boolean): void {
+    const f = this.f, t = this.layout.tlbAddress;
+    f.get(this.ea).op(Op.I32WrapI64).set(this.lo);
+    f.get(this.ea).i64(32).op(Op.I64ShrU, Op.I32WrapI64).set(this.hi);
+    f.get(this.lo).i32(12).op(Op.I32ShrU).get(this.hi).op(Op.I32Xor).i32(TLB_MASK).op(Op.I32And).i32(2).op(Op.I32Shl).set(this.slot);
+    f.open(Op.Block, 'hit');
+    f.open(Op.Block, 'miss');
+    f.get(this.slot).mem(Op.I32Load, t).get(this.lo).i32(12).op(Op.I32ShrU, Op.I32Ne).brIf('miss');
+    f.get(this.slot).mem(Op.I32Load, t + TLB_BYTES).get(this.hi).op(Op.I32Ne).brIf('miss');
+    if (size > 1) f.get(this.lo).i32(4095).op(Op.I32And).i32(4096 - size).op(Op.I32GtU).brIf('miss');
+    f.get(this.slot).mem(Op.I32Load, t + (write ? 3 : 2) * TLB_BYTES).tee(this.addr).i32(-1).op(Op.I32Eq).brIf('miss');
+    f.br('hit');
+    f.close();
+    this.stop();
+    f.close();
+    f.get(this.addr).get(this.lo).i32(4095).op(Op.I32And, Op.I32Add).set(this.addr);
+  }
+
+  /** Read `size` bytes of the memory operand (zero-extended) into m. */
+  private read(i: Insn, size: number, nextLo: number, nextHi: number): void {
+    this.effectiveAddress(i, nextLo, nextHi);
+    this.probe(size, false);
+    this.f.get(this.addr).mem(LOAD[size], 0).set(this.m);
+  }
+
+  /** Write the i64 pushed by `value` as `size` bytes to the memory operand (the probe comes first: it may stop). */
+  private write(i: Insn, size: number, nextLo: number, nextHi: number, value: () => void): void {
+    this.effectiveAddress(i, nextLo, nextHi);
+    this.probe(size, true);
+    this.f.get(this.addr);
+    value();
+    this.f.mem(STORE[size], 0);
+  }
+
+  // ---- ALU ----
+
+  /**
+   * An arithmetic or logic operation on `size`-byte operands pushed by a and
+   * b (zero-extended): flags left pending, the result into `dest` or through
+   * `store` (a memory destination), nothing for CMP/TEST.
+   */
+  private alu(kind: AluKind, size: number, a: () => void, b: () => void, dest: number | null, carry = false,
+    store: (() => void) | null = null): void {
+    const f = this.f;
+    if (carry) {
+      // CF in, read before the operands replace the pending flags' own
+      this.settle();
+      f.get(this.fl).i32(1).op(Op.I32And).set(this.fc);
+    }
+    a(); f.set(this.fa);
+    b(); f.set(this.fb);
+    f.get(this.fa).get(this.fb);
+    const flagKind: FlagKind = kind === 'add' ? 'add' : kind === 'sub' || kind === 'cmp' ? 'sub' : 'logic';
+    switch (kind) {
+      case 'add': f.op(Op.I64Add); break;
+      case 'sub': case 'cmp': f.op(Op.I64Sub); break;
+      case 'and': case 'test': f.op(Op.I64And); break;
+      case 'or': f.op(Op.I64Or); break;
+      case 'xor': f.op(Op.I64Xor); break;
+    }
+    if (carry) f.get(this.fc).op(Op.I64ExtendI32U, kind === 'add' ? Op.I64Add : Op.I64Sub);
+    f.set(this.fr);
+    if (store !== null) store();
+    else if (dest !== null) {
+      f.get(this.fr);
+      this.setReg(dest, size === 8 ? 8 : 4);
+    }
+    this.pending = { kind: flagKind, size, carry };
+  }
+
+  // ---- one instruction ----
+
+  /** Code for instruction k (not the block's closing branch); NotTranslatable when it has no WebAssembly form. */
+  compile(i: Insn, nextLo: number, nextHi: number): void {
+    const f = this.f, h = i.exec, d = i.r0, s = i.r1;
+    const rd = (size: number): void => this.read(i, size, nextLo, nextHi);
+    const wr = (size: number, value: () => void): void => this.write(i, size, nextLo, nextHi, value);
+    const regTo = (n: number, size: number) => (): void => this.getReg(n, size);
+    const imm = (size: number) => (): void => { f.i64(i.immLo, size === 8 ? i.immHi : 0); };
+    const mem = (): void => { f.get(this.m); };
+    // MOV
+    if (h === MOV_FORMS.rr8) { this.getReg(s, 8); this.setReg(d, 8); return; }
+    if (h === MOV_FORMS.rr4) { this.getReg(s, 4); this.setReg(d, 4); return; }
+    if (h === MOV_FORMS.ri8) { f.i64(i.immLo, i.immHi); this.setReg(d, 8); return; }
+    if (h === MOV_FORMS.ri4) { f.i64(i.immLo, 0); this.setReg(d, 4); return; }
+    if (h === MOV_FORMS.rm8 || h === MOV_FORMS.rm4 || h === MOV_FORMS.rm2 || h === MOV_FORMS.rm1) {
+      const size = h === MOV_FORMS.rm8 ? 8 : h === MOV_FORMS.rm4 ? 4 : h === MOV_FORMS.rm2 ? 2 : 1;
+      this.reg(d);
+      rd(size);
+      f.get(this.m);
+      this.setReg(d, size);
+      return;
+    }
+    if (h === MOV_FORMS.mr8) { wr(8, regTo(s, 8)); return; }
+    if (h === MOV_FORMS.mr4) { wr(4, regTo(s, 4)); return; }
+    if (h === MOV_FORMS.mr2) { wr(2, regTo(s, 2)); return; }
+    if (h === MOV_FORMS.mr1) { wr(1, regTo(s, 1)); return; }
+    if (h === MOV_FORMS.mi8) { wr(8, imm(8)); return; }
+    if (h === MOV_FORMS.mi4 && (i.s0 === 4 || i.s0 === 2 || i.s0 === 1)) { wr(i.s0, imm(4)); return; }
+    // MOVZX, LEA
+    if (h === MOVZX_FORMS.rm1 || h === MOVZX_FORMS.rm2) { this.reg(d); rd(h === MOVZX_FORMS.rm1 ? 1 : 2); f.get(this.m); this.setReg(d, 8); return; }
+    if (h === MOVZX_FORMS.rr1) { this.getReg(s, 1); this.setReg(d, 8); return; }
+    if (h === MOVZX_FORMS.rr2) { this.getReg(s, 2); this.setReg(d, 8); return; }
+    if (h === LEA_FORMS.r8 || h === LEA_FORMS.r4) {
+      this.effectiveAddress(i, nextLo, nextHi);
+      f.get(this.ea);
+      this.setReg(d, h === LEA_FORMS.r8 ? 8 : 4);
+      return;
+    }
+    // ALU
+    for (const [kind, forms] of ALU) {
+      const dest = kind === 'cmp' || kind === 'test' ? null : d;
+      if (h === forms.rr8) { this.alu(kind, 8, regTo(d, 8), regTo(s, 8), dest); return; }
+      if (h === forms.rr4) { this.alu(kind, 4, regTo(d, 4), regTo(s, 4), dest); return; }
+      if (h === forms.ri8) { this.alu(kind, 8, regTo(d, 8), imm(8), dest); return; }
+      if (h === forms.ri4) { this.alu(kind, 4, regTo(d, 4), imm(4), dest); return; }
+      if (h === forms.rm8) { this.reg(d); rd(8); this.alu(kind, 8, regTo(d, 8), mem, dest); return; }
+      if (h === forms.rm4) { this.reg(d); rd(4); this.alu(kind, 4, regTo(d, 4), mem, dest); return; }
+      if (kind === 'cmp') {
+        if (h === forms.mr8) { this.reg(s); rd(8); this.alu(kind, 8, mem, regTo(s, 8), null); return; }
+        if (h === forms.mr4) { this.reg(s); rd(4); this.alu(kind, 4, mem, regTo(s, 4), null); return; }
+        if (h === forms.mi8) { rd(8); this.alu(kind, 8, mem, imm(8), null); return; }
+        if (h === forms.mi4) { rd(4); this.alu(kind, 4, mem, imm(4), null); return; }
+      }
+    }
+    if (h === CMP_FORMS.ri1) { this.alu('cmp', 1, regTo(d, 1), () => { f.i64(i.immLo & 255); }, null); return; }
+    if (h === TEST_FORMS.rr1) { this.alu('test', 1, regTo(d, 1), regTo(s, 1), null); return; }
+    if (h === NEG_FORMS.r8) { this.alu('sub', 8, () => { f.i64(0); }, regTo(d, 8), d); return; }
+    if (h === NEG_FORMS.r4) { this.alu('sub', 4, () => { f.i64(0); }, regTo(d, 4), d); return; }
+    // SHLX/SHRX/SARX (no flags)
+    const bmi = BMI_SHIFTS.get(i.mnemonic);
+    if (bmi !== undefined && i.opCount === 3 && i.k0 === Operand.Reg && (i.s0 === 4 || i.s0 === 8) && i.k2 === Operand.Reg &&
+      (i.k1 === Operand.Reg || (i.k1 === Operand.Mem && i.s1 === i.s0))) {
+      const size = i.s0;
+      this.reg(d);
+      this.reg(i.r2);
+      if (i.k1 === Operand.Mem) rd(size);
+      else this.getReg(s, size);
+      if (i.k1 === Operand.Mem) f.get(this.m);
+      if (size === 8) {
+        this.getReg(i.r2, 8);
+        f.op(bmi === 'shl' ? Op.I64Shl : bmi === 'shr' ? Op.I64ShrU : Op.I64ShrS);
+      } else {
+        f.op(Op.I32WrapI64);
+        f.get(this.reg(i.r2)).op(Op.I32WrapI64);
+        f.op(bmi === 'shl' ? Op.I32Shl : bmi === 'shr' ? Op.I32ShrU : Op.I32ShrS, Op.I64ExtendI32U);
+      }
+      this.setReg(d, 8);
+      return;
+    }
+    // ADC/SBB r32/r64, r/imm
+    const carry = i.mnemonic === Mnemonic.Adc ? 'add' : i.mnemonic === Mnemonic.Sbb ? 'sub' : null;
+    if (carry !== null && i.opCount === 2 && i.k0 === Operand.Reg && (i.s0 === 4 || i.s0 === 8) && !i.lock &&
+      ((i.k1 === Operand.Reg && i.s1 === i.s0) || i.k1 === Operand.Imm)) {
+      const size = i.s0;
+      this.alu(carry, size, regTo(d, size), i.k1 === Operand.Reg ? regTo(s, size) : imm(size), d, true);
+      return;
+    }
+    const shift = SHIFTS.get(i.mnemonic);
+    if (shift !== undefined && i.opCount === 2 && i.k0 === Operand.Reg && i.k1 === Operand.Imm && !i.lock && (i.s0 === 4 || i.s0 === 8)) {
+      this.shiftImm(shift, i.s0, d, i.immLo);
+      return;
+    }
+    if (i.mnemonic === Mnemonic.Bzhi && i.k1 === Operand.Reg && i.k2 === Operand.Reg && (i.s0 === 4 || i.s0 === 8)) {
+      this.bzhi(i.s0, d, s, i.r2);
+      return;
+    }
+    if (h === NO_EFFECT) return;
+    if (h === CONDITIONAL_FORMS.setcc && i.k0 === Operand.Reg) {
+      this.reg(d);
+      this.settle();
+      f.get(this.reg(d)).i64(~0xff, -1).op(Op.I64And);
+      this.condition(i.cc);
+      f.i32(0).op(Op.I32Ne, Op.I64ExtendI32U, Op.I64Or).set(this.reg(d));
+      this.written.add(d);
+      return;
+    }
+    if (h === CONDITIONAL_FORMS.cmovcc && i.k0 === Operand.Reg && (i.s0 === 4 || i.s0 === 8) && i.s1 === i.s0 &&
+      (i.k1 === Operand.Reg || i.k1 === Operand.Mem)) {
+      const size = i.s0;
+      this.reg(d);
+      if (i.k1 === Operand.Mem) rd(size);
+      else {
+        this.getReg(s, size);
+        f.set(this.m);
+      }
+      this.settle();
+      // select(v, old, cond); a 32-bit destination is zero-extended whichever it keeps
+      f.get(this.m);
+      this.getReg(d, size);
+      this.condition(i.cc);
+      f.op(Op.Select);
+      this.setReg(d, 8);
+      return;
+    }
+    if (h === MOVSX_FORMS.any && i.k0 === Operand.Reg && (i.s0 === 4 || i.s0 === 8) && (i.s1 === 1 || i.s1 === 2 || i.s1 === 4) && i.s1 < i.s0 &&
+      (i.k1 === Operand.Reg || i.k1 === Operand.Mem)) {
+      this.reg(d);
+      if (i.k1 === Operand.Mem) {
+        rd(i.s1);
+        f.get(this.m);
+      } else this.getReg(s, i.s1);
+      f.op(i.s1 === 1 ? Op.I64Extend8S : i.s1 === 2 ? Op.I64Extend16S : Op.I64Extend32S);
+      this.setReg(d, i.s0);
+      return;
+    }
+    // ADD/SUB/AND/OR/XOR m32/m64, r/imm (read-modify-write, not LOCKed): one probe for writing serves both accesses.
+    const rmw = RMW.get(i.mnemonic);
+    if (rmw !== undefined && i.opCount === 2 && i.k0 === Operand.Mem && (i.s0 === 4 || i.s0 === 8) && i.rmw && !i.lock && i.rep === 0 &&
+      ((i.k1 === Operand.Reg && i.s1 === i.s0) || i.k1 === Operand.Imm)) {
+      const size = i.s0;
+      const b = i.k1 === Operand.Reg ? regTo(s, size) : imm(size);
+      if (i.k1 === Operand.Reg) this.reg(s);
+      this.effectiveAddress(i, nextLo, nextHi);
+      this.probe(size, true);
+      f.get(this.addr).mem(LOAD[size], 0).set(this.m);
+      this.alu(rmw, size, mem, b, null, false, () => { f.get(this.addr).get(this.fr).mem(STORE[size], 0); });
+      return;
+    }
+    throw new NotTranslatable();
+  }
+
+  /** SHL/SHR/SAR/ROL/ROR r, imm: shiftImmSource's results and flags. */
+  private shiftImm(kind: string, size: number, d: number, imm: number): void {
+    const f = this.f, w = size * 8;
+    const c = imm & (size === 8 ? 63 : 31);
+    this.reg(d);
+    if (c === 0) {
+      if (size === 4) {
+        this.getReg(d, 4);
+        this.setReg(d, 4);
+      }
+      return;
+    }
+    const a = this.x, r = this.y;
+    this.getReg(d, size);
+    f.set(a);
+    // r = the result at width w (zero-extended)
+    f.get(a);
+    switch (kind) {
+      case 'shl': f.i64(c).op(Op.I64Shl); break;
+      case 'shr': f.i64(c).op(Op.I64ShrU); break;
+      case 'sar':
+        if (size === 4) f.op(Op.I64Extend32S);
+        f.i64(c).op(Op.I64ShrS);
+        break;
+      case 'rol': case 'ror':
+        if (size === 4) f.op(Op.I32WrapI64).i32(c).op(kind === 'rol' ? Op.I32Rotl : Op.I32Rotr, Op.I64ExtendI32U);
+        else f.i64(c).op(kind === 'rol' ? Op.I64Rotl : Op.I64Rotr);
+        break;
+    }
+    this.zext(size);
+    f.set(r);
+    const bitOf = (v: number, n: number): void => { f.get(v).i64(n).op(Op.I64ShrU).i64(1).op(Op.I64And, Op.I32WrapI64); };
+    const top = (v: number): void => bitOf(v, w - 1);
+    if (kind === 'rol' || kind === 'ror') {
+      this.settle();
+      // cf, then of = cf ^ (rol: top bit; ror: the bit below the top)
+      if (kind === 'rol') bitOf(r, 0);
+      else top(r);
+      f.set(this.c);
+      f.get(this.fl).i32(-2050).op(Op.I32And).get(this.c).op(Op.I32Or);
+      f.get(this.c);
+      if (kind === 'rol') top(r);
+      else bitOf(r, w - 2);
+      f.op(Op.I32Xor).i32(11).op(Op.I32Shl, Op.I32Or).set(this.fl);
+    } else {
+      // CF: the last bit shifted out
+      if (kind === 'shl') bitOf(a, w - c);
+      else if (kind === 'shr') bitOf(a, c - 1);
+      else {
+        // SAR's bit c - 1 of the sign-extended operand is bit c - 1 of the operand (c - 1 < w)
+        bitOf(a, c - 1);
+      }
+      f.set(this.c);
+      f.get(this.fl).i32(KEEP).op(Op.I32And).get(this.c).op(Op.I32Or);
+      // OF: SHL top ^ cf; SHR the operand's top; SAR 0
+      if (kind === 'shl') { top(r); f.get(this.c).op(Op.I32Xor).i32(11).op(Op.I32Shl, Op.I32Or); }
+      else if (kind === 'shr') { top(a); f.i32(11).op(Op.I32Shl, Op.I32Or); }
+      f.get(r).op(Op.I64Eqz).i32(6).op(Op.I32Shl, Op.I32Or);
+      top(r); f.i32(7).op(Op.I32Shl, Op.I32Or);
+      f.get(r).op(Op.I32WrapI64).i32(255).op(Op.I32And, Op.I32Popcnt).i32(1).op(Op.I32And).i32(1).op(Op.I32Xor).i32(2).op(Op.I32Shl, Op.I32Or);
+      f.set(this.fl);
+      this.pending = null; // all six replaced
+    }
+    f.get(r);
+    this.setReg(d, size);
+  }
+
+  /** BZHI r, r, r: bzhiSource's result and flags. */
+  private bzhi(size: number, d: number, src: number, cnt: number): void {
+    const f = this.f, w = size * 8;
+    this.reg(d);
+    this.getReg(cnt, 1);
+    f.op(Op.I32WrapI64).set(this.c);
+    // r = n < w ? v & ((1 << n) - 1) : v
+    this.getReg(src, size);
+    f.i64(1).get(this.c).op(Op.I64ExtendI32U, Op.I64Shl).i64(1).op(Op.I64Sub, Op.I64And);
+    this.getReg(src, size);
+    f.get(this.c).i32(w).op(Op.I32LtU, Op.Select).set(this.y);
+    this.settle();
+    f.get(this.fl).i32(-2242).op(Op.I32And);
+    f.get(this.c).i32(w - 1).op(Op.I32GtU, Op.I32Or);
+    f.get(this.y).op(Op.I64Eqz).i32(6).op(Op.I32Shl, Op.I32Or);
+    f.get(this.y).i64(w - 1).op(Op.I64ShrU, Op.I32WrapI64).i32(7).op(Op.I32Shl, Op.I32Or).set(this.fl);
+    f.get(this.y);
+    this.setReg(d, 8);
+  }
+
+  /**
+   * The whole function: instructions 0..n-2 (or n-1), then the closing
+   * branch or fall-through, the exit epilogue. Null when an instruction has
+   * no WebAssembly form.
+   */
+  /** Instructions compiled (the rest, at most the last, runs by its handler). */
+  count = 0;
+
+  build(selfLoop: boolean, closing: Closing | null, runsLast: boolean): Uint8Array<ArrayBuffer> | null {
+    const f = this.f, items = this.block.items, n = items.length;
+    try {
+      f.i32(0).set(this.passes);
+      f.open(Op.Block, 'exit');
+      f.open(Op.Loop, 'top');
+      const compiled = this.count = closing !== null || !runsLast ? n - 1 : n;
+      for (let k = 0; k < compiled; k++) {
+        this.k = k;
+        const { insn, lo } = items[k];
+        this.compile(insn, lo + insn.len, this.block.hi);
+      }
+      this.k = n - 1;
+      if (closing === null && !runsLast) {
+        // The last instruction runs by its handler (the caller's stop path).
+        this.stop();
+      } else if (closing === null) {
+        this.materialize(this.pending);
+        f.i32(n).set(this.code).br('exit');
+      } else {
+        const taken = (): void => {
+          this.materialize(this.pending);
+          if (selfLoop) {
+            // Another pass when the budget has room for it; `passes` counts the passes that looped back.
+            f.get(this.budget).f64(n).op(Op.F64Sub).tee(this.budget).f64(n).op(Op.F64Ge);
+            f.open(Op.If, 'again');
+            f.get(this.passes).i32(1).op(Op.I32Add).set(this.passes);
+            f.br('top');
+            f.close();
+          }
+          f.i32(n + 1).set(this.code).br('exit');
+        };
+        if (closing.cc === 0) taken();
+        else {
+          this.settle();
+          this.condition(closing.cc);
+          f.open(Op.If, 'taken');
+          taken();
+          f.close();
+          f.i32(n).set(this.code).br('exit');
+        }
+      }
+      f.close();
+      f.close();
+    } catch (e) {
+      if (e instanceof NotTranslatable) return null;
+      throw e;
+    }
+    // Epilogue: write back, report flags and passes, return the exit.
+    const at = this.layout.regAddress;
+    for (const r of [...this.written].sort((a, b) => a - b)) {
+      f.i32(0).get(this.regs[r]).mem(Op.I64Store32, at + 4 * r);
+      f.i32(0).get(this.regs[r]).i64(32).op(Op.I64ShrU).mem(Op.I64Store32, at + 64 + 4 * r);
+    }
+    f.i32(0).get(this.fl).mem(Op.I32Store, at + 128);
+    f.i32(0).get(this.passes).mem(Op.I32Store, at + 132);
+    f.get(this.code);
+    // Prologue: the registers the block uses, from the register file.
+    const prologue = new FunctionBody([]);
+    for (const r of [...this.used].sort((a, b) => a - b)) {
+      prologue.i32(0).mem(Op.I64Load32U, at + 4 * r).i32(0).mem(Op.I64Load32U, at + 64 + 4 * r).i64(32).op(Op.I64Shl, Op.I64Or).set(this.regs[r]);
+    }
+    f.code.unshift(...prologue.code);
+    return moduleBytes([ValType.I32, ValType.F64], ValType.I32, f);
+  }
+}
+
+/** A closing Jcc (cc 1..16) or JMP (cc 0) and the low half of its target. */
+export interface Closing { taken: number; cc: number }
+
+/** The closing branch the function decides itself: a Jcc/JMP rel whose target stays in the block's 4 GiB. */
+export function closingBranch(i: Insn, nextLo: number): Closing | null {
+  if (i.k0 !== Operand.Imm || !((JCC.has(i.mnemonic) && i.cc >= 1 && i.cc <= 16) || i.mnemonic === Mnemonic.Jmp)) return null;
+  const t = nextLo + i.rel;
+  if (t < 0 || t > 0xffffffff) return null;
+  return { taken: t, cc: i.mnemonic === Mnemonic.Jmp ? 0 : i.cc };
+}
+
+/**
+ * The WebAssembly module for a block, or null when one of its instructions
+ * (other than the last) has no WebAssembly form. `runsLast`: the last
+ * instruction has one (else the caller runs it by its handler).
+ */
+export function compileBlock(block: Block, layout: ArenaLayout, selfLoop: boolean): { bytes: Uint8Array<ArrayBuffer>; closing: Closing | null; count: number } | null {
+  const items = block.items, n = items.length;
+  const last = items[n - 1];
+  if (last.lo + last.insn.len > 0xffffffff) return null;
+  const closing = closingBranch(last.insn, last.lo + last.insn.len);
+  let runsLast = false;
+  if (closing === null) {
+    // Does the last instruction have a form? Compile it alone to see.
+    runsLast = new BlockCompiler(block, layout).build(false, null, true) !== null;
+  }
+  const compiler = new BlockCompiler(block, layout);
+  const bytes = compiler.build(selfLoop && closing !== null, closing, runsLast);
+  return bytes === null ? null : { bytes, closing, count: compiler.count };
+}

@@ -1,0 +1,187 @@
+/*
+ * A WebAssembly function body written op by op, and the one-function module
+ * around it. Only what translated blocks use: i32/i64/f64 locals, structured
+ * control flow with named labels, loads and stores into one imported shared
+ * memory.
+ */
+
+export enum Op {
+  Block = 0x02, Loop = 0x03, If = 0x04, Else = 0x05, End = 0x0b, Br = 0x0c, BrIf = 0x0d, Return = 0x0f, Select = 0x1b,
+  LocalGet = 0x20, LocalSet = 0x21, LocalTee = 0x22,
+  I32Load = 0x28, I64Load = 0x29, I64Load8U = 0x31, I64Load16U = 0x33, I64Load32U = 0x35,
+  I32Store = 0x36, I64Store = 0x37, I64Store8 = 0x3c, I64Store16 = 0x3d, I64Store32 = 0x3e,
+  I32Const = 0x41, I64Const = 0x42, F64Const = 0x44,
+  I32Eqz = 0x45, I32Eq = 0x46, I32Ne = 0x47, I32LtU = 0x49, I32GtU = 0x4b,
+  I64Eqz = 0x50, I64Eq = 0x51, I64Ne = 0x52, I64LtS = 0x53, I64LtU = 0x54, I64GtU = 0x56,
+  F64Lt = 0x63, F64Ge = 0x66,
+  I32Popcnt = 0x69, I32Add = 0x6a, I32Sub = 0x6b, I32And = 0x71, I32Or = 0x72, I32Xor = 0x73, I32Shl = 0x74, I32ShrS = 0x75, I32ShrU = 0x76,
+  I32Rotl = 0x77, I32Rotr = 0x78,
+  I64Popcnt = 0x7b, I64Add = 0x7c, I64Sub = 0x7d, I64Mul = 0x7e, I64And = 0x83, I64Or = 0x84, I64Xor = 0x85, I64Shl = 0x86, I64ShrS = 0x87, I64ShrU = 0x88,
+  I64Rotl = 0x89, I64Rotr = 0x8a,
+  F64Sub = 0xa1,
+  I32WrapI64 = 0xa7, I64ExtendI32S = 0xac, I64ExtendI32U = 0xad, F64ConvertI32U = 0xb8,
+  I64Extend8S = 0xc2, I64Extend16S = 0xc3, I64Extend32S = 0xc4,
+}
+
+export enum ValType { I32 = 0x7f, I64 = 0x7e, F64 = 0x7c }
+const BLOCK_VOID = 0x40;
+
+function uleb(out: number[], n: number): void {
+  do {
+    let b = n % 128;
+    n = Math.floor(n / 128);
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+}
+
+function sleb32(out: number[], n: number): void {
+  n |= 0;
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+/** A signed LEB128 of the 64-bit value hi:lo (code generation time only, never per instruction). */
+function sleb64(out: number[], lo: number, hi: number): void {
+  let n = BigInt.asIntN(64, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0));
+  for (;;) {
+    const b = Number(n & 0x7fn);
+    n >>= 7n;
+    if ((n === 0n && (b & 0x40) === 0) || (n === -1n && (b & 0x40) !== 0)) {
+      out.push(b);
+      return;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+/** One function's body under construction. Labels are names; `br` finds their depth. */
+export class FunctionBody {
+  readonly code: number[] = [];
+  private readonly localTypes: ValType[] = [];
+  private readonly labels: string[] = [];
+
+  constructor(private readonly params: readonly ValType[]) {}
+
+  /** A new local of type `t`: its index. */
+  local(t: ValType): number {
+    this.localTypes.push(t);
+    return this.params.length + this.localTypes.length - 1;
+  }
+
+  op(...ops: number[]): this {
+    for (const o of ops) this.code.push(o);
+    return this;
+  }
+
+  get(l: number): this { this.code.push(Op.LocalGet); uleb(this.code, l); return this; }
+  set(l: number): this { this.code.push(Op.LocalSet); uleb(this.code, l); return this; }
+  tee(l: number): this { this.code.push(Op.LocalTee); uleb(this.code, l); return this; }
+  i32(v: number): this { this.code.push(Op.I32Const); sleb32(this.code, v); return this; }
+  i64(lo: number, hi = lo < 0 ? -1 : 0): this { this.code.push(Op.I64Const); sleb64(this.code, lo, hi); return this; }
+  f64(v: number): this {
+    this.code.push(Op.F64Const);
+    const b = new Uint8Array(new Float64Array([v]).buffer);
+    for (const x of b) this.code.push(x);
+    return this;
+  }
+
+  /** A load or store with a constant offset (the address operand is on the stack). */
+  mem(op: Op, offset: number): this {
+    this.code.push(op);
+    uleb(this.code, 0); // alignment hint 1: guest accesses need not be aligned
+    uleb(this.code, offset);
+    return this;
+  }
+
+  /** Open a block, loop or if; `label` names it for br. */
+  open(kind: Op.Block | Op.Loop | Op.If, label: string): this {
+    this.code.push(kind, BLOCK_VOID);
+    this.labels.push(label);
+    return this;
+  }
+
+  else(): this { this.code.push(Op.Else); return this; }
+
+  close(): this {
+    this.code.push(Op.End);
+    this.labels.pop();
+    return this;
+  }
+
+  private depth(label: string): number {
+    const at = this.labels.lastIndexOf(label);
+    if (at < 0) throw new Error(`no open label ${label}`);
+    return this.labels.length - 1 - at;
+  }
+
+  br(label: string): this { this.code.push(Op.Br); uleb(this.code, this.depth(label)); return this; }
+  brIf(label: string): this { this.code.push(Op.BrIf); uleb(this.code, this.depth(label)); return this; }
+
+  /** The body as the code section wants it: local declarations, code, end. */
+  encode(): number[] {
+    const out: number[] = [];
+    const groups: Array<[number, ValType]> = [];
+    for (const t of this.localTypes) {
+      const last = groups[groups.length - 1];
+      if (last !== undefined && last[1] === t) last[0]++;
+      else groups.push([1, t]);
+    }
+    uleb(out, groups.length);
+    for (const [count, t] of groups) {
+      uleb(out, count);
+      out.push(t);
+    }
+    for (const b of this.code) out.push(b);
+    out.push(Op.End);
+    return out;
+  }
+}
+
+function section(out: number[], id: number, body: number[]): void {
+  out.push(id);
+  uleb(out, body.length);
+  for (const b of body) out.push(b);
+}
+
+function name(out: number[], s: string): void {
+  uleb(out, s.length);
+  for (let i = 0; i < s.length; i++) out.push(s.charCodeAt(i));
+}
+
+/**
+ * A module exporting `f` (params -> one result) over the imported shared
+ * memory `m.mem` (a WasmArena's).
+ */
+export function moduleBytes(params: readonly ValType[], result: ValType, body: FunctionBody): Uint8Array<ArrayBuffer> {
+  const out = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+  const type: number[] = [1, 0x60];
+  uleb(type, params.length);
+  type.push(...params, 1, result);
+  section(out, 1, type);
+  const imports: number[] = [1];
+  name(imports, 'm');
+  name(imports, 'mem');
+  imports.push(0x02, 0x03); // memory, limits with a maximum, shared
+  uleb(imports, 1);
+  uleb(imports, 65536);
+  section(out, 2, imports);
+  section(out, 3, [1, 0]);
+  const exports: number[] = [1];
+  name(exports, 'f');
+  exports.push(0x00, 0);
+  section(out, 7, exports);
+  const code = body.encode();
+  const codeSection: number[] = [1];
+  uleb(codeSection, code.length);
+  for (const b of code) codeSection.push(b);
+  section(out, 10, codeSection);
+  return Uint8Array.from(out);
+}
