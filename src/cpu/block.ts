@@ -30,6 +30,8 @@ export interface BlockInsn {
 export class Block {
   /** The translation (null: not yet, or not worth it). */
   run: BlockFn | null = null;
+  /** Its id among the CPU's blocks compiled to WebAssembly (-1: not compiled there). */
+  wasmId = -1;
   /** Entries so far while untranslated. */
   heat = 0;
   /** False once translation was found pointless (a lone instruction without inline code). */

@@ -10,8 +10,8 @@ import type { DecodeMemo } from './decode-memo.js';
 import { deliverException } from './interrupts.js';
 import { Block, continuesBlock, type BlockInsn } from './block.js';
 import { translateBlock } from './translate/translate-block.js';
-import type { WasmTarget } from './translate/wasm-runner.js';
-import { EXIT_WORDS } from './translate/wasm-block.js';
+import { WasmBackend } from './translate/wasm-backend.js';
+import { STATE_BYTES } from './translate/wasm-block.js';
 import { CodePage } from './code-page.js';
 import { FillPattern } from './fill-pattern.js';
 import { TraceRing, TRACE_SEED, hashStep } from './trace.js';
@@ -197,7 +197,8 @@ export class Cpu implements PagingControl {
   translateAfter = 2000;
   /** Whether hot blocks are compiled to WebAssembly where they can be (else to JavaScript only). */
   wasmBlocks = true;
-  private readonly wasmTarget: WasmTarget;
+  /** This CPU's blocks compiled to WebAssembly. */
+  readonly wasm: WasmBackend;
   /** Blocks translated so far (a diagnostic: how much code got hot). */
   blocksTranslated = 0;
   private fetchGen = -1;
@@ -216,18 +217,18 @@ export class Cpu implements PagingControl {
     /** Instructions decoded by CPUs running the same code, shared with them (null: decode everything here). */
     private readonly decoded: DecodeMemo | null = null,
   ) {
-    const regs = mem.arena.alloc(128 + 4 * EXIT_WORDS, 64);
+    const regs = mem.arena.alloc(STATE_BYTES, 64);
     this.regAddress = regs.offset;
     this.regLo = new Uint32Array(regs.buffer, regs.offset, 16);
     this.regHi = new Uint32Array(regs.buffer, regs.offset + 64, 16);
     this.rmwPa = -1;
     this.maxCodeInsns = Math.min(MAX_CODE_INSNS, Math.max(MIN_CODE_INSNS, Math.floor(mem.size / 4096)));
     this.mmu = new Mmu(this, mem, this.fault, mem.arena);
-    this.wasmTarget = {
-      memory: mem.arena.memory, regAddress: regs.offset, tlbAddress: this.mmu.tlbAddress,
-      exit: new Int32Array(regs.buffer, regs.offset + 128, EXIT_WORDS),
-    };
-    this.trace = new TraceRing(traceSize);
+    this.trace = new TraceRing(traceSize, mem.arena);
+    this.wasm = new WasmBackend(mem.arena, {
+      regAddress: regs.offset, tlbAddress: this.mmu.tlbAddress,
+      ringIds: this.trace.idsAddress, ringHi: this.trace.hiAddress, ringCount: this.trace.countAddress, ringMask: this.trace.mask,
+    }, this.trace);
     mem.setWriteListener((pfn) => this.invalidateCode(pfn));
     mem.setAccessListener((pfn, pages) => this.mmu.pageAttributesChanged(pfn, pages));
     this.mmu.pages = mem;
@@ -1026,7 +1027,7 @@ export class Cpu implements PagingControl {
         }
         let run = b.run;
         if (run === null && b.translatable && ++b.heat > (b.loopsBack ? this.translateAfter / 10 : this.translateAfter)) {
-          run = b.run = translateBlock(b, trace, this.bpFilter, this.mmu, this.wasmBlocks ? this.wasmTarget : null);
+          run = b.run = translateBlock(b, trace, this.bpFilter, this.mmu, this.wasmBlocks ? this.wasm : null);
           if (run === null) b.translatable = false;
           else this.blocksTranslated++;
         }

@@ -1,3 +1,5 @@
+import type { WasmArena } from '../memory/wasm-arena.js';
+
 /*
  * The retired-instruction trace: a hash over every retired RIP, and a ring of
  * the most recent ones for reports.
@@ -65,11 +67,12 @@ export function repeatHash(h: number, pow: number, sum: number, k: number): numb
 export class TraceRing {
   readonly mask: number;
   /**
-   * Per entry: a block's address list, or null for the one RIP in `lo`. A
+   * Per entry: a block's id (see register), or 0 for the one RIP in `lo`. A
    * block entry retired `count` instructions, the j-th at its address
-   * j mod length (a block that loops on itself repeats in one entry).
+   * j mod length (a block that loops on itself repeats in one entry). In the
+   * arena when there is one: blocks compiled to WebAssembly write entries too.
    */
-  readonly blocks: Array<Uint32Array | null>;
+  readonly ids: Int32Array;
   readonly lo: Uint32Array;
   readonly hi: Uint32Array;
   readonly count: Float64Array;
@@ -78,20 +81,36 @@ export class TraceRing {
   /** The running translated block's address list, and the retired count when it was entered. */
   open: Uint32Array | null = null;
   openIcount = 0;
+  /** Address lists of translated blocks by id (id 0: none). */
+  private readonly blockAddrs: Uint32Array[] = [new Uint32Array(0)];
+  /** Where the arrays lie in the arena (-1: not in one). */
+  readonly idsAddress: number;
+  readonly hiAddress: number;
+  readonly countAddress: number;
 
   /** `size`: a power of two; the ring then holds at least the last `size` instructions. */
-  constructor(readonly size: number) {
+  constructor(readonly size: number, arena: WasmArena | null = null) {
     this.mask = size - 1;
-    this.blocks = new Array<Uint32Array | null>(size).fill(null);
-    this.lo = new Uint32Array(size);
-    this.hi = new Uint32Array(size);
-    this.count = new Float64Array(size);
+    const at = arena?.alloc(20 * size, 8) ?? { offset: 0, buffer: new ArrayBuffer(20 * size) };
+    this.countAddress = arena === null ? -1 : at.offset;
+    this.idsAddress = arena === null ? -1 : at.offset + 8 * size;
+    this.hiAddress = arena === null ? -1 : at.offset + 12 * size;
+    this.count = new Float64Array(at.buffer, at.offset, size);
+    this.ids = new Int32Array(at.buffer, at.offset + 8 * size, size);
+    this.hi = new Uint32Array(at.buffer, at.offset + 12 * size, size);
+    this.lo = new Uint32Array(at.buffer, at.offset + 16 * size, size);
+  }
+
+  /** An id for a translated block's address list, for its ring entries. */
+  register(addrs: Uint32Array): number {
+    this.blockAddrs.push(addrs);
+    return this.blockAddrs.length - 1;
   }
 
   /** One retired RIP (the interpreter's entry). */
   add(lo: number, hi: number): void {
     const t = this.entries++ & this.mask;
-    this.blocks[t] = null;
+    this.ids[t] = 0;
     this.lo[t] = lo;
     this.hi[t] = hi;
   }
@@ -116,11 +135,12 @@ export class TraceRing {
     const oldest = Math.max(0, this.entries - this.size);
     for (let e = this.entries - 1; e >= oldest && newestFirst.length < want; e--) {
       const t = e & this.mask;
-      const block = this.blocks[t];
-      if (block === null) {
+      const id = this.ids[t];
+      if (id === 0) {
         newestFirst.push([this.lo[t], this.hi[t]]);
         continue;
       }
+      const block = this.blockAddrs[id];
       for (let j = this.count[t] - 1; j >= 0 && newestFirst.length < want; j--) newestFirst.push([block[j % block.length], this.hi[t]]);
     }
     return newestFirst.reverse();

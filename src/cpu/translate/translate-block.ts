@@ -6,7 +6,7 @@ import { JCC, successor, type Block, type BlockFn, type BlockInsn } from '../blo
 import { blockHashConstants, repeatHash, type TraceRing } from '../trace.js';
 import type { Mmu } from '../mmu.js';
 import { fillLoop, fillLoopSource } from './fill-loop.js';
-import { wasmBlockFn, type WasmTarget } from './wasm-runner.js';
+import type { WasmBackend } from './wasm-backend.js';
 import { conditionSource, DROP, groupable, imulFlags, inlineSource, materialize, signedDisp, STATE, SYNC, type AccessGroup, type Inline } from './inline-code.js';
 
 /*
@@ -165,14 +165,14 @@ type Factory = (
  * `hi`) into a block function (null for a lone instruction without inline
  * code). The trace ring is the CPU's own.
  */
-export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Array, mmu: Mmu, wasm: WasmTarget | null = null): BlockFn | null {
+export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Array, mmu: Mmu, wasm: WasmBackend | null = null): BlockFn | null {
   const items = block.items, hi = block.hi;
   if (items.length === 0 || (items.length === 1 && !hasInlineForm(items[0]))) return null; // nothing to gain over the run loop
   if (wasm !== null) {
     // WebAssembly where every instruction but the last has a form there; a fill loop keeps its bulk path.
     const loops = jumpsBackToStart(block, bpFilter);
     if (!(loops && fillLoop(items) !== null)) {
-      const fn = wasmBlockFn(block, trace, bpFilter, wasm, loops);
+      const fn = wasm.translate(block, bpFilter, loops);
       if (fn !== null) return fn;
     }
   }
@@ -206,6 +206,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   // Code outside the block function can change the TLB: the views are dropped on every way out to it.
   const drop = groupIds.map((g) => `qr${g} = null; qw${g} = null;`).join(' ');
   const addrs = Uint32Array.from(items, (item) => item.lo);
+  const ringId = trace.register(addrs);
   const { pow, sum } = blockHashConstants(addrs, hi);
   const lines: string[] = [];
   const insns: Insn[] = [];
@@ -215,7 +216,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   const flush = 'if (pk !== 0) fl = M(cpu, fl, pk, pa, pah, pb, pbh);';
   /** Retire instructions 0..k-1 of this pass: one hash step; `close` then makes the ring entry for the whole run. */
   const advance = (k: number): string => `ic += ${k}; h = (Math.imul(h, ${pow[k]}) + ${sum[k]}) | 0;`;
-  const close = `${SYNC} { const t = T.entries++ & ${trace.mask}; TB[t] = A; TH[t] = ${hi}; TC[t] = ic - ic0; } T.open = null; cpu.icount = ic; cpu.traceHash = h;`;
+  const close = `${SYNC} { const t = T.entries++ & ${trace.mask}; TB[t] = ${ringId}; TH[t] = ${hi}; TC[t] = ic - ic0; } T.open = null; cpu.icount = ic; cpu.traceHash = h;`;
   const used = new Set<string>(), dirty = new Set<string>();
   const retire = (k: number): string => `${advance(k)} ${close}`;
   /**
@@ -287,7 +288,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
   // A fault (or anything thrown) in instruction k of a pass: cpu.icount = ic + k was stored before it; the k before it retired.
   // (A handler runs with no deferred flags: deferral never reaches past one.)
   lines.push(`${CATCH} ${anyDeferred ? flush : ''} if (inH === 0) { ${SYNC} } if (T.open === A) { const k = cpu.icount - ic; h = (Math.imul(h, HP[k]) + HS[k]) | 0;` +
-    ` if (cpu.icount > ic0) { const t = T.entries++ & ${trace.mask}; TB[t] = A; TH[t] = ${hi}; TC[t] = cpu.icount - ic0; }` +
+    ` if (cpu.icount > ic0) { const t = T.entries++ & ${trace.mask}; TB[t] = ${ringId}; TH[t] = ${hi}; TC[t] = cpu.icount - ic0; }` +
     ' T.open = null; cpu.traceHash = h; } throw e; }');
   lines.push('};');
   // RFLAGS lives in `fl` like a register (always loaded and written back: cheaper than knowing which blocks touch it).
@@ -304,7 +305,7 @@ export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Ar
     : `${text.slice(0, catchAt).split(TRY).join('')}${text.slice(text.indexOf('\n', catchAt))}`;
   const body = text.split(OPEN).join('T.open = A; T.openIcount = ic0;')
     .split(DECL).join(decl).split(LOAD).join(load).split(SYNC).join(sync).split(DROP).join(drop);
-  const source = `"use strict";\nconst TB = T.blocks, TH = T.hi, TC = T.count, TLO = MMU.tagLo, THI = MMU.tagHi, RP = MMU.rpage, WP = MMU.wpage;\n${consts.join('\n')}\n${body}`;
+  const source = `"use strict";\nconst TB = T.ids, TH = T.hi, TC = T.count, TLO = MMU.tagLo, THI = MMU.tagHi, RP = MMU.rpage, WP = MMU.wpage;\n${consts.join('\n')}\n${body}`;
   const factory = new Function('I', 'X', 'P', 'M', 'IMF', 'B', 'S', 'HR', 'T', 'A', 'HP', 'HS', 'MMU', source) as Factory;
   return factory(insns, handlers, PARITY, materialize, imulFlags, block, successor, repeatHash, trace, addrs, pow, sum, mmu);
 }

@@ -6,30 +6,49 @@ import { CONDITIONAL_FORMS, LEA_FORMS, MOVSX_FORMS, MOVZX_FORMS, MOV_FORMS } fro
 import { NO_EFFECT } from '../exec/system.js';
 import { JCC, type Block } from '../block.js';
 import { TLB_MASK } from '../mmu.js';
-import { FunctionBody, moduleBytes, Op, ValType } from './wasm-emitter.js';
+import { blockModuleBytes, FunctionBody, Op, ValType } from './wasm-emitter.js';
 
 /*
  * Blocks translated to WebAssembly. The guest registers live in i64 locals
- * (loaded from the register file in the arena at entry, written back at the
- * exit), RFLAGS in an i32 local, and the arithmetic flags of the last
+ * (loaded from the register file in the arena at entry, written back when the
+ * block is left), RFLAGS in an i32 local, and the arithmetic flags of the last
  * flag-setting instruction are left as its operands and result until
  * something reads them or the block is left (their kind is known here, so
  * each place that needs them gets straight-line code). Memory operands probe
  * the MMU's TLB in the arena and read or write the page's bytes in place.
  *
+ * A compiled block takes nothing and returns the next block to run: it finds
+ * the retired count, the budget, the trace hash and the trace ring in the
+ * arena (CPU words below), retires what it ran there itself, and returns the
+ * block its exit is linked to (>= 0, see wasm-backend.ts), so that the
+ * dispatcher runs blocks one after another without JavaScript between them;
+ * -1 when the exit is not linked (RIP is in the words) or the budget has no
+ * room for the whole block at its entry; -2 when it stopped before an
+ * instruction.
+ *
  * Nothing in the function can fault or call out: where JavaScript code would
  * take a slow path (a TLB miss, a page without direct access), the function
- * stops before that instruction and returns its index; the caller
- * (wasm-runner.ts) runs that one instruction by its handler, which faults or
- * fills the TLB exactly as the interpreter would. The function returns:
- * k < n, stopped before instruction k; n, ran the whole block and fell
- * through; n + 1, ran it and took its closing branch. A block whose closing
- * jump goes back to its start loops inside the function while the budget
- * allows another pass, and leaves the number of extra passes behind.
+ * stops before that instruction; the back end then runs that one instruction
+ * by its handler, which faults or fills the TLB exactly as the interpreter
+ * would. A block whose closing jump goes back to its start loops inside the
+ * function while the budget allows another pass.
  */
 
-/** Where a compiled block writes RFLAGS (int32) and its count of completed passes (int32) when it returns. */
-export const EXIT_WORDS = 2;
+/** Byte offsets of the CPU words from ArenaLayout.regAddress (int32 unless said). */
+export const WORD = {
+  regLo: 0, regHi: 64, rflags: 128, hash: 132,
+  /** float64: instructions retired, and the count no block may pass. */
+  icount: 136, limit: 144,
+  /** The trace ring's entries written, modulo 2^32. */
+  entries: 152,
+  /** The low half of RIP when a block returns -1. */
+  rip: 156,
+  /** The instruction index a block stopped before (it returned -2). */
+  stopAt: 160,
+  /** The block that returned (-1: none ran, the budget stopped the first), and by which exit (0 taken, 1 fall-through). */
+  lastBlock: 164, exit: 168,
+} as const;
+export const STATE_BYTES = 176;
 
 class NotTranslatable extends Error {}
 
@@ -58,34 +77,52 @@ const STORE = [0, Op.I64Store8, Op.I64Store16, 0, Op.I64Store32, 0, 0, 0, Op.I64
 
 /** Where a compiled block finds the CPU's state in the arena. */
 export interface ArenaLayout {
-  /** regLo (16 uint32), then regHi (16 uint32), then the EXIT_WORDS. */
+  /** The CPU words (WORD). */
   regAddress: number;
   /** The MMU's tagLo, tagHi, roff, woff (TLB_MASK + 1 int32 each). */
   tlbAddress: number;
+  /** The trace ring: block ids and high halves (int32 each), counts (float64), `ringMask + 1` entries. */
+  ringIds: number;
+  ringHi: number;
+  ringCount: number;
+  ringMask: number;
+}
+
+/** A block's own place: its id (trace ring and table), its hash constants (pow, sum int32 pairs for k = 0..n) and its two exit links (int32). */
+export interface BlockPlace {
+  id: number;
+  constants: number;
+  links: number;
 }
 
 class BlockCompiler {
-  private readonly f = new FunctionBody([ValType.I32, ValType.F64]);
-  private readonly fl = 0;
-  private readonly budget = 1;
+  private readonly f = new FunctionBody([]);
+  private readonly fl: number;
+  private readonly ic: number;
+  private readonly ic0: number;
+  private readonly h: number;
+  private readonly done: number;
+  private readonly exitKind: number;
+  private readonly rip: number;
   private readonly regs: number[] = [];
   private readonly used = new Set<number>();
   private readonly written = new Set<number>();
   private readonly fa: number; private readonly fb: number; private readonly fr: number; private readonly fc: number;
   private readonly ea: number; private readonly lo: number; private readonly hi: number; private readonly slot: number; private readonly addr: number;
   private readonly m: number; private readonly x: number; private readonly y: number; private readonly c: number;
-  private readonly passes: number; private readonly code: number;
   private pending: Pending | null = null;
   /** The instruction being compiled (its index is where a stop resumes). */
   private k = 0;
 
-  constructor(private readonly block: Block, private readonly layout: ArenaLayout) {
+  constructor(private readonly block: Block, private readonly layout: ArenaLayout, private readonly place: BlockPlace) {
     const f = this.f;
+    this.fl = f.local(ValType.I32); this.h = f.local(ValType.I32); this.ic = f.local(ValType.F64); this.ic0 = f.local(ValType.F64);
+    this.done = f.local(ValType.I32); this.exitKind = f.local(ValType.I32); this.rip = f.local(ValType.I32);
     for (let r = 0; r < 16; r++) this.regs.push(f.local(ValType.I64));
     this.fa = f.local(ValType.I64); this.fb = f.local(ValType.I64); this.fr = f.local(ValType.I64);
     this.ea = f.local(ValType.I64); this.m = f.local(ValType.I64); this.x = f.local(ValType.I64); this.y = f.local(ValType.I64);
     this.fc = f.local(ValType.I32); this.lo = f.local(ValType.I32); this.hi = f.local(ValType.I32); this.slot = f.local(ValType.I32);
-    this.addr = f.local(ValType.I32); this.c = f.local(ValType.I32); this.passes = f.local(ValType.I32); this.code = f.local(ValType.I32);
+    this.addr = f.local(ValType.I32); this.c = f.local(ValType.I32);
   }
 
   // ---- registers ----
@@ -183,10 +220,15 @@ class BlockCompiler {
     if (cc % 2 === 0) f.op(Op.I32Eqz);
   }
 
-  /** Leave the function before instruction k: flags made exact, registers written back by the epilogue. */
+  /** Leave the function before instruction k: flags made exact, the rest done by the epilogue. */
   private stop(): void {
     this.materialize(this.pending);
-    this.f.i32(this.k).set(this.code).br('exit');
+    this.f.i32(this.k).set(this.done).i32(-2).set(this.exitKind).br('exit');
+  }
+
+  /** Leave after `done` more instructions by exit `kind` (0 taken, 1 fall-through) for RIP `target`. */
+  private leave(done: number, kind: number, target: number): void {
+    this.f.i32(done).set(this.done).i32(kind).set(this.exitKind).i32(target).set(this.rip).br('exit');
   }
 
   // ---- memory ----
@@ -544,8 +586,9 @@ class BlockCompiler {
 
   build(selfLoop: boolean, closing: Closing | null, runsLast: boolean): Uint8Array<ArrayBuffer> | null {
     const f = this.f, items = this.block.items, n = items.length;
+    const last = items[n - 1];
+    const next = last.lo + last.insn.len;
     try {
-      f.i32(0).set(this.passes);
       f.open(Op.Block, 'exit');
       f.open(Op.Loop, 'top');
       const compiled = this.count = closing !== null || !runsLast ? n - 1 : n;
@@ -556,23 +599,21 @@ class BlockCompiler {
       }
       this.k = n - 1;
       if (closing === null && !runsLast) {
-        // The last instruction runs by its handler (the caller's stop path).
+        // The last instruction runs by its handler (the back end's stop path).
         this.stop();
       } else if (closing === null) {
         this.materialize(this.pending);
-        f.i32(n).set(this.code).br('exit');
+        this.leave(n, 1, next);
       } else {
         const taken = (): void => {
           this.materialize(this.pending);
           if (selfLoop) {
-            // Another pass when the budget has room for it; `passes` counts the passes that looped back.
-            f.get(this.budget).f64(n).op(Op.F64Sub).tee(this.budget).f64(n).op(Op.F64Ge);
-            f.open(Op.If, 'again');
-            f.get(this.passes).i32(1).op(Op.I32Add).set(this.passes);
-            f.br('top');
-            f.close();
-          }
-          f.i32(n + 1).set(this.code).br('exit');
+            // A pass retires here; another follows when the budget has room for it.
+            const { pow, sum } = this.constants(n);
+            f.get(this.h).i32(pow).op(Op.I32Mul).i32(sum).op(Op.I32Add).set(this.h);
+            f.get(this.ic).f64(n).op(Op.F64Add).tee(this.ic).f64(n).op(Op.F64Add).i32(0).mem(Op.F64Load, this.layout.regAddress + WORD.limit).op(Op.F64Le).brIf('top');
+            this.leave(0, 0, closing.taken);
+          } else this.leave(n, 0, closing.taken);
         };
         if (closing.cc === 0) taken();
         else {
@@ -581,7 +622,7 @@ class BlockCompiler {
           f.open(Op.If, 'taken');
           taken();
           f.close();
-          f.i32(n).set(this.code).br('exit');
+          this.leave(n, 1, next);
         }
       }
       f.close();
@@ -590,22 +631,66 @@ class BlockCompiler {
       if (e instanceof NotTranslatable) return null;
       throw e;
     }
-    // Epilogue: write back, report flags and passes, return the exit.
-    const at = this.layout.regAddress;
-    for (const r of [...this.written].sort((a, b) => a - b)) {
-      f.i32(0).get(this.regs[r]).mem(Op.I64Store32, at + 4 * r);
-      f.i32(0).get(this.regs[r]).i64(32).op(Op.I64ShrU).mem(Op.I64Store32, at + 64 + 4 * r);
-    }
-    f.i32(0).get(this.fl).mem(Op.I32Store, at + 128);
-    f.i32(0).get(this.passes).mem(Op.I32Store, at + 132);
-    f.get(this.code);
-    // Prologue: the registers the block uses, from the register file.
-    const prologue = new FunctionBody([]);
+    this.epilogue();
+    const prologue = this.prologue(n);
+    f.code.unshift(...prologue);
+    return blockModuleBytes(f);
+  }
+
+  /** The hash constants (pow, sum) for k instructions of this block. */
+  private hashConstants: { pow: Int32Array; sum: Int32Array } | null = null;
+  setHashConstants(pow: Int32Array, sum: Int32Array): void {
+    this.hashConstants = { pow, sum };
+  }
+  private constants(k: number): { pow: number; sum: number } {
+    return { pow: this.hashConstants!.pow[k], sum: this.hashConstants!.sum[k] };
+  }
+
+  /** Entry: no room in the budget for the whole block returns -1 at once; else the state it works on, from the arena. */
+  private prologue(n: number): number[] {
+    const p = new FunctionBody([]), at = this.layout.regAddress;
+    p.i32(0).mem(Op.F64Load, at + WORD.icount).tee(this.ic).tee(this.ic0).f64(n).op(Op.F64Add).i32(0).mem(Op.F64Load, at + WORD.limit).op(Op.F64Gt);
+    p.open(Op.If, 'full');
+    p.i32(0).i32(-1).mem(Op.I32Store, at + WORD.lastBlock).i32(-1).op(Op.Return);
+    p.close();
+    p.i32(0).mem(Op.I32Load, at + WORD.rflags).set(this.fl);
+    p.i32(0).mem(Op.I32Load, at + WORD.hash).set(this.h);
     for (const r of [...this.used].sort((a, b) => a - b)) {
-      prologue.i32(0).mem(Op.I64Load32U, at + 4 * r).i32(0).mem(Op.I64Load32U, at + 64 + 4 * r).i64(32).op(Op.I64Shl, Op.I64Or).set(this.regs[r]);
+      p.i32(0).mem(Op.I64Load32U, at + WORD.regLo + 4 * r).i32(0).mem(Op.I64Load32U, at + WORD.regHi + 4 * r).i64(32).op(Op.I64Shl, Op.I64Or).set(this.regs[r]);
     }
-    f.code.unshift(...prologue.code);
-    return moduleBytes([ValType.I32, ValType.F64], ValType.I32, f);
+    return p.code;
+  }
+
+  /** The one way out: retire `done` instructions (hash, count, ring entry), write the state back, return the next block. */
+  private epilogue(): void {
+    const f = this.f, at = this.layout.regAddress, L = this.layout, place = this.place;
+    // h = h * pow[done] + sum[done]
+    f.get(this.h).get(this.done).i32(3).op(Op.I32Shl).mem(Op.I32Load, place.constants).op(Op.I32Mul);
+    f.get(this.done).i32(3).op(Op.I32Shl).mem(Op.I32Load, place.constants + 4).op(Op.I32Add).set(this.h);
+    f.get(this.ic).get(this.done).op(Op.F64ConvertI32U, Op.F64Add).tee(this.ic).get(this.ic0).op(Op.F64Gt);
+    f.open(Op.If, 'retired');
+    // One ring entry for the whole run: slot = entries & mask.
+    f.i32(0).mem(Op.I32Load, at + WORD.entries).i32(L.ringMask).op(Op.I32And).set(this.slot);
+    f.get(this.slot).i32(2).op(Op.I32Shl).i32(place.id).mem(Op.I32Store, L.ringIds);
+    f.get(this.slot).i32(2).op(Op.I32Shl).i32(this.block.hi | 0).mem(Op.I32Store, L.ringHi);
+    f.get(this.slot).i32(3).op(Op.I32Shl).get(this.ic).get(this.ic0).op(Op.F64Sub).mem(Op.F64Store, L.ringCount);
+    f.i32(0).i32(0).mem(Op.I32Load, at + WORD.entries).i32(1).op(Op.I32Add).mem(Op.I32Store, at + WORD.entries);
+    f.close();
+    for (const r of [...this.written].sort((a, b) => a - b)) {
+      f.i32(0).get(this.regs[r]).mem(Op.I64Store32, at + WORD.regLo + 4 * r);
+      f.i32(0).get(this.regs[r]).i64(32).op(Op.I64ShrU).mem(Op.I64Store32, at + WORD.regHi + 4 * r);
+    }
+    f.i32(0).get(this.fl).mem(Op.I32Store, at + WORD.rflags);
+    f.i32(0).get(this.h).mem(Op.I32Store, at + WORD.hash);
+    f.i32(0).get(this.ic).mem(Op.F64Store, at + WORD.icount);
+    f.i32(0).i32(place.id).mem(Op.I32Store, at + WORD.lastBlock);
+    f.get(this.exitKind).i32(-2).op(Op.I32Eq);
+    f.open(Op.If, 'stopped');
+    f.i32(0).get(this.done).mem(Op.I32Store, at + WORD.stopAt).i32(-2).op(Op.Return);
+    f.close();
+    f.i32(0).get(this.rip).mem(Op.I32Store, at + WORD.rip);
+    f.i32(0).get(this.exitKind).mem(Op.I32Store, at + WORD.exit);
+    f.get(this.exitKind).i32(2).op(Op.I32Shl).mem(Op.I32Load, place.links);
   }
 }
 
@@ -622,20 +707,23 @@ export function closingBranch(i: Insn, nextLo: number): Closing | null {
 
 /**
  * The WebAssembly module for a block, or null when one of its instructions
- * (other than the last) has no WebAssembly form. `runsLast`: the last
- * instruction has one (else the caller runs it by its handler).
+ * (other than the last) has no WebAssembly form. `count`: the instructions
+ * it runs itself (the last one may be left to its handler).
  */
-export function compileBlock(block: Block, layout: ArenaLayout, selfLoop: boolean): { bytes: Uint8Array<ArrayBuffer>; closing: Closing | null; count: number } | null {
+export function compileBlock(block: Block, layout: ArenaLayout, place: BlockPlace, hash: { pow: Int32Array; sum: Int32Array }, selfLoop: boolean):
+  { bytes: Uint8Array<ArrayBuffer>; closing: Closing | null; count: number } | null {
   const items = block.items, n = items.length;
   const last = items[n - 1];
   if (last.lo + last.insn.len > 0xffffffff) return null;
   const closing = closingBranch(last.insn, last.lo + last.insn.len);
-  let runsLast = false;
-  if (closing === null) {
-    // Does the last instruction have a form? Compile it alone to see.
-    runsLast = new BlockCompiler(block, layout).build(false, null, true) !== null;
-  }
-  const compiler = new BlockCompiler(block, layout);
-  const bytes = compiler.build(selfLoop && closing !== null, closing, runsLast);
-  return bytes === null ? null : { bytes, closing, count: compiler.count };
+  const compiler = (): BlockCompiler => {
+    const c = new BlockCompiler(block, layout, place);
+    c.setHashConstants(hash.pow, hash.sum);
+    return c;
+  };
+  // Does the last instruction have a form? Compile the block with it to see.
+  const runsLast = closing === null && compiler().build(false, null, true) !== null;
+  const c = compiler();
+  const bytes = c.build(selfLoop && closing !== null, closing, runsLast);
+  return bytes === null ? null : { bytes, closing, count: c.count };
 }

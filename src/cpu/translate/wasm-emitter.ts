@@ -6,20 +6,20 @@
  */
 
 export enum Op {
-  Block = 0x02, Loop = 0x03, If = 0x04, Else = 0x05, End = 0x0b, Br = 0x0c, BrIf = 0x0d, Return = 0x0f, Select = 0x1b,
+  Unreachable = 0x00, Block = 0x02, Loop = 0x03, If = 0x04, Else = 0x05, End = 0x0b, Br = 0x0c, BrIf = 0x0d, Return = 0x0f, CallIndirect = 0x11, Select = 0x1b,
   LocalGet = 0x20, LocalSet = 0x21, LocalTee = 0x22,
   I32Load = 0x28, I64Load = 0x29, I64Load8U = 0x31, I64Load16U = 0x33, I64Load32U = 0x35,
   I32Store = 0x36, I64Store = 0x37, I64Store8 = 0x3c, I64Store16 = 0x3d, I64Store32 = 0x3e,
   I32Const = 0x41, I64Const = 0x42, F64Const = 0x44,
-  I32Eqz = 0x45, I32Eq = 0x46, I32Ne = 0x47, I32LtU = 0x49, I32GtU = 0x4b,
+  I32Eqz = 0x45, I32Eq = 0x46, I32Ne = 0x47, I32LtS = 0x48, I32LtU = 0x49, I32GtU = 0x4b,
   I64Eqz = 0x50, I64Eq = 0x51, I64Ne = 0x52, I64LtS = 0x53, I64LtU = 0x54, I64GtU = 0x56,
-  F64Lt = 0x63, F64Ge = 0x66,
-  I32Popcnt = 0x69, I32Add = 0x6a, I32Sub = 0x6b, I32And = 0x71, I32Or = 0x72, I32Xor = 0x73, I32Shl = 0x74, I32ShrS = 0x75, I32ShrU = 0x76,
+  F64Lt = 0x63, F64Gt = 0x64, F64Le = 0x65, F64Ge = 0x66,
+  I32Popcnt = 0x69, I32Add = 0x6a, I32Sub = 0x6b, I32Mul = 0x6c, I32And = 0x71, I32Or = 0x72, I32Xor = 0x73, I32Shl = 0x74, I32ShrS = 0x75, I32ShrU = 0x76,
   I32Rotl = 0x77, I32Rotr = 0x78,
   I64Popcnt = 0x7b, I64Add = 0x7c, I64Sub = 0x7d, I64Mul = 0x7e, I64And = 0x83, I64Or = 0x84, I64Xor = 0x85, I64Shl = 0x86, I64ShrS = 0x87, I64ShrU = 0x88,
   I64Rotl = 0x89, I64Rotr = 0x8a,
-  F64Sub = 0xa1,
-  I32WrapI64 = 0xa7, I64ExtendI32S = 0xac, I64ExtendI32U = 0xad, F64ConvertI32U = 0xb8,
+  F64Add = 0xa0, F64Sub = 0xa1,
+  I32WrapI64 = 0xa7, I64ExtendI32S = 0xac, I64ExtendI32U = 0xad, F64ConvertI32U = 0xb8, F64Load = 0x2b, F64Store = 0x39, I32Store8 = 0x3a,
   I64Extend8S = 0xc2, I64Extend16S = 0xc3, I64Extend32S = 0xc4,
 }
 
@@ -156,15 +156,37 @@ function name(out: number[], s: string): void {
   for (let i = 0; i < s.length; i++) out.push(s.charCodeAt(i));
 }
 
+const HEADER = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+const FUNC_TYPE = 0x60, FUNCREF = 0x70;
+
+/** A function type: params -> results. */
+function funcType(out: number[], params: readonly ValType[], results: readonly ValType[]): void {
+  out.push(FUNC_TYPE);
+  uleb(out, params.length);
+  out.push(...params);
+  uleb(out, results.length);
+  out.push(...results);
+}
+
+function codeSection(out: number[], body: FunctionBody): void {
+  const code = body.encode();
+  const s: number[] = [1];
+  uleb(s, code.length);
+  for (const b of code) s.push(b);
+  section(out, 10, s);
+}
+
+/** The only function type of a compiled block: () -> i32. */
+export const BLOCK_PARAMS: readonly ValType[] = [];
+
 /**
- * A module exporting `f` (params -> one result) over the imported shared
- * memory `m.mem` (a WasmArena's).
+ * A module exporting `f`, a compiled block (() -> i32), over the imported
+ * shared memory `m.mem` (a WasmArena's).
  */
-export function moduleBytes(params: readonly ValType[], result: ValType, body: FunctionBody): Uint8Array<ArrayBuffer> {
-  const out = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
-  const type: number[] = [1, 0x60];
-  uleb(type, params.length);
-  type.push(...params, 1, result);
+export function blockModuleBytes(body: FunctionBody): Uint8Array<ArrayBuffer> {
+  const out = [...HEADER];
+  const type: number[] = [1];
+  funcType(type, BLOCK_PARAMS, [ValType.I32]);
   section(out, 1, type);
   const imports: number[] = [1];
   name(imports, 'm');
@@ -178,10 +200,42 @@ export function moduleBytes(params: readonly ValType[], result: ValType, body: F
   name(exports, 'f');
   exports.push(0x00, 0);
   section(out, 7, exports);
-  const code = body.encode();
-  const codeSection: number[] = [1];
-  uleb(codeSection, code.length);
-  for (const b of code) codeSection.push(b);
-  section(out, 10, codeSection);
+  codeSection(out, body);
+  return Uint8Array.from(out);
+}
+
+/**
+ * The dispatcher: `run(id)` calls compiled block `id` of the imported table
+ * `m.table`, and the block it returns, and so on, while they return a block
+ * (>= 0); it returns the first negative result. Blocks chain inside
+ * WebAssembly this way, with no JavaScript between them.
+ */
+export function dispatcherModuleBytes(): Uint8Array<ArrayBuffer> {
+  const out = [...HEADER];
+  const types: number[] = [2];
+  funcType(types, BLOCK_PARAMS, [ValType.I32]);
+  funcType(types, [ValType.I32], [ValType.I32]);
+  section(out, 1, types);
+  const imports: number[] = [1];
+  name(imports, 'm');
+  name(imports, 'table');
+  imports.push(0x01, FUNCREF, 0x00); // table of funcref, minimum only
+  uleb(imports, 1);
+  section(out, 2, imports);
+  section(out, 3, [1, 1]);
+  const exports: number[] = [1];
+  name(exports, 'run');
+  exports.push(0x00, 0);
+  section(out, 7, exports);
+  const f = new FunctionBody([ValType.I32]);
+  const id = 0;
+  f.open(Op.Block, 'out');
+  f.open(Op.Loop, 'next');
+  f.get(id).op(Op.CallIndirect, 0, 0).tee(id).i32(0).op(Op.I32LtS).brIf('out');
+  f.br('next');
+  f.close();
+  f.close();
+  f.get(id);
+  codeSection(out, f);
   return Uint8Array.from(out);
 }
