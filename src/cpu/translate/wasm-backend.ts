@@ -4,7 +4,7 @@ import { Operand, type Handler, type Insn } from '../insn.js';
 import { successor, type Block, type BlockFn } from '../block.js';
 import { blockHashConstants, hashStep, type TraceRing } from '../trace.js';
 import type { WasmArena } from '../../memory/wasm-arena.js';
-import { compileBlock, WORD, type ArenaLayout } from './wasm-block.js';
+import { compileBlock, dispatcherBody, settleBody, WORD, type ArenaLayout } from './wasm-block.js';
 import { dispatcherModuleBytes } from './wasm-emitter.js';
 
 /*
@@ -44,6 +44,7 @@ type Dispatch = (id: number) => number;
 export class WasmBackend {
   private readonly table = new WebAssembly.Table({ element: 'anyfunc', initial: 64 });
   private dispatch: Dispatch | null = null;
+  private settle: (() => void) | null = null;
   private readonly compiled: (CompiledBlock | undefined)[] = [];
   private readonly i32: Int32Array;
   private readonly f64: Float64Array;
@@ -53,7 +54,7 @@ export class WasmBackend {
 
   constructor(private readonly arena: WasmArena, private readonly layout: ArenaLayout, private readonly trace: TraceRing) {
     const buffer = arena.memory.buffer;
-    this.i32 = new Int32Array(buffer, layout.regAddress, WORD.exit / 4 + 1);
+    this.i32 = new Int32Array(buffer, layout.regAddress, WORD.exit / 4 + 2);
     this.f64 = new Float64Array(buffer, layout.regAddress, WORD.limit / 8 + 1);
   }
 
@@ -78,7 +79,8 @@ export class WasmBackend {
     const id = this.trace.register(addrs);
     const result = compileBlock(block, this.layout, { id, constants: place.offset, links: place.offset + 8 * (n + 1) }, hash, selfLoop);
     if (result === null) return null;
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(result.bytes), { m: { mem: this.arena.memory } });
+    if (this.settle === null) this.makeDispatcher();
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(result.bytes), { m: { mem: this.arena.memory, settle: this.settle! } });
     if (id >= this.table.length) this.table.grow(Math.max(id + 1 - this.table.length, this.table.length));
     this.table.set(id, instance.exports.f as (...args: unknown[]) => unknown);
     /** An exit to tLo may be linked: same page, no possible breakpoint there (translate-block.ts's leaveTo). */
@@ -102,6 +104,7 @@ export class WasmBackend {
     f[WORD.limit / 8] = limit;
     w[WORD.hash / 4] = cpu.traceHash;
     w[WORD.rflags / 4] = cpu.rflags;
+    w[WORD.pendingKind / 4] = 0;
     const entries = trace.entries;
     w[WORD.entries / 4] = entries;
     const r = dispatch(id);
@@ -122,7 +125,9 @@ export class WasmBackend {
   }
 
   private makeDispatcher(): Dispatch {
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(dispatcherModuleBytes()), { m: { table: this.table } });
+    const bytes = dispatcherModuleBytes(dispatcherBody(this.layout), settleBody(this.layout));
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { m: { mem: this.arena.memory, table: this.table } });
+    this.settle = instance.exports.settle as () => void;
     return (this.dispatch = instance.exports.run as Dispatch);
   }
 

@@ -47,13 +47,133 @@ export const WORD = {
   stopAt: 160,
   /** The block that returned (-1: none ran, the budget stopped the first), and by which exit (0 taken, 1 fall-through). */
   lastBlock: 164, exit: 168,
+  /**
+   * The registers as 16 int64, which blocks load and store (one access each
+   * instead of two halves): the dispatcher copies regLo/regHi here when it
+   * starts and back when it returns.
+   */
+  reg64: 176,
+  /**
+   * Flags left pending across blocks: the kind (pendingCode, 0: RFLAGS is
+   * exact) and the last setter's operands, result and carry in; RFLAGS then
+   * holds the other bits. The dispatcher makes RFLAGS exact before it returns.
+   */
+  pendingKind: 172, pendingA: 304, pendingB: 312, pendingResult: 320, pendingCarry: 328,
 } as const;
-export const STATE_BYTES = 176;
+export const STATE_BYTES = 336;
 
 class NotTranslatable extends Error {}
 
-type FlagKind = 'add' | 'sub' | 'logic';
+type FlagKind = 'add' | 'sub' | 'logic' | 'imul';
 interface Pending { kind: FlagKind; size: number; carry: boolean }
+/** Every kind of pending flags, numbered from 1 in the arena (pendingKind). */
+const PENDINGS: readonly Pending[] = [
+  ...(['add', 'sub'] as const).flatMap((kind) => [1, 4, 8].flatMap((size) => [false, true].map((carry) => ({ kind, size, carry })))),
+  ...[1, 4, 8].map((size) => ({ kind: 'logic' as const, size, carry: false })),
+  { kind: 'imul', size: 8, carry: false },
+];
+function pendingCode(p: Pending): number {
+  return PENDINGS.findIndex((q) => q.kind === p.kind && q.size === p.size && q.carry === p.carry) + 1;
+}
+/** The locals materialisation works on. */
+interface FlagLocals { fl: number; fa: number; fb: number; fr: number; fc: number; x: number; t: number }
+
+/** Zero-extend the i64 on the stack from `size` bytes. */
+function zext(f: FunctionBody, size: number): void {
+  if (size === 4) f.i64(-1, 0).op(Op.I64And);
+  else if (size === 2) f.i64(0xffff).op(Op.I64And);
+  else if (size === 1) f.i64(0xff).op(Op.I64And);
+}
+
+/** Code that puts pending flags of kind p (operands and result in the locals) into RFLAGS (local fl). */
+function materialize(f: FunctionBody, p: Pending, L: FlagLocals): void {
+  const w = p.size * 8;
+  // x = the result at its width
+  f.get(L.fr);
+  zext(f, p.size);
+  f.set(L.x);
+  f.get(L.fl).i32(KEEP).op(Op.I32And);
+  if (p.kind === 'imul') {
+    // CF = OF = the signed 128-bit product does not fit in 64 bits (imul64Flags); AF clear
+    imulOverflow(f, L);
+    f.i32(0).i32(0x801).get(L.t).op(Op.I64Eqz, Op.Select, Op.I32Or);
+  } else if (p.kind !== 'logic') {
+    // CF
+    if (p.size < 8) {
+      if (p.kind === 'add') f.get(L.fr).i64(w).op(Op.I64ShrU).i64(1).op(Op.I64And, Op.I32WrapI64);
+      else f.get(L.fr).i64(0).op(Op.I64LtS);
+    } else {
+      const [u, v] = p.kind === 'add' ? [L.fr, L.fa] : [L.fa, L.fb];
+      f.get(u).get(v).op(Op.I64LtU);
+      if (p.carry) f.get(u).get(v).op(Op.I64Eq).get(L.fc).op(Op.I32And, Op.I32Or);
+    }
+    f.op(Op.I32Or);
+    // AF
+    f.get(L.fa).get(L.fb).op(Op.I64Xor).get(L.fr).op(Op.I64Xor, Op.I32WrapI64).i32(16).op(Op.I32And, Op.I32Or);
+    // OF
+    if (p.kind === 'add') f.get(L.fa).get(L.x).op(Op.I64Xor).get(L.fb).get(L.x).op(Op.I64Xor, Op.I64And);
+    else f.get(L.fa).get(L.fb).op(Op.I64Xor).get(L.fa).get(L.x).op(Op.I64Xor, Op.I64And);
+    f.i64(w - 1).op(Op.I64ShrU, Op.I32WrapI64).i32(1).op(Op.I32And).i32(11).op(Op.I32Shl, Op.I32Or);
+  }
+  // ZF, SF, PF of the result
+  f.get(L.x).op(Op.I64Eqz).i32(6).op(Op.I32Shl, Op.I32Or);
+  f.get(L.x).i64(w - 1).op(Op.I64ShrU, Op.I32WrapI64).i32(7).op(Op.I32Shl, Op.I32Or);
+  f.get(L.x).op(Op.I32WrapI64).i32(255).op(Op.I32And, Op.I32Popcnt).i32(1).op(Op.I32And).i32(1).op(Op.I32Xor).i32(2).op(Op.I32Shl, Op.I32Or);
+  f.set(L.fl);
+}
+
+/**
+ * Local t = 0 when the signed product fa * fb fits in 64 bits (its low half
+ * is fr), else nonzero: the high half of the product from 32-bit pieces, made
+ * signed, against the low half's sign.
+ */
+function imulOverflow(f: FunctionBody, L: FlagLocals): void {
+  const lo32 = (v: number): void => { f.get(v).i64(-1, 0).op(Op.I64And); };
+  const hi32 = (v: number): void => { f.get(v).i64(32).op(Op.I64ShrU); };
+  // t = the middle column's carry into the high half
+  lo32(L.fa); lo32(L.fb); f.op(Op.I64Mul).i64(32).op(Op.I64ShrU);
+  lo32(L.fa); hi32(L.fb); f.op(Op.I64Mul).i64(-1, 0).op(Op.I64And, Op.I64Add);
+  hi32(L.fa); lo32(L.fb); f.op(Op.I64Mul).i64(-1, 0).op(Op.I64And, Op.I64Add);
+  f.i64(32).op(Op.I64ShrU).set(L.t);
+  // unsigned high half
+  hi32(L.fa); hi32(L.fb); f.op(Op.I64Mul);
+  lo32(L.fa); hi32(L.fb); f.op(Op.I64Mul).i64(32).op(Op.I64ShrU, Op.I64Add);
+  hi32(L.fa); lo32(L.fb); f.op(Op.I64Mul).i64(32).op(Op.I64ShrU, Op.I64Add);
+  f.get(L.t).op(Op.I64Add);
+  // signed: minus b where a < 0, minus a where b < 0
+  f.get(L.fb).i64(0).get(L.fa).i64(0).op(Op.I64LtS, Op.Select, Op.I64Sub);
+  f.get(L.fa).i64(0).get(L.fb).i64(0).op(Op.I64LtS, Op.Select, Op.I64Sub);
+  f.get(L.fr).i64(63).op(Op.I64ShrS, Op.I64Ne, Op.I64ExtendI32U).set(L.t);
+}
+
+/**
+ * The dispatcher's `settle` (() -> ()): RFLAGS made exact from the pending
+ * flags in the arena, whatever their kind, and none left pending.
+ */
+export function settleBody(layout: ArenaLayout): FunctionBody {
+  const f = new FunctionBody([]), at = layout.regAddress;
+  const L: FlagLocals = {
+    fl: f.local(ValType.I32), fc: f.local(ValType.I32), fa: f.local(ValType.I64), fb: f.local(ValType.I64), fr: f.local(ValType.I64), x: f.local(ValType.I64),
+    t: f.local(ValType.I64),
+  };
+  const kind = f.local(ValType.I32);
+  f.i32(0).mem(Op.I32Load, at + WORD.pendingKind).tee(kind).op(Op.I32Eqz);
+  f.open(Op.If, 'exact').op(Op.Return).close();
+  f.i32(0).mem(Op.I32Load, at + WORD.rflags).set(L.fl);
+  f.i32(0).mem(Op.I64Load, at + WORD.pendingA).set(L.fa);
+  f.i32(0).mem(Op.I64Load, at + WORD.pendingB).set(L.fb);
+  f.i32(0).mem(Op.I64Load, at + WORD.pendingResult).set(L.fr);
+  f.i32(0).mem(Op.I32Load, at + WORD.pendingCarry).set(L.fc);
+  PENDINGS.forEach((p, j) => {
+    f.get(kind).i32(j + 1).op(Op.I32Eq);
+    f.open(Op.If, 'kind');
+    materialize(f, p, L);
+    f.close();
+  });
+  f.i32(0).get(L.fl).mem(Op.I32Store, at + WORD.rflags);
+  f.i32(0).i32(0).mem(Op.I32Store, at + WORD.pendingKind);
+  return f;
+}
 type AluKind = 'add' | 'sub' | 'cmp' | 'and' | 'or' | 'xor' | 'test';
 
 interface AluForms { rr8?: unknown; rr4?: unknown; ri8?: unknown; ri4?: unknown; rm8?: unknown; rm4?: unknown; mr8?: unknown; mr4?: unknown; mi8?: unknown; mi4?: unknown }
@@ -104,23 +224,25 @@ class BlockCompiler {
   private readonly done: number;
   private readonly exitKind: number;
   private readonly rip: number;
+  private readonly pk: number;
   private readonly regs: number[] = [];
   private readonly used = new Set<number>();
   private readonly written = new Set<number>();
   private readonly fa: number; private readonly fb: number; private readonly fr: number; private readonly fc: number;
-  private readonly ea: number; private readonly lo: number; private readonly hi: number; private readonly slot: number; private readonly addr: number;
+  private readonly ea: number; private readonly t: number; private readonly lo: number; private readonly hi: number; private readonly slot: number; private readonly addr: number;
   private readonly m: number; private readonly x: number; private readonly y: number; private readonly c: number;
-  private pending: Pending | null = null;
+  /** The flags' state: as the arena had it at entry, exact in fl (null), or pending in the locals. */
+  private pending: Pending | null | 'entry' = 'entry';
   /** The instruction being compiled (its index is where a stop resumes). */
   private k = 0;
 
   constructor(private readonly block: Block, private readonly layout: ArenaLayout, private readonly place: BlockPlace) {
     const f = this.f;
     this.fl = f.local(ValType.I32); this.h = f.local(ValType.I32); this.ic = f.local(ValType.F64); this.ic0 = f.local(ValType.F64);
-    this.done = f.local(ValType.I32); this.exitKind = f.local(ValType.I32); this.rip = f.local(ValType.I32);
+    this.done = f.local(ValType.I32); this.exitKind = f.local(ValType.I32); this.rip = f.local(ValType.I32); this.pk = f.local(ValType.I32);
     for (let r = 0; r < 16; r++) this.regs.push(f.local(ValType.I64));
     this.fa = f.local(ValType.I64); this.fb = f.local(ValType.I64); this.fr = f.local(ValType.I64);
-    this.ea = f.local(ValType.I64); this.m = f.local(ValType.I64); this.x = f.local(ValType.I64); this.y = f.local(ValType.I64);
+    this.ea = f.local(ValType.I64); this.t = f.local(ValType.I64); this.m = f.local(ValType.I64); this.x = f.local(ValType.I64); this.y = f.local(ValType.I64);
     this.fc = f.local(ValType.I32); this.lo = f.local(ValType.I32); this.hi = f.local(ValType.I32); this.slot = f.local(ValType.I32);
     this.addr = f.local(ValType.I32); this.c = f.local(ValType.I32);
   }
@@ -139,11 +261,8 @@ class BlockCompiler {
     this.zext(size);
   }
 
-  /** Zero-extend the i64 on the stack from `size` bytes. */
   private zext(size: number): void {
-    if (size === 4) this.f.i64(-1, 0).op(Op.I64And);
-    else if (size === 2) this.f.i64(0xffff).op(Op.I64And);
-    else if (size === 1) this.f.i64(0xff).op(Op.I64And);
+    zext(this.f, size);
   }
 
   /** Pop an i64 into register n as an x86 write of `size` bytes (4 zero-extends, 2 and 1 merge). */
@@ -161,44 +280,66 @@ class BlockCompiler {
 
   // ---- flags ----
 
-  /** Code that puts the pending flags into RFLAGS (the pending state itself is unchanged: see settle). */
-  private materialize(p: Pending | null): void {
-    if (p === null) return;
-    const f = this.f, w = p.size * 8;
-    // x = the result at its width
-    f.get(this.fr);
-    this.zext(p.size);
-    f.set(this.x);
-    f.get(this.fl).i32(KEEP).op(Op.I32And);
-    if (p.kind !== 'logic') {
-      // CF
-      if (p.size < 8) {
-        if (p.kind === 'add') f.get(this.fr).i64(w).op(Op.I64ShrU).i64(1).op(Op.I64And, Op.I32WrapI64);
-        else f.get(this.fr).i64(0).op(Op.I64LtS);
-      } else {
-        const [u, v] = p.kind === 'add' ? [this.fr, this.fa] : [this.fa, this.fb];
-        f.get(u).get(v).op(Op.I64LtU);
-        if (p.carry) f.get(u).get(v).op(Op.I64Eq).get(this.fc).op(Op.I32And, Op.I32Or);
-      }
-      f.op(Op.I32Or);
-      // AF
-      f.get(this.fa).get(this.fb).op(Op.I64Xor).get(this.fr).op(Op.I64Xor, Op.I32WrapI64).i32(16).op(Op.I32And, Op.I32Or);
-      // OF
-      if (p.kind === 'add') f.get(this.fa).get(this.x).op(Op.I64Xor).get(this.fb).get(this.x).op(Op.I64Xor, Op.I64And);
-      else f.get(this.fa).get(this.fb).op(Op.I64Xor).get(this.fa).get(this.x).op(Op.I64Xor, Op.I64And);
-      f.i64(w - 1).op(Op.I64ShrU, Op.I32WrapI64).i32(1).op(Op.I32And).i32(11).op(Op.I32Shl, Op.I32Or);
-    }
-    // ZF, SF, PF of the result
-    f.get(this.x).op(Op.I64Eqz).i32(6).op(Op.I32Shl, Op.I32Or);
-    f.get(this.x).i64(w - 1).op(Op.I64ShrU, Op.I32WrapI64).i32(7).op(Op.I32Shl, Op.I32Or);
-    f.get(this.x).op(Op.I32WrapI64).i32(255).op(Op.I32And, Op.I32Popcnt).i32(1).op(Op.I32And).i32(1).op(Op.I32Xor).i32(2).op(Op.I32Shl, Op.I32Or);
-    f.set(this.fl);
+  /**
+   * Flags are about to be read or partly changed: make RFLAGS exact. Pending
+   * flags of a kind known here are materialised in place; those a block
+   * found at its entry (the state 'entry') by the dispatcher's settle.
+   */
+  private settle(): void {
+    const p = this.pending;
+    if (p === 'entry') {
+      this.f.op(Op.Call, 0).i32(0).mem(Op.I32Load, this.layout.regAddress + WORD.rflags).set(this.fl);
+    } else if (p !== null) materialize(this.f, p, this.flagLocals);
+    this.pending = null;
   }
 
-  /** Flags are about to be read or partly changed: make RFLAGS exact. */
-  private settle(): void {
-    this.materialize(this.pending);
-    this.pending = null;
+  private get flagLocals(): FlagLocals {
+    return { fl: this.fl, fa: this.fa, fb: this.fb, fr: this.fr, fc: this.fc, x: this.x, t: this.t };
+  }
+
+  /** The flags state the epilogue leaves in the arena: -1 as found at the entry, 0 exact, else the pending kind. */
+  private exitFlags(): void {
+    const p = this.pending;
+    this.f.i32(p === 'entry' ? -1 : p === null ? 0 : pendingCode(p)).set(this.pk);
+  }
+
+  /**
+   * Push testCondition(cc) as an i32 (nonzero when true): straight from the
+   * pending operands where their kind allows (they stay pending), else on
+   * RFLAGS made exact.
+   */
+  private conditionNow(cc: number): void {
+    const p = this.pending, f = this.f;
+    if (p !== null && p !== 'entry' && !p.carry) {
+      const w = p.size * 8;
+      const result = (): void => { f.get(this.fr); zext(f, p.size); };
+      const sign = (): void => { result(); f.i64(w - 1).op(Op.I64ShrU, Op.I32WrapI64); };
+      const signed = (v: number): void => {
+        f.get(v);
+        if (p.size === 4) f.op(Op.I32WrapI64, Op.I64ExtendI32S);
+        else if (p.size === 1) f.op(Op.I64Extend8S);
+      };
+      const zero = (): void => { result(); f.op(Op.I64Eqz); };
+      if (cc === 5 || cc === 6) { zero(); if (cc === 6) f.op(Op.I32Eqz); return; }
+      if (cc === 9 || cc === 10) { sign(); if (cc === 10) f.op(Op.I32Eqz); return; }
+      if (p.kind === 'sub') {
+        const cmp = [0, 0, 0, Op.I64LtU, Op.I64GeU, 0, 0, Op.I64LeU, Op.I64GtU, 0, 0, 0, 0, Op.I64LtS, Op.I64GeS, Op.I64LeS, Op.I64GtS][cc];
+        if (cmp !== 0 && cmp !== undefined) {
+          if (cc >= 13) { signed(this.fa); signed(this.fb); } else f.get(this.fa).get(this.fb);
+          f.op(cmp);
+          return;
+        }
+      }
+      if (p.kind === 'logic') {
+        // CF = OF = 0
+        if (cc === 3 || cc === 4) { f.i32(cc === 3 ? 0 : 1); return; }
+        if (cc === 7 || cc === 8) { zero(); if (cc === 8) f.op(Op.I32Eqz); return; }
+        if (cc === 13 || cc === 14) { sign(); if (cc === 14) f.op(Op.I32Eqz); return; }
+        if (cc === 15 || cc === 16) { zero(); sign(); f.op(Op.I32Or); if (cc === 16) f.op(Op.I32Eqz); return; }
+      }
+    }
+    this.settle();
+    this.condition(cc);
   }
 
   /** Push testCondition(cc) on RFLAGS (settled) as an i32, nonzero when true. */
@@ -222,12 +363,13 @@ class BlockCompiler {
 
   /** Leave the function before instruction k: flags made exact, the rest done by the epilogue. */
   private stop(): void {
-    this.materialize(this.pending);
+    this.exitFlags();
     this.f.i32(this.k).set(this.done).i32(-2).set(this.exitKind).br('exit');
   }
 
   /** Leave after `done` more instructions by exit `kind` (0 taken, 1 fall-through) for RIP `target`. */
   private leave(done: number, kind: number, target: number): void {
+    this.exitFlags();
     this.f.i32(done).set(this.done).i32(kind).set(this.exitKind).i32(target).set(this.rip).br('exit');
   }
 
@@ -434,6 +576,21 @@ class BlockCompiler {
       this.bzhi(i.s0, d, s, i.r2);
       return;
     }
+    // IMUL r64, r/m64 and IMUL r64, r/m64, imm: the low 64 bits; flags pending (imul64Flags from the operands)
+    if (i.mnemonic === Mnemonic.Imul && i.s0 === 8 && i.k0 === Operand.Reg && (i.opCount === 2 || (i.opCount === 3 && i.k2 === Operand.Imm)) &&
+      (i.k1 === Operand.Reg || (i.k1 === Operand.Mem && i.s1 === 8))) {
+      this.reg(d);
+      if (i.k1 === Operand.Mem) rd(8);
+      else this.getReg(s, 8);
+      if (i.k1 === Operand.Mem) f.get(this.m);
+      f.set(this.fb); // the r/m operand
+      if (i.opCount === 3) f.get(this.fb).set(this.fa).i64(i.immLo, i.immHi).set(this.fb);
+      else this.getReg(d, 8), f.set(this.fa);
+      f.get(this.fa).get(this.fb).op(Op.I64Mul).tee(this.fr);
+      this.setReg(d, 8);
+      this.pending = { kind: 'imul', size: 8, carry: false };
+      return;
+    }
     if (h === NO_EFFECT) return;
     if (h === CONDITIONAL_FORMS.setcc && i.k0 === Operand.Reg) {
       this.reg(d);
@@ -602,12 +759,12 @@ class BlockCompiler {
         // The last instruction runs by its handler (the back end's stop path).
         this.stop();
       } else if (closing === null) {
-        this.materialize(this.pending);
         this.leave(n, 1, next);
       } else {
         const taken = (): void => {
-          this.materialize(this.pending);
           if (selfLoop) {
+            // The next pass starts as the first did, with the flags state in the arena.
+            this.storePending();
             // A pass retires here; another follows when the budget has room for it.
             const { pow, sum } = this.constants(n);
             f.get(this.h).i32(pow).op(Op.I32Mul).i32(sum).op(Op.I32Add).set(this.h);
@@ -617,8 +774,7 @@ class BlockCompiler {
         };
         if (closing.cc === 0) taken();
         else {
-          this.settle();
-          this.condition(closing.cc);
+          this.conditionNow(closing.cc);
           f.open(Op.If, 'taken');
           taken();
           f.close();
@@ -655,10 +811,30 @@ class BlockCompiler {
     p.close();
     p.i32(0).mem(Op.I32Load, at + WORD.rflags).set(this.fl);
     p.i32(0).mem(Op.I32Load, at + WORD.hash).set(this.h);
-    for (const r of [...this.used].sort((a, b) => a - b)) {
-      p.i32(0).mem(Op.I64Load32U, at + WORD.regLo + 4 * r).i32(0).mem(Op.I64Load32U, at + WORD.regHi + 4 * r).i64(32).op(Op.I64Shl, Op.I64Or).set(this.regs[r]);
-    }
+    for (const r of [...this.used].sort((a, b) => a - b)) p.i32(0).mem(Op.I64Load, at + WORD.reg64 + 8 * r).set(this.regs[r]);
     return p.code;
+  }
+
+  /** The flags state now into the arena (a self-loop's next pass reads it as its entry state). */
+  private storePending(): void {
+    this.exitFlags();
+    this.storePendingFrom(this.pk);
+  }
+
+  /** Code storing the flags state whose kind is in local `kind` (see exitFlags). */
+  private storePendingFrom(kind: number): void {
+    const f = this.f, at = this.layout.regAddress;
+    f.get(kind).i32(0).op(Op.I32GeS);
+    f.open(Op.If, 'known');
+    f.i32(0).get(kind).mem(Op.I32Store, at + WORD.pendingKind);
+    f.get(kind).i32(0).op(Op.I32GtS);
+    f.open(Op.If, 'pending');
+    f.i32(0).get(this.fa).mem(Op.I64Store, at + WORD.pendingA);
+    f.i32(0).get(this.fb).mem(Op.I64Store, at + WORD.pendingB);
+    f.i32(0).get(this.fr).mem(Op.I64Store, at + WORD.pendingResult);
+    f.i32(0).get(this.fc).mem(Op.I32Store, at + WORD.pendingCarry);
+    f.close();
+    f.close();
   }
 
   /** The one way out: retire `done` instructions (hash, count, ring entry), write the state back, return the next block. */
@@ -676,11 +852,9 @@ class BlockCompiler {
     f.get(this.slot).i32(3).op(Op.I32Shl).get(this.ic).get(this.ic0).op(Op.F64Sub).mem(Op.F64Store, L.ringCount);
     f.i32(0).i32(0).mem(Op.I32Load, at + WORD.entries).i32(1).op(Op.I32Add).mem(Op.I32Store, at + WORD.entries);
     f.close();
-    for (const r of [...this.written].sort((a, b) => a - b)) {
-      f.i32(0).get(this.regs[r]).mem(Op.I64Store32, at + WORD.regLo + 4 * r);
-      f.i32(0).get(this.regs[r]).i64(32).op(Op.I64ShrU).mem(Op.I64Store32, at + WORD.regHi + 4 * r);
-    }
+    for (const r of [...this.written].sort((a, b) => a - b)) f.i32(0).get(this.regs[r]).mem(Op.I64Store, at + WORD.reg64 + 8 * r);
     f.i32(0).get(this.fl).mem(Op.I32Store, at + WORD.rflags);
+    this.storePendingFrom(this.pk);
     f.i32(0).get(this.h).mem(Op.I32Store, at + WORD.hash);
     f.i32(0).get(this.ic).mem(Op.F64Store, at + WORD.icount);
     f.i32(0).i32(place.id).mem(Op.I32Store, at + WORD.lastBlock);
@@ -726,4 +900,31 @@ export function compileBlock(block: Block, layout: ArenaLayout, place: BlockPlac
   const c = compiler();
   const bytes = c.build(selfLoop && closing !== null, closing, runsLast);
   return bytes === null ? null : { bytes, closing, count: c.count };
+}
+
+/**
+ * The dispatcher's body, run(id): the registers into their int64 copies,
+ * block `id` and each block it returns (through the table) until one returns
+ * a negative number, the registers back, that number.
+ */
+export function dispatcherBody(layout: ArenaLayout): FunctionBody {
+  const f = new FunctionBody([ValType.I32]), at = layout.regAddress;
+  const id = 0;
+  for (let r = 0; r < 16; r++) {
+    f.i32(0).i32(0).mem(Op.I64Load32U, at + WORD.regLo + 4 * r).i32(0).mem(Op.I64Load32U, at + WORD.regHi + 4 * r).i64(32).op(Op.I64Shl, Op.I64Or);
+    f.mem(Op.I64Store, at + WORD.reg64 + 8 * r);
+  }
+  f.open(Op.Block, 'out');
+  f.open(Op.Loop, 'next');
+  f.get(id).op(Op.CallIndirect, 0, 0).tee(id).i32(0).op(Op.I32LtS).brIf('out');
+  f.br('next');
+  f.close();
+  f.close();
+  for (let r = 0; r < 16; r++) {
+    f.i32(0).i32(0).mem(Op.I64Load, at + WORD.reg64 + 8 * r).mem(Op.I64Store32, at + WORD.regLo + 4 * r);
+    f.i32(0).i32(0).mem(Op.I64Load, at + WORD.reg64 + 8 * r).i64(32).op(Op.I64ShrU).mem(Op.I64Store32, at + WORD.regHi + 4 * r);
+  }
+  f.op(Op.Call, 1); // settle: JavaScript reads RFLAGS as it is
+  f.get(id);
+  return f;
 }

@@ -6,13 +6,13 @@
  */
 
 export enum Op {
-  Unreachable = 0x00, Block = 0x02, Loop = 0x03, If = 0x04, Else = 0x05, End = 0x0b, Br = 0x0c, BrIf = 0x0d, Return = 0x0f, CallIndirect = 0x11, Select = 0x1b,
+  Unreachable = 0x00, Block = 0x02, Loop = 0x03, If = 0x04, Else = 0x05, End = 0x0b, Br = 0x0c, BrIf = 0x0d, Return = 0x0f, Call = 0x10, CallIndirect = 0x11, Select = 0x1b,
   LocalGet = 0x20, LocalSet = 0x21, LocalTee = 0x22,
   I32Load = 0x28, I64Load = 0x29, I64Load8U = 0x31, I64Load16U = 0x33, I64Load32U = 0x35,
   I32Store = 0x36, I64Store = 0x37, I64Store8 = 0x3c, I64Store16 = 0x3d, I64Store32 = 0x3e,
   I32Const = 0x41, I64Const = 0x42, F64Const = 0x44,
-  I32Eqz = 0x45, I32Eq = 0x46, I32Ne = 0x47, I32LtS = 0x48, I32LtU = 0x49, I32GtU = 0x4b,
-  I64Eqz = 0x50, I64Eq = 0x51, I64Ne = 0x52, I64LtS = 0x53, I64LtU = 0x54, I64GtU = 0x56,
+  I32Eqz = 0x45, I32Eq = 0x46, I32Ne = 0x47, I32LtS = 0x48, I32LtU = 0x49, I32GtS = 0x4a, I32GtU = 0x4b, I32GeS = 0x4e,
+  I64Eqz = 0x50, I64Eq = 0x51, I64Ne = 0x52, I64LtS = 0x53, I64LtU = 0x54, I64GtS = 0x55, I64GtU = 0x56, I64LeS = 0x57, I64LeU = 0x58, I64GeS = 0x59, I64GeU = 0x5a,
   F64Lt = 0x63, F64Gt = 0x64, F64Le = 0x65, F64Ge = 0x66,
   I32Popcnt = 0x69, I32Add = 0x6a, I32Sub = 0x6b, I32Mul = 0x6c, I32And = 0x71, I32Or = 0x72, I32Xor = 0x73, I32Shl = 0x74, I32ShrS = 0x75, I32ShrU = 0x76,
   I32Rotl = 0x77, I32Rotr = 0x78,
@@ -168,12 +168,23 @@ function funcType(out: number[], params: readonly ValType[], results: readonly V
   out.push(...results);
 }
 
-function codeSection(out: number[], body: FunctionBody): void {
-  const code = body.encode();
-  const s: number[] = [1];
-  uleb(s, code.length);
-  for (const b of code) s.push(b);
+function codeSection(out: number[], ...bodies: FunctionBody[]): void {
+  const s: number[] = [];
+  uleb(s, bodies.length);
+  for (const body of bodies) {
+    const code = body.encode();
+    uleb(s, code.length);
+    for (const b of code) s.push(b);
+  }
   section(out, 10, s);
+}
+
+function importMemory(out: number[]): void {
+  name(out, 'm');
+  name(out, 'mem');
+  out.push(0x02, 0x03); // memory, limits with a maximum, shared
+  uleb(out, 1);
+  uleb(out, 65536);
 }
 
 /** The only function type of a compiled block: () -> i32. */
@@ -181,61 +192,57 @@ export const BLOCK_PARAMS: readonly ValType[] = [];
 
 /**
  * A module exporting `f`, a compiled block (() -> i32), over the imported
- * shared memory `m.mem` (a WasmArena's).
+ * shared memory `m.mem` (a WasmArena's) and the dispatcher's `m.settle`
+ * (() -> (), function 0 to the block's code).
  */
 export function blockModuleBytes(body: FunctionBody): Uint8Array<ArrayBuffer> {
   const out = [...HEADER];
-  const type: number[] = [1];
+  const type: number[] = [2];
   funcType(type, BLOCK_PARAMS, [ValType.I32]);
+  funcType(type, [], []);
   section(out, 1, type);
-  const imports: number[] = [1];
+  const imports: number[] = [2];
+  importMemory(imports);
   name(imports, 'm');
-  name(imports, 'mem');
-  imports.push(0x02, 0x03); // memory, limits with a maximum, shared
-  uleb(imports, 1);
-  uleb(imports, 65536);
+  name(imports, 'settle');
+  imports.push(0x00, 1);
   section(out, 2, imports);
   section(out, 3, [1, 0]);
   const exports: number[] = [1];
   name(exports, 'f');
-  exports.push(0x00, 0);
+  exports.push(0x00, 1);
   section(out, 7, exports);
   codeSection(out, body);
   return Uint8Array.from(out);
 }
 
 /**
- * The dispatcher: `run(id)` calls compiled block `id` of the imported table
- * `m.table`, and the block it returns, and so on, while they return a block
- * (>= 0); it returns the first negative result. Blocks chain inside
- * WebAssembly this way, with no JavaScript between them.
+ * The dispatcher's module over the imported shared memory `m.mem` and the
+ * table `m.table` of compiled blocks: `run` (i32 -> i32, function 0), which
+ * calls blocks with call_indirect of type () -> i32 (type 0), and `settle`
+ * (() -> (), function 1).
  */
-export function dispatcherModuleBytes(): Uint8Array<ArrayBuffer> {
+export function dispatcherModuleBytes(run: FunctionBody, settle: FunctionBody): Uint8Array<ArrayBuffer> {
   const out = [...HEADER];
-  const types: number[] = [2];
+  const types: number[] = [3];
   funcType(types, BLOCK_PARAMS, [ValType.I32]);
   funcType(types, [ValType.I32], [ValType.I32]);
+  funcType(types, [], []);
   section(out, 1, types);
-  const imports: number[] = [1];
+  const imports: number[] = [2];
+  importMemory(imports);
   name(imports, 'm');
   name(imports, 'table');
   imports.push(0x01, FUNCREF, 0x00); // table of funcref, minimum only
   uleb(imports, 1);
   section(out, 2, imports);
-  section(out, 3, [1, 1]);
-  const exports: number[] = [1];
+  section(out, 3, [2, 1, 2]);
+  const exports: number[] = [2];
   name(exports, 'run');
   exports.push(0x00, 0);
+  name(exports, 'settle');
+  exports.push(0x00, 1);
   section(out, 7, exports);
-  const f = new FunctionBody([ValType.I32]);
-  const id = 0;
-  f.open(Op.Block, 'out');
-  f.open(Op.Loop, 'next');
-  f.get(id).op(Op.CallIndirect, 0, 0).tee(id).i32(0).op(Op.I32LtS).brIf('out');
-  f.br('next');
-  f.close();
-  f.close();
-  f.get(id);
-  codeSection(out, f);
+  codeSection(out, run, settle);
   return Uint8Array.from(out);
 }
