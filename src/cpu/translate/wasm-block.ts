@@ -68,8 +68,8 @@ type FlagKind = 'add' | 'sub' | 'logic' | 'imul';
 interface Pending { kind: FlagKind; size: number; carry: boolean }
 /** Every kind of pending flags, numbered from 1 in the arena (pendingKind). */
 const PENDINGS: readonly Pending[] = [
-  ...(['add', 'sub'] as const).flatMap((kind) => [1, 4, 8].flatMap((size) => [false, true].map((carry) => ({ kind, size, carry })))),
-  ...[1, 4, 8].map((size) => ({ kind: 'logic' as const, size, carry: false })),
+  ...(['add', 'sub'] as const).flatMap((kind) => [1, 2, 4, 8].flatMap((size) => [false, true].map((carry) => ({ kind, size, carry })))),
+  ...[1, 2, 4, 8].map((size) => ({ kind: 'logic' as const, size, carry: false })),
   { kind: 'imul', size: 8, carry: false },
 ];
 function pendingCode(p: Pending): number {
@@ -180,6 +180,9 @@ interface AluForms { rr8?: unknown; rr4?: unknown; ri8?: unknown; ri4?: unknown;
 const ALU: Array<[AluKind, AluForms]> = [
   ['add', ADD_FORMS], ['sub', SUB_FORMS], ['cmp', CMP_FORMS], ['and', AND_FORMS], ['or', OR_FORMS], ['xor', XOR_FORMS], ['test', TEST_FORMS],
 ];
+const ALU_MNEMONICS = new Map<number, AluKind>([
+  [Mnemonic.Add, 'add'], [Mnemonic.Sub, 'sub'], [Mnemonic.Cmp, 'cmp'], [Mnemonic.And, 'and'], [Mnemonic.Or, 'or'], [Mnemonic.Xor, 'xor'], [Mnemonic.Test, 'test'],
+]);
 const RMW = new Map<number, AluKind>([
   [Mnemonic.Add, 'add'], [Mnemonic.Sub, 'sub'], [Mnemonic.And, 'and'], [Mnemonic.Or, 'or'], [Mnemonic.Xor, 'xor'],
 ]);
@@ -268,7 +271,7 @@ class BlockCompiler {
   /** Pop an i64 into register n as an x86 write of `size` bytes (4 zero-extends, 2 and 1 merge). */
   private setReg(n: number, size: number): void {
     const r = this.reg(n), f = this.f;
-    this.written.add(n);
+    this.noteWrite(n);
     if (size === 8) f.set(r);
     else if (size === 4) f.i64(-1, 0).op(Op.I64And).set(r);
     else {
@@ -317,6 +320,7 @@ class BlockCompiler {
       const signed = (v: number): void => {
         f.get(v);
         if (p.size === 4) f.op(Op.I32WrapI64, Op.I64ExtendI32S);
+        else if (p.size === 2) f.op(Op.I64Extend16S);
         else if (p.size === 1) f.op(Op.I64Extend8S);
       };
       const zero = (): void => { result(); f.op(Op.I64Eqz); };
@@ -427,17 +431,65 @@ class BlockCompiler {
     f.get(this.addr).get(this.lo).i32(4095).op(Op.I32And, Op.I32Add).set(this.addr);
   }
 
+  /**
+   * The arena address of the memory operand into `addr` (or a stop before
+   * this instruction): through its access group's page when it has one and
+   * the group's probe found the page, else through its own probe.
+   */
+  private access(i: Insn, size: number, write: boolean, nextLo: number, nextHi: number): void {
+    this.recordAccess(i);
+    const g = this.plan[this.k] ?? null;
+    if (g === null) {
+      this.effectiveAddress(i, nextLo, nextHi);
+      this.probe(size, write);
+      return;
+    }
+    const f = this.f;
+    if (g.first) this.groupProbe(i.memBase, g);
+    const q = write ? g.qw : g.qr;
+    f.get(q).i32(-1).op(Op.I32Ne);
+    f.open(Op.If, 'grouped');
+    f.get(q).i32(signedDisp(i)! - g.dmin).op(Op.I32Add).set(this.addr);
+    f.else();
+    this.effectiveAddress(i, nextLo, nextHi);
+    this.probe(size, write);
+    f.close();
+  }
+
+  /**
+   * An access group's probe, at its first member: the arena addresses
+   * (readable, writable) of base + dmin when the TLB has its page and all
+   * `span` bytes of the group lie in it, else -1.
+   */
+  private groupProbe(base: number, g: AccessGroup): void {
+    const f = this.f, t = this.layout.tlbAddress;
+    f.i32(-1).set(g.qr).i32(-1).set(g.qw);
+    f.get(this.reg(base)).i64(g.dmin).op(Op.I64Add).set(this.ea);
+    f.get(this.ea).op(Op.I32WrapI64).set(this.lo);
+    f.get(this.ea).i64(32).op(Op.I64ShrU, Op.I32WrapI64).set(this.hi);
+    f.get(this.lo).i32(12).op(Op.I32ShrU).get(this.hi).op(Op.I32Xor).i32(TLB_MASK).op(Op.I32And).i32(2).op(Op.I32Shl).set(this.slot);
+    f.open(Op.Block, 'group');
+    f.get(this.slot).mem(Op.I32Load, t).get(this.lo).i32(12).op(Op.I32ShrU, Op.I32Ne).brIf('group');
+    f.get(this.slot).mem(Op.I32Load, t + TLB_BYTES).get(this.hi).op(Op.I32Ne).brIf('group');
+    f.get(this.lo).i32(4095).op(Op.I32And).i32(4096 - g.span).op(Op.I32GtU).brIf('group');
+    for (const [q, table] of [[g.qr, 2], [g.qw, 3]]) {
+      f.get(this.slot).mem(Op.I32Load, t + table * TLB_BYTES).tee(this.addr).i32(-1).op(Op.I32Ne);
+      f.open(Op.If, 'direct');
+      f.get(this.addr).get(this.lo).i32(4095).op(Op.I32And, Op.I32Add).set(q);
+      f.close();
+    }
+    f.close();
+  }
+
   /** Read `size` bytes of the memory operand (zero-extended) into m. */
   private read(i: Insn, size: number, nextLo: number, nextHi: number): void {
-    this.effectiveAddress(i, nextLo, nextHi);
-    this.probe(size, false);
+    this.access(i, size, false, nextLo, nextHi);
     this.f.get(this.addr).mem(LOAD[size], 0).set(this.m);
   }
 
   /** Write the i64 pushed by `value` as `size` bytes to the memory operand (the probe comes first: it may stop). */
   private write(i: Insn, size: number, nextLo: number, nextHi: number, value: () => void): void {
-    this.effectiveAddress(i, nextLo, nextHi);
-    this.probe(size, true);
+    this.access(i, size, true, nextLo, nextHi);
     this.f.get(this.addr);
     value();
     this.f.mem(STORE[size], 0);
@@ -591,6 +643,82 @@ class BlockCompiler {
       this.pending = { kind: 'imul', size: 8, carry: false };
       return;
     }
+    // ADD/SUB/CMP/AND/OR/XOR/TEST on 8- and 16-bit registers (not AH..BH), and CMP/TEST of such a memory operand
+    const narrow = ALU_MNEMONICS.get(i.mnemonic);
+    if (narrow !== undefined && i.opCount === 2 && !i.lock && (i.s0 === 1 || i.s0 === 2) &&
+      ((i.k0 === Operand.Reg && d < 16) || (i.k0 === Operand.Mem && (narrow === 'cmp' || narrow === 'test'))) &&
+      ((i.k1 === Operand.Reg && s < 16 && i.s1 === i.s0) || i.k1 === Operand.Imm || (i.k1 === Operand.Mem && i.s1 === i.s0 && i.k0 === Operand.Reg))) {
+      const size = i.s0, mask = size === 1 ? 0xff : 0xffff;
+      const dest = narrow === 'cmp' || narrow === 'test' ? null : d;
+      const b = i.k1 === Operand.Imm ? (): void => { f.i64(i.immLo & mask); } : i.k1 === Operand.Reg ? regTo(s, size) : mem;
+      if (i.k1 === Operand.Reg) this.reg(s);
+      if (i.k0 === Operand.Mem) {
+        rd(size);
+        this.alu(narrow, size, mem, b, null);
+      } else {
+        this.reg(d);
+        if (i.k1 === Operand.Mem) rd(size);
+        this.alu(narrow, size, regTo(d, size), b, dest, false, dest === null ? null : () => { f.get(this.fr); this.setReg(d, size); });
+      }
+      return;
+    }
+    // CDQE, CDQ, CQO
+    if (i.mnemonic === Mnemonic.Cdqe) { this.getReg(0, 4); f.op(Op.I64Extend32S); this.setReg(0, 8); return; }
+    if (i.mnemonic === Mnemonic.Cdq) { this.getReg(0, 4); f.op(Op.I64Extend32S).i64(32).op(Op.I64ShrU); this.reg(2); this.setReg(2, 4); return; }
+    if (i.mnemonic === Mnemonic.Cqo) { this.getReg(0, 8); f.i64(63).op(Op.I64ShrS); this.reg(2); this.setReg(2, 8); return; }
+    // NOT r32/r64 (no flags)
+    if (i.mnemonic === Mnemonic.Not && i.opCount === 1 && i.k0 === Operand.Reg && (i.s0 === 4 || i.s0 === 8) && !i.lock) {
+      this.getReg(d, i.s0);
+      f.i64(-1, -1).op(Op.I64Xor);
+      this.setReg(d, i.s0);
+      return;
+    }
+    // INC/DEC r32/r64: ADD/SUB 1 with CF kept
+    if ((i.mnemonic === Mnemonic.Inc || i.mnemonic === Mnemonic.Dec) && i.opCount === 1 && i.k0 === Operand.Reg && (i.s0 === 4 || i.s0 === 8) && !i.lock) {
+      const size = i.s0, kind = i.mnemonic === Mnemonic.Inc ? 'add' : 'sub';
+      this.settle();
+      f.get(this.fl).i32(1).op(Op.I32And).set(this.c);
+      this.alu(kind, size, regTo(d, size), () => { f.i64(1); }, d);
+      this.settle();
+      f.get(this.fl).i32(-2).op(Op.I32And).get(this.c).op(Op.I32Or).set(this.fl);
+      return;
+    }
+    // LZCNT/TZCNT r, r/m (CF: source zero, ZF: result zero, the rest kept); BSF/BSR (ZF: source zero, then the destination is kept)
+    const scan = i.mnemonic === Mnemonic.Lzcnt ? 'lzcnt' : i.mnemonic === Mnemonic.Tzcnt ? 'tzcnt' : i.mnemonic === Mnemonic.Bsr ? 'bsr' : i.mnemonic === Mnemonic.Bsf ? 'bsf' : null;
+    if (scan !== null && i.opCount === 2 && i.k0 === Operand.Reg && (i.s0 === 4 || i.s0 === 8) && i.s1 === i.s0 && (i.k1 === Operand.Reg || i.k1 === Operand.Mem)) {
+      const size = i.s0, w = size * 8;
+      this.reg(d);
+      if (i.k1 === Operand.Mem) rd(size);
+      else {
+        this.getReg(s, size);
+        f.set(this.m);
+      }
+      this.settle();
+      const count = (): void => {
+        f.get(this.m);
+        if (size === 4) f.op(Op.I32WrapI64, scan === 'lzcnt' || scan === 'bsr' ? Op.I32Clz : Op.I32Ctz, Op.I64ExtendI32U);
+        else f.op(scan === 'lzcnt' || scan === 'bsr' ? Op.I64Clz : Op.I64Ctz);
+      };
+      if (scan === 'lzcnt' || scan === 'tzcnt') {
+        count();
+        f.set(this.y);
+        f.get(this.fl).i32(-66).op(Op.I32And).get(this.m).op(Op.I64Eqz, Op.I32Or).get(this.y).op(Op.I64Eqz).i32(6).op(Op.I32Shl, Op.I32Or).set(this.fl);
+        f.get(this.y);
+        this.setReg(d, size);
+      } else {
+        f.get(this.m).op(Op.I64Eqz);
+        f.open(Op.If, 'zero');
+        f.get(this.fl).i32(64).op(Op.I32Or).set(this.fl);
+        f.else();
+        f.get(this.fl).i32(-65).op(Op.I32And).set(this.fl);
+        if (scan === 'bsr') f.i64(w - 1);
+        count();
+        if (scan === 'bsr') f.op(Op.I64Sub);
+        this.setReg(d, size);
+        f.close();
+      }
+      return;
+    }
     if (h === NO_EFFECT) return;
     if (h === CONDITIONAL_FORMS.setcc && i.k0 === Operand.Reg) {
       this.reg(d);
@@ -598,7 +726,7 @@ class BlockCompiler {
       f.get(this.reg(d)).i64(~0xff, -1).op(Op.I64And);
       this.condition(i.cc);
       f.i32(0).op(Op.I32Ne, Op.I64ExtendI32U, Op.I64Or).set(this.reg(d));
-      this.written.add(d);
+      this.noteWrite(d);
       return;
     }
     if (h === CONDITIONAL_FORMS.cmovcc && i.k0 === Operand.Reg && (i.s0 === 4 || i.s0 === 8) && i.s1 === i.s0 &&
@@ -637,8 +765,7 @@ class BlockCompiler {
       const size = i.s0;
       const b = i.k1 === Operand.Reg ? regTo(s, size) : imm(size);
       if (i.k1 === Operand.Reg) this.reg(s);
-      this.effectiveAddress(i, nextLo, nextHi);
-      this.probe(size, true);
+      this.access(i, size, true, nextLo, nextHi);
       f.get(this.addr).mem(LOAD[size], 0).set(this.m);
       this.alu(rmw, size, mem, b, null, false, () => { f.get(this.addr).get(this.fr).mem(STORE[size], 0); });
       return;
@@ -740,6 +867,41 @@ class BlockCompiler {
    */
   /** Instructions compiled (the rest, at most the last, runs by its handler). */
   count = 0;
+  /** Per instruction: the access group its memory operand belongs to (null: none, or not planned yet). */
+  private plan: (AccessGroup | null)[] = [];
+  /** What a first compilation saw, for planning groups: per instruction, a groupable memory operand and the registers written. */
+  readonly seenAccess: ({ base: number; disp: number } | null)[] = [];
+  readonly seenWrites: Set<number>[] = [];
+
+  private noteWrite(n: number): void {
+    this.written.add(n);
+    (this.seenWrites[this.k] ??= new Set()).add(n);
+  }
+
+  private recordAccess(i: Insn): void {
+    const disp = signedDisp(i);
+    this.seenAccess[this.k] = i.memSeg === -1 && i.addrSize === 8 && i.memIndex === -1 && i.memBase >= 0 && i.memBase < 16 && disp !== null
+      ? { base: i.memBase, disp } : null;
+  }
+
+  /** Use access groups planned from another compilation's seenAccess/seenWrites (see planGroups). */
+  usePlan(plan: (AccessGroup | null)[]): void {
+    this.plan = plan;
+    for (const g of plan) {
+      if (g !== null && g.first) {
+        g.qr = this.f.local(ValType.I32);
+        g.qw = this.f.local(ValType.I32);
+      }
+    }
+    // Members share their group's locals.
+    for (const g of plan) {
+      if (g !== null && !g.first) {
+        const head = plan.find((h) => h !== null && h.first && h.id === g.id)!;
+        g.qr = head.qr;
+        g.qw = head.qw;
+      }
+    }
+  }
 
   build(selfLoop: boolean, closing: Closing | null, runsLast: boolean): Uint8Array<ArrayBuffer> | null {
     const f = this.f, items = this.block.items, n = items.length;
@@ -868,6 +1030,57 @@ class BlockCompiler {
   }
 }
 
+/**
+ * Memory operands at [base + disp] with the same base register, unchanged in
+ * between, share one TLB probe (at the first of them): an access group. Its
+ * bytes (span from the lowest displacement dmin) must lie in one page; locals
+ * qr/qw then hold the arena addresses of base + dmin for reading and writing
+ * (-1 where the probe found no direct page: members then probe on their own).
+ * Nothing in a compiled block changes the TLB, so what the first member found
+ * holds for the rest.
+ */
+export interface AccessGroup { id: number; first: boolean; dmin: number; span: number; qr: number; qw: number }
+
+/** A displacement as a signed number, or null when it does not fit in 32 bits. */
+function signedDisp(i: Insn): number | null {
+  if (i.dispHi === 0 && i.dispLo < 0x80000000) return i.dispLo;
+  if (i.dispHi === 0xffffffff && i.dispLo >= 0x80000000) return i.dispLo - 4294967296;
+  return null;
+}
+
+/** Groups of two or more accesses from what a compilation saw (seenAccess, seenWrites). */
+function planGroups(n: number, accesses: readonly ({ base: number; disp: number } | null)[], writes: readonly (Set<number> | undefined)[]): (AccessGroup | null)[] {
+  const out: (AccessGroup | null)[] = new Array<AccessGroup | null>(n).fill(null);
+  const open = new Map<number, number[]>();
+  let nextId = 0;
+  const spanOf = (ks: readonly number[]): number => {
+    const ds = ks.map((k) => accesses[k]!.disp);
+    return Math.max(...ds) + 8 - Math.min(...ds);
+  };
+  const close = (base: number): void => {
+    const members = open.get(base);
+    open.delete(base);
+    if (members === undefined || members.length < 2) return;
+    const id = nextId++, dmin = Math.min(...members.map((k) => accesses[k]!.disp)), span = spanOf(members);
+    members.forEach((k, j) => { out[k] = { id, first: j === 0, dmin, span, qr: -1, qw: -1 }; });
+  };
+  for (let k = 0; k < n; k++) {
+    const a = accesses[k];
+    if (a !== null && a !== undefined) {
+      let members = open.get(a.base);
+      if (members !== undefined && spanOf([...members, k]) > 4096) {
+        close(a.base);
+        members = undefined;
+      }
+      if (members === undefined) open.set(a.base, (members = []));
+      members.push(k);
+    }
+    for (const r of writes[k] ?? []) close(r);
+  }
+  for (const base of [...open.keys()]) close(base);
+  return out;
+}
+
 /** A closing Jcc (cc 1..16) or JMP (cc 0) and the low half of its target. */
 export interface Closing { taken: number; cc: number }
 
@@ -897,7 +1110,11 @@ export function compileBlock(block: Block, layout: ArenaLayout, place: BlockPlac
   };
   // Does the last instruction have a form? Compile the block with it to see.
   const runsLast = closing === null && compiler().build(false, null, true) !== null;
+  // A first compilation shows the memory operands and register writes; the second uses access groups planned from them.
+  const survey = compiler();
+  if (survey.build(selfLoop && closing !== null, closing, runsLast) === null) return null;
   const c = compiler();
+  c.usePlan(planGroups(n, survey.seenAccess, survey.seenWrites));
   const bytes = c.build(selfLoop && closing !== null, closing, runsLast);
   return bytes === null ? null : { bytes, closing, count: c.count };
 }
