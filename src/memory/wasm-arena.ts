@@ -10,7 +10,8 @@ const WASM_PAGE = 65536;
 const MAX_WASM_PAGES = 65536;
 
 export class WasmArena {
-  readonly memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_WASM_PAGES, shared: true });
+  /** 512 KiB at first: the CPU's registers, TLB and trace ring and the first slab of pages without growing. */
+  readonly memory = new WebAssembly.Memory({ initial: 8, maximum: MAX_WASM_PAGES, shared: true });
   /** Bytes handed out so far. */
   private top = 0;
   /** Every buffer object the memory has returned (each growth makes a new one over the same bytes). */

@@ -62,7 +62,8 @@ export const WORD = {
 } as const;
 export const STATE_BYTES = 336;
 
-class NotTranslatable extends Error {}
+/** Thrown where an instruction has no WebAssembly form: one plain object (an Error would capture a stack trace each time). */
+const NOT_TRANSLATABLE = { reason: 'no WebAssembly form' } as const;
 
 type FlagKind = 'add' | 'sub' | 'logic' | 'imul';
 interface Pending { kind: FlagKind; size: number; carry: boolean }
@@ -253,7 +254,7 @@ class BlockCompiler {
   // ---- registers ----
 
   private reg(n: number): number {
-    if (!Number.isInteger(n) || n < 0 || n > 15) throw new NotTranslatable();
+    if (!Number.isInteger(n) || n < 0 || n > 15) throw NOT_TRANSLATABLE;
     this.used.add(n);
     return this.regs[n];
   }
@@ -360,7 +361,7 @@ class BlockCompiler {
       case 11: case 12: bit(2); break;
       case 13: case 14: sfNeOf(); break;
       case 15: case 16: bit(6); sfNeOf(); f.op(Op.I32Or); break;
-      default: throw new NotTranslatable();
+      default: throw NOT_TRANSLATABLE;
     }
     if (cc % 2 === 0) f.op(Op.I32Eqz);
   }
@@ -381,10 +382,10 @@ class BlockCompiler {
 
   /** The memory operand's linear address into `ea`, as Cpu.calcEA computes it for the forms handled here. */
   private effectiveAddress(i: Insn, nextLo: number, nextHi: number): void {
-    if (i.memSeg !== -1 || i.addrSize !== 8) throw new NotTranslatable();
+    if (i.memSeg !== -1 || i.addrSize !== 8) throw NOT_TRANSLATABLE;
     const f = this.f, b = i.memBase, x = i.memIndex;
     if (b === 16) {
-      if (x !== -1) throw new NotTranslatable();
+      if (x !== -1) throw NOT_TRANSLATABLE;
       let lo = i.dispLo + nextLo, hi = i.dispHi + nextHi;
       if (lo > 0xffffffff) {
         hi += Math.floor(lo / 4294967296);
@@ -533,7 +534,7 @@ class BlockCompiler {
 
   // ---- one instruction ----
 
-  /** Code for instruction k (not the block's closing branch); NotTranslatable when it has no WebAssembly form. */
+  /** Code for instruction k (not the block's closing branch); NOT_TRANSLATABLE when it has no WebAssembly form. */
   compile(i: Insn, nextLo: number, nextHi: number): void {
     const f = this.f, h = i.exec, d = i.r0, s = i.r1;
     const rd = (size: number): void => this.read(i, size, nextLo, nextHi);
@@ -770,7 +771,7 @@ class BlockCompiler {
       this.alu(rmw, size, mem, b, null, false, () => { f.get(this.addr).get(this.fr).mem(STORE[size], 0); });
       return;
     }
-    throw new NotTranslatable();
+    throw NOT_TRANSLATABLE;
   }
 
   /** SHL/SHR/SAR/ROL/ROR r, imm: shiftImmSource's results and flags. */
@@ -946,12 +947,11 @@ class BlockCompiler {
       f.close();
       f.close();
     } catch (e) {
-      if (e instanceof NotTranslatable) return null;
+      if (e === NOT_TRANSLATABLE) return null;
       throw e;
     }
     this.epilogue();
-    const prologue = this.prologue(n);
-    f.code.unshift(...prologue);
+    f.prefix = this.prologue(n);
     return blockModuleBytes(f);
   }
 

@@ -50,6 +50,10 @@ function sleb32(out: number[], n: number): void {
 
 /** A signed LEB128 of the 64-bit value hi:lo (code generation time only, never per instruction). */
 function sleb64(out: number[], lo: number, hi: number): void {
+  if ((hi | 0) === (lo | 0) >> 31) {
+    sleb32(out, lo);
+    return;
+  }
   let n = BigInt.asIntN(64, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0));
   for (;;) {
     const b = Number(n & 0x7fn);
@@ -65,6 +69,8 @@ function sleb64(out: number[], lo: number, hi: number): void {
 /** One function's body under construction. Labels are names; `br` finds their depth. */
 export class FunctionBody {
   readonly code: number[] = [];
+  /** Code that goes before `code` (a prologue known only once the body is written). */
+  prefix: readonly number[] = [];
   private readonly localTypes: ValType[] = [];
   private readonly labels: string[] = [];
 
@@ -125,8 +131,8 @@ export class FunctionBody {
   br(label: string): this { this.code.push(Op.Br); uleb(this.code, this.depth(label)); return this; }
   brIf(label: string): this { this.code.push(Op.BrIf); uleb(this.code, this.depth(label)); return this; }
 
-  /** The body as the code section wants it: local declarations, code, end. */
-  encode(): number[] {
+  /** The body as the code section wants it: local declarations, prefix, code, end. */
+  encode(): Uint8Array {
     const out: number[] = [];
     const groups: Array<[number, ValType]> = [];
     for (const t of this.localTypes) {
@@ -139,16 +145,27 @@ export class FunctionBody {
       uleb(out, count);
       out.push(t);
     }
-    for (const b of this.code) out.push(b);
-    out.push(Op.End);
-    return out;
+    return concat([out, this.prefix, this.code, [Op.End]]);
   }
 }
 
-function section(out: number[], id: number, body: number[]): void {
-  out.push(id);
-  uleb(out, body.length);
-  for (const b of body) out.push(b);
+/** The parts one after another. */
+function concat(parts: readonly ArrayLike<number>[]): Uint8Array<ArrayBuffer> {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function section(out: ArrayLike<number>[], id: number, body: ArrayLike<number>): void {
+  const head = [id];
+  uleb(head, body.length);
+  out.push(head, body);
 }
 
 function name(out: number[], s: string): void {
@@ -168,15 +185,18 @@ function funcType(out: number[], params: readonly ValType[], results: readonly V
   out.push(...results);
 }
 
-function codeSection(out: number[], ...bodies: FunctionBody[]): void {
-  const s: number[] = [];
-  uleb(s, bodies.length);
+function codeSection(out: ArrayLike<number>[], ...bodies: FunctionBody[]): void {
+  const parts: ArrayLike<number>[] = [];
+  const count: number[] = [];
+  uleb(count, bodies.length);
+  parts.push(count);
   for (const body of bodies) {
     const code = body.encode();
-    uleb(s, code.length);
-    for (const b of code) s.push(b);
+    const size: number[] = [];
+    uleb(size, code.length);
+    parts.push(size, code);
   }
-  section(out, 10, s);
+  section(out, 10, concat(parts));
 }
 
 function importMemory(out: number[]): void {
@@ -196,7 +216,7 @@ export const BLOCK_PARAMS: readonly ValType[] = [];
  * (() -> (), function 0 to the block's code).
  */
 export function blockModuleBytes(body: FunctionBody): Uint8Array<ArrayBuffer> {
-  const out = [...HEADER];
+  const out: ArrayLike<number>[] = [HEADER];
   const type: number[] = [2];
   funcType(type, BLOCK_PARAMS, [ValType.I32]);
   funcType(type, [], []);
@@ -213,7 +233,7 @@ export function blockModuleBytes(body: FunctionBody): Uint8Array<ArrayBuffer> {
   exports.push(0x00, 1);
   section(out, 7, exports);
   codeSection(out, body);
-  return Uint8Array.from(out);
+  return concat(out);
 }
 
 /**
@@ -223,7 +243,7 @@ export function blockModuleBytes(body: FunctionBody): Uint8Array<ArrayBuffer> {
  * (() -> (), function 1).
  */
 export function dispatcherModuleBytes(run: FunctionBody, settle: FunctionBody): Uint8Array<ArrayBuffer> {
-  const out = [...HEADER];
+  const out: ArrayLike<number>[] = [HEADER];
   const types: number[] = [3];
   funcType(types, BLOCK_PARAMS, [ValType.I32]);
   funcType(types, [ValType.I32], [ValType.I32]);
@@ -244,5 +264,5 @@ export function dispatcherModuleBytes(run: FunctionBody, settle: FunctionBody): 
   exports.push(0x00, 1);
   section(out, 7, exports);
   codeSection(out, run, settle);
-  return Uint8Array.from(out);
+  return concat(out);
 }
