@@ -6,10 +6,10 @@ import { CpuidPolicy } from '../src/platform/cpuid-policy.js';
 /**
  * A bare-metal CPU on `mem` in long mode (paging, NXE), its first 32 MiB
  * identity-mapped with 2 MiB pages: PML4 at 0x1000, PDPT at 0x2000, PD at
- * 0x3000 (present, writable, neither accessed nor dirty yet).
+ * 0x3000 (present, writable, neither accessed nor dirty yet). `wasm`: see Cpu.
  */
-export function identityMappedCpu(mem: SparseMemory): Cpu {
-  const cpu = new Cpu(mem, new BareMetalHost(new CpuidPolicy()));
+export function identityMappedCpu(mem: SparseMemory, wasm = true): Cpu {
+  const cpu = new Cpu(mem, new BareMetalHost(new CpuidPolicy()), 4096, null, wasm);
   const w64 = (pa: number, lo: number): void => {
     mem.write32(pa, lo >>> 0);
     mem.write32(pa + 4, 0);

@@ -195,10 +195,10 @@ export class Cpu implements PagingControl {
    * Number.MAX_SAFE_INTEGER to stay in the interpreter.
    */
   translateAfter = 2000;
-  /** Whether hot blocks are compiled to WebAssembly where they can be (else to JavaScript only). */
-  wasmBlocks = true;
-  /** This CPU's blocks compiled to WebAssembly. */
-  readonly wasm: WasmBackend;
+  /** Whether hot blocks are compiled to WebAssembly where they can be (else to JavaScript only; never without a back end). */
+  wasmBlocks: boolean;
+  /** This CPU's blocks compiled to WebAssembly (null: it has no WebAssembly memory, see the constructor). */
+  readonly wasm: WasmBackend | null;
   /** Blocks translated so far (a diagnostic: how much code got hot). */
   blocksTranslated = 0;
   private fetchGen = -1;
@@ -216,19 +216,27 @@ export class Cpu implements PagingControl {
     traceSize = 4096,
     /** Instructions decoded by CPUs running the same code, shared with them (null: decode everything here). */
     private readonly decoded: DecodeMemo | null = null,
+    /**
+     * Whether hot blocks may be compiled to WebAssembly: the registers, TLB,
+     * trace ring and RAM pages then live in the memory's WebAssembly memory.
+     * Short runs made by the thousand (fuzz campaigns) do better without.
+     */
+    wasm = true,
   ) {
-    const regs = mem.arena.alloc(STATE_BYTES, 64);
+    const arena = wasm ? mem.arena : null;
+    const regs = arena?.alloc(STATE_BYTES, 64) ?? { offset: -1, buffer: new ArrayBuffer(STATE_BYTES) };
     this.regAddress = regs.offset;
-    this.regLo = new Uint32Array(regs.buffer, regs.offset, 16);
-    this.regHi = new Uint32Array(regs.buffer, regs.offset + 64, 16);
+    this.regLo = new Uint32Array(regs.buffer, Math.max(regs.offset, 0), 16);
+    this.regHi = new Uint32Array(regs.buffer, Math.max(regs.offset, 0) + 64, 16);
     this.rmwPa = -1;
     this.maxCodeInsns = Math.min(MAX_CODE_INSNS, Math.max(MIN_CODE_INSNS, Math.floor(mem.size / 4096)));
-    this.mmu = new Mmu(this, mem, this.fault, mem.arena);
-    this.trace = new TraceRing(traceSize, mem.arena);
-    this.wasm = new WasmBackend(mem.arena, {
+    this.mmu = new Mmu(this, mem, this.fault, arena);
+    this.trace = new TraceRing(traceSize, arena);
+    this.wasm = arena === null ? null : new WasmBackend(arena, {
       regAddress: regs.offset, tlbAddress: this.mmu.tlbAddress,
       ringIds: this.trace.idsAddress, ringHi: this.trace.hiAddress, ringCount: this.trace.countAddress, ringMask: this.trace.mask,
     }, this.trace);
+    this.wasmBlocks = wasm;
     mem.setWriteListener((pfn) => this.invalidateCode(pfn));
     mem.setAccessListener((pfn, pages) => this.mmu.pageAttributesChanged(pfn, pages));
     this.mmu.pages = mem;

@@ -34,6 +34,8 @@ export interface MachineConfig {
   vmsa?: Uint8Array | null;
   /** Instructions decoded by other machines running the same kernel, shared (a fuzz runner's); none: decode everything. */
   decoded?: DecodeMemo;
+  /** Whether hot blocks may be compiled to WebAssembly (default true; see Cpu). */
+  wasm?: boolean;
 }
 
 /**
@@ -81,7 +83,7 @@ export class Machine {
     const svsm = vm.svsm ? { caa: SVSM_CAA, base: config.memSize - SVSM_SIZE, size: SVSM_SIZE } : undefined;
     this.sev = vm.mode === 'none' ? null : new SevHost({ config: vm, memory: this.mem, policy: this.cpuid, ports: this.ports, svsm });
     this.host = this.sev ?? new BareMetalHost(this.cpuid, this.ports);
-    this.cpu = new Cpu(this.mem, this.host, config.traceSize, config.decoded ?? null);
+    this.cpu = new Cpu(this.mem, this.host, config.traceSize, config.decoded ?? null, config.wasm ?? true);
     // Paging-entry bits above the CPU's physical-address width are reserved (#PF RSVD), as on the CPU the policy describes.
     const leaf = new Uint32Array(4);
     this.cpuid.lookup(0x80000008, 0, leaf);

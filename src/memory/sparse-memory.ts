@@ -40,8 +40,7 @@ const SLAB_PAGES = 64;
 export class SparseMemory implements PhysicalMemory {
   private slab: Uint8Array = new Uint8Array(0);
   private slabUsed = SLAB_PAGES;
-  /** Where fresh pages come from (and the CPU's registers and TLB, for code translated to WebAssembly). */
-  readonly arena = new WasmArena();
+  private arenaMemory: WasmArena | null = null;
   readonly size: number;
   /**
    * Materialised pages in a two-level directory (DIR_PAGES pages per leaf,
@@ -406,8 +405,18 @@ export class SparseMemory implements PhysicalMemory {
     return this.slab.subarray(this.slabUsed * PAGE_SIZE, ++this.slabUsed * PAGE_SIZE);
   }
 
-  /** A slab in the arena; null once the arena cannot grow (its 4 GiB are used: pages then live outside it). */
+  /**
+   * Where fresh pages come from once a CPU compiling blocks to WebAssembly
+   * asked for it (with its registers, TLB and trace ring), made on first use:
+   * a machine that never compiles to WebAssembly (a fuzz run) has none.
+   */
+  get arena(): WasmArena {
+    return (this.arenaMemory ??= new WasmArena());
+  }
+
+  /** A slab in the arena (none without one); null once the arena cannot grow (its 4 GiB are used: pages then live outside it). */
   private arenaSlab(): Uint8Array | null {
+    if (this.arenaMemory === null) return null;
     try {
       const { offset, buffer } = this.arena.alloc(SLAB_PAGES * PAGE_SIZE, PAGE_SIZE);
       return new Uint8Array(buffer, offset, SLAB_PAGES * PAGE_SIZE);
@@ -422,7 +431,7 @@ export class SparseMemory implements PhysicalMemory {
    * covers (from pageData), or -1 when they are not in the arena.
    */
   arenaOffset(data: DataView): number {
-    return this.arena.owns(data.buffer) ? data.byteOffset : -1;
+    return this.arenaMemory !== null && this.arenaMemory.owns(data.buffer) ? data.byteOffset : -1;
   }
 
   /**
@@ -433,7 +442,7 @@ export class SparseMemory implements PhysicalMemory {
    */
   moveIntoArena(pfn: number): void {
     const p = this.pages[pfn >>> DIR_SHIFT]?.[pfn & DIR_MASK];
-    if (p === undefined || this.arena.owns(p.buffer)) return;
+    if (p === undefined || this.arenaMemory === null || this.arenaMemory.owns(p.buffer)) return;
     const own = this.freshPage();
     if (!this.arena.owns(own.buffer)) return; // the arena is full
     own.set(p);

@@ -78,7 +78,7 @@ function agree(p: Program, budget = 1e6, prepare?: (mem: SparseMemory, cpu: Cpu)
   const interpreted = run(p, 'interpreter', budget, prepare);
   expect(wasm.out).toEqual(interpreted.out);
   expect(js.out).toEqual(interpreted.out);
-  expect(wasm.cpu.wasm.blocks).toBeGreaterThan(0);
+  expect(wasm.cpu.wasm!.blocks).toBeGreaterThan(0);
   return wasm;
 }
 
@@ -175,6 +175,19 @@ describe('WebAssembly blocks agree with the interpreter', () => {
     expect(out.regs[RAX]).toBe(500500n); // 1000 + 999 + ... + 1, architecturally
     expect(out.icount).toBe(3001);
   });
+  it('a CPU made without WebAssembly runs translated JavaScript and leaves its memory without a WebAssembly memory', () => {
+    const mem = new SparseMemory(64 << 20, { kind: 'byte', value: 0xcc });
+    const cpu = identityMappedCpu(mem, false);
+    cpu.translateAfter = 0;
+    mem.writeBytes(CODE, Uint8Array.from(SUM_LOOP.code));
+    cpu.regLo[RCX] = 1000;
+    cpu.ripLo = CODE;
+    cpu.run(1e6);
+    expect(cpu.wasm).toBeNull();
+    expect(cpu.regLo[RAX]).toBe(500500);
+    expect(cpu.blocksTranslated).toBeGreaterThan(0);
+    expect(mem.arenaOffset(mem.pageData(CODE / 4096)!)).toBe(-1);
+  });
   it.each([1, 2, 3, 4, 5, 6, 1500, 2999, 3000])('the loop stopped by the budget after %i instructions', (budget) => {
     const { out } = agree(SUM_LOOP, budget);
     expect(out.icount).toBe(budget);
@@ -185,7 +198,7 @@ describe('WebAssembly blocks agree with the interpreter', () => {
     const { out, cpu } = agree({ code: [0x48, 0x83, 0xc2, 0x01, 0x48, 0x8b, 0x03, 0x48, 0x83, 0xc2, 0x01, HLT], regs: [[RBX, 0x3000000], [RDX, 10]] });
     expect(out.stop).toBe(2); // no IDT: the #PF ends in a triple fault
     expect(out.regs[RDX]).toBe(11n);
-    expect(cpu.wasm.stops).toBeGreaterThan(0);
+    expect(cpu.wasm!.stops).toBeGreaterThan(0);
   });
 
   // L: add rax, [rbx]; add rbx, 8; cmp rbx, rdx; jne L; hlt, over a page written as a loaded image (its bytes are the
@@ -201,7 +214,7 @@ describe('WebAssembly blocks agree with the interpreter', () => {
     let sum = 0n;
     for (let k = 0; k < 0x1000; k++) sum += BigInt(image[k]) << BigInt(8 * (k % 8));
     expect(out.regs[RAX]).toBe(sum & 0xffffffffffffffffn);
-    expect(cpu.wasm.stops).toBeGreaterThan(0);
+    expect(cpu.wasm!.stops).toBeGreaterThan(0);
     expect(mem.arenaOffset(mem.pageData(DATA / 4096)!)).toBeGreaterThanOrEqual(0);
   });
 });
