@@ -41,7 +41,10 @@ export function runSnippet(code: Uint8Array, state: SnippetState, codeAddr = 0x4
   const mem = new SparseMemory(memSize, { kind: 'zero' });
   mem.writeBytes(codeAddr, code);
   for (const m of state.memory ?? []) mem.writeBytes(m.addr, m.bytes);
-  const cpu = new Cpu(mem, new BareMetalHost(new CpuidPolicy()));
+  // Stepped one instruction at a time (below), only one-instruction blocks ever run translated: as JavaScript here,
+  // since a WebAssembly memory per snippet costs more than the snippet (blocks compiled to WebAssembly are run by the
+  // paged differential tests and test/cpu/wasm-blocks.test.ts).
+  const cpu = new Cpu(mem, new BareMetalHost(new CpuidPolicy()), 4096, null, false);
   cpu.translateAfter = 0; // run translated blocks from the first instruction, so tests cover them
   cpu.cr0 = 0x11; // protected mode, paging off: linear = physical
   cpu.cr4 = 0x40620; // OSXSAVE etc. so XGETBV works
