@@ -240,7 +240,9 @@ class BlockCompiler {
   /** The instruction being compiled (its index is where a stop resumes). */
   private k = 0;
 
-  constructor(private readonly block: Block, private readonly layout: ArenaLayout, private readonly place: BlockPlace) {
+  constructor(private readonly block: Block, private readonly layout: ArenaLayout, private readonly place: BlockPlace,
+    /** The block's trace hash constants (blockHashConstants). */
+    private readonly hash: { pow: Int32Array; sum: Int32Array }) {
     const f = this.f;
     this.fl = f.local(ValType.I32); this.h = f.local(ValType.I32); this.ic = f.local(ValType.F64); this.ic0 = f.local(ValType.F64);
     this.done = f.local(ValType.I32); this.exitKind = f.local(ValType.I32); this.rip = f.local(ValType.I32); this.pk = f.local(ValType.I32);
@@ -538,6 +540,14 @@ class BlockCompiler {
   compile(i: Insn, nextLo: number, nextHi: number): void {
     const f = this.f, h = i.exec, d = i.r0, s = i.r1;
     const rd = (size: number): void => this.read(i, size, nextLo, nextHi);
+    /** The r/m source (operand 1) of `size` bytes, zero-extended, into m. */
+    const source = (size: number): void => {
+      if (i.k1 === Operand.Mem) rd(size);
+      else {
+        this.getReg(s, size);
+        f.set(this.m);
+      }
+    };
     const wr = (size: number, value: () => void): void => this.write(i, size, nextLo, nextHi, value);
     const regTo = (n: number, size: number) => (): void => this.getReg(n, size);
     const imm = (size: number) => (): void => { f.i64(i.immLo, size === 8 ? i.immHi : 0); };
@@ -598,9 +608,8 @@ class BlockCompiler {
       const size = i.s0;
       this.reg(d);
       this.reg(i.r2);
-      if (i.k1 === Operand.Mem) rd(size);
-      else this.getReg(s, size);
-      if (i.k1 === Operand.Mem) f.get(this.m);
+      source(size);
+      f.get(this.m);
       if (size === 8) {
         this.getReg(i.r2, 8);
         f.op(bmi === 'shl' ? Op.I64Shl : bmi === 'shr' ? Op.I64ShrU : Op.I64ShrS);
@@ -633,10 +642,8 @@ class BlockCompiler {
     if (i.mnemonic === Mnemonic.Imul && i.s0 === 8 && i.k0 === Operand.Reg && (i.opCount === 2 || (i.opCount === 3 && i.k2 === Operand.Imm)) &&
       (i.k1 === Operand.Reg || (i.k1 === Operand.Mem && i.s1 === 8))) {
       this.reg(d);
-      if (i.k1 === Operand.Mem) rd(8);
-      else this.getReg(s, 8);
-      if (i.k1 === Operand.Mem) f.get(this.m);
-      f.set(this.fb); // the r/m operand
+      source(8);
+      f.get(this.m).set(this.fb); // the r/m operand
       if (i.opCount === 3) f.get(this.fb).set(this.fa).i64(i.immLo, i.immHi).set(this.fb);
       else this.getReg(d, 8), f.set(this.fa);
       f.get(this.fa).get(this.fb).op(Op.I64Mul).tee(this.fr);
@@ -689,11 +696,7 @@ class BlockCompiler {
     if (scan !== null && i.opCount === 2 && i.k0 === Operand.Reg && (i.s0 === 4 || i.s0 === 8) && i.s1 === i.s0 && (i.k1 === Operand.Reg || i.k1 === Operand.Mem)) {
       const size = i.s0, w = size * 8;
       this.reg(d);
-      if (i.k1 === Operand.Mem) rd(size);
-      else {
-        this.getReg(s, size);
-        f.set(this.m);
-      }
+      source(size);
       this.settle();
       const count = (): void => {
         f.get(this.m);
@@ -734,11 +737,7 @@ class BlockCompiler {
       (i.k1 === Operand.Reg || i.k1 === Operand.Mem)) {
       const size = i.s0;
       this.reg(d);
-      if (i.k1 === Operand.Mem) rd(size);
-      else {
-        this.getReg(s, size);
-        f.set(this.m);
-      }
+      source(size);
       this.settle();
       // select(v, old, cond); a 32-bit destination is zero-extended whichever it keeps
       f.get(this.m);
@@ -751,10 +750,8 @@ class BlockCompiler {
     if (h === MOVSX_FORMS.any && i.k0 === Operand.Reg && (i.s0 === 4 || i.s0 === 8) && (i.s1 === 1 || i.s1 === 2 || i.s1 === 4) && i.s1 < i.s0 &&
       (i.k1 === Operand.Reg || i.k1 === Operand.Mem)) {
       this.reg(d);
-      if (i.k1 === Operand.Mem) {
-        rd(i.s1);
-        f.get(this.m);
-      } else this.getReg(s, i.s1);
+      source(i.s1);
+      f.get(this.m);
       f.op(i.s1 === 1 ? Op.I64Extend8S : i.s1 === 2 ? Op.I64Extend16S : Op.I64Extend32S);
       this.setReg(d, i.s0);
       return;
@@ -956,12 +953,8 @@ class BlockCompiler {
   }
 
   /** The hash constants (pow, sum) for k instructions of this block. */
-  private hashConstants: { pow: Int32Array; sum: Int32Array } | null = null;
-  setHashConstants(pow: Int32Array, sum: Int32Array): void {
-    this.hashConstants = { pow, sum };
-  }
   private constants(k: number): { pow: number; sum: number } {
-    return { pow: this.hashConstants!.pow[k], sum: this.hashConstants!.sum[k] };
+    return { pow: this.hash.pow[k], sum: this.hash.sum[k] };
   }
 
   /** Entry: no room in the budget for the whole block returns -1 at once; else the state it works on, from the arena. */
@@ -1103,11 +1096,7 @@ export function compileBlock(block: Block, layout: ArenaLayout, place: BlockPlac
   const last = items[n - 1];
   if (last.lo + last.insn.len > 0xffffffff) return null;
   const closing = closingBranch(last.insn, last.lo + last.insn.len);
-  const compiler = (): BlockCompiler => {
-    const c = new BlockCompiler(block, layout, place);
-    c.setHashConstants(hash.pow, hash.sum);
-    return c;
-  };
+  const compiler = (): BlockCompiler => new BlockCompiler(block, layout, place, hash);
   // Does the last instruction have a form? Compile the block with it to see.
   const runsLast = closing === null && compiler().build(false, null, true) !== null;
   // A first compilation shows the memory operands and register writes; the second uses access groups planned from them.

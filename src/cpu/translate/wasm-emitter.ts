@@ -208,7 +208,7 @@ function importMemory(out: number[]): void {
 }
 
 /** The only function type of a compiled block: () -> i32. */
-export const BLOCK_PARAMS: readonly ValType[] = [];
+const BLOCK_PARAMS: readonly ValType[] = [];
 
 /**
  * A module exporting `f`, a compiled block (() -> i32), over the imported
