@@ -3,6 +3,7 @@ import type { Cpu } from '../../src/cpu/cpu.js';
 import { SparseMemory } from '../../src/memory/sparse-memory.js';
 import { RAX, RBX, RCX, RDI, RDX, RSI } from '../../src/cpu/registers.js';
 import { identityMappedCpu } from '../long-mode-cpu.js';
+import { cpuOutcome, type CpuOutcome } from './cpu-outcome.js';
 import { decodeInsn } from '../../src/cpu/decode.js';
 import { fillLoop } from '../../src/cpu/translate/fill-loop.js';
 import type { BlockInsn } from '../../src/cpu/block.js';
@@ -89,18 +90,7 @@ const CASES: Case[] = [
   },
 ];
 
-interface Outcome {
-  regs: bigint[];
-  rflags: number;
-  rip: number;
-  icount: number;
-  traceHash: number;
-  recent: Array<[number, number]>;
-  stop: number;
-  bytes: Uint8Array;
-}
-
-function run(c: Case, translated: boolean, budget: number): Outcome {
+function run(c: Case, translated: boolean, budget: number): CpuOutcome {
   const mem = new SparseMemory(64 << 20, { kind: 'byte', value: 0xcc });
   const cpu: Cpu = identityMappedCpu(mem);
   cpu.translateAfter = translated ? 0 : Number.MAX_SAFE_INTEGER;
@@ -113,16 +103,7 @@ function run(c: Case, translated: boolean, budget: number): Outcome {
   cpu.ripLo = CODE;
   cpu.ripHi = 0;
   cpu.run(budget);
-  return {
-    regs: Array.from({ length: 16 }, (_, r) => cpu.reg64(r)),
-    rflags: cpu.rflags,
-    rip: cpu.ripLo,
-    icount: cpu.icount,
-    traceHash: cpu.traceHash,
-    recent: cpu.recentRips(64),
-    stop: cpu.stop,
-    bytes: mem.readBytes(FILL - 64, 0x5000),
-  };
+  return cpuOutcome(cpu, mem, FILL - 64, 0x5000);
 }
 
 describe('fill loops: the translated loop does what the interpreter does', () => {

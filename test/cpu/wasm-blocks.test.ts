@@ -5,6 +5,7 @@ import { RAX, RBX, RCX, RDI, RDX, RSI } from '../../src/cpu/registers.js';
 
 const R8 = 8, R9 = 9;
 import { identityMappedCpu } from '../long-mode-cpu.js';
+import { cpuOutcome, type CpuOutcome } from './cpu-outcome.js';
 
 /*
  * Blocks compiled to WebAssembly (translate/wasm-block.ts, wasm-backend.ts)
@@ -24,17 +25,6 @@ const HLT = 0xf4;
 
 type Mode = 'wasm' | 'js' | 'interpreter';
 
-interface Outcome {
-  regs: bigint[];
-  rflags: number;
-  rip: number;
-  icount: number;
-  traceHash: number;
-  recent: Array<[number, number]>;
-  stop: number;
-  data: Uint8Array;
-}
-
 interface Program {
   code: number[];
   regs: Array<[number, number, number?]>;
@@ -42,7 +32,7 @@ interface Program {
   data?: number[];
 }
 
-function run(p: Program, mode: Mode, budget = 1e6, prepare?: (mem: SparseMemory, cpu: Cpu) => void): { out: Outcome; cpu: Cpu; mem: SparseMemory } {
+function run(p: Program, mode: Mode, budget = 1e6, prepare?: (mem: SparseMemory, cpu: Cpu) => void): { out: CpuOutcome; cpu: Cpu; mem: SparseMemory } {
   const mem = new SparseMemory(64 << 20, { kind: 'byte', value: 0xcc });
   const cpu: Cpu = identityMappedCpu(mem);
   cpu.translateAfter = mode === 'interpreter' ? Number.MAX_SAFE_INTEGER : 0;
@@ -58,21 +48,11 @@ function run(p: Program, mode: Mode, budget = 1e6, prepare?: (mem: SparseMemory,
   cpu.ripLo = CODE;
   cpu.ripHi = 0;
   cpu.run(budget);
-  const out = {
-    regs: Array.from({ length: 16 }, (_, r) => cpu.reg64(r)),
-    rflags: cpu.rflags,
-    rip: cpu.ripLo,
-    icount: cpu.icount,
-    traceHash: cpu.traceHash,
-    recent: cpu.recentRips(64),
-    stop: cpu.stop,
-    data: mem.readBytes(DATA, 0x2000),
-  };
-  return { out, cpu, mem };
+  return { out: cpuOutcome(cpu, mem, DATA, 0x2000), cpu, mem };
 }
 
 /** Run all three ways; they must agree. The WebAssembly run's CPU is returned for further checks. */
-function agree(p: Program, budget = 1e6, prepare?: (mem: SparseMemory, cpu: Cpu) => void): { out: Outcome; cpu: Cpu; mem: SparseMemory } {
+function agree(p: Program, budget = 1e6, prepare?: (mem: SparseMemory, cpu: Cpu) => void): { out: CpuOutcome; cpu: Cpu; mem: SparseMemory } {
   const wasm = run(p, 'wasm', budget, prepare);
   const js = run(p, 'js', budget, prepare);
   const interpreted = run(p, 'interpreter', budget, prepare);
