@@ -124,6 +124,12 @@ export class Mmu {
   readonly tlbAddress: number;
   /** Physical page number per slot (for attribute changes), -1 when unbacked. */
   private readonly slotPfn = new Float64Array(TLB_SIZE).fill(-1);
+  /**
+   * Per physical page filled into the TLB since the last flush: the slot, or
+   * -1 when it went into more than one (then any slot may map it). A page
+   * filled once is mapped by that slot or by none.
+   */
+  private readonly filledSlot = new Map<number, number>();
   /** 1 where a slot has no direct page only because its RAM page was not materialised when it was filled. */
   private readonly unmaterialised = new Uint8Array(TLB_SIZE);
   /** Supplies rpage/wpage; without it the direct-access cache stays empty. */
@@ -212,12 +218,24 @@ export class Mmu {
     this.wpage.fill(null);
     this.roff.fill(-1);
     this.woff.fill(-1);
+    this.filledSlot.clear();
     this.largeFills = false;
     this.generation++;
   }
 
   /** Recompute the direct-access pointers of every slot mapping pages pfn..pfn + pages - 1 (their watch or tracking changed). */
   pageAttributesChanged(pfn: number, pages = 1): void {
+    // Most calls are for a page filled into one slot at most since the last flush: that slot is the only one to look at.
+    if (pages <= 64) {
+      let unique = true;
+      for (let p = pfn; p < pfn + pages && unique; p++) {
+        const slot = this.filledSlot.get(p);
+        if (slot === undefined) continue;
+        if (slot < 0) unique = false;
+        else if (this.slotPfn[slot] === p && this.tagLo[slot] !== -1) this.setDirect(slot, p);
+      }
+      if (unique) return;
+    }
     const slotPfn = this.slotPfn, end = pfn + pages;
     for (let i = 0; i < TLB_SIZE; i++) {
       const p = slotPfn[i];
@@ -424,6 +442,8 @@ export class Mmu {
     if (pageSizeLog !== 12) this.largeFills = true;
     const pfn = Math.floor(frame / 4096);
     this.slotPfn[slot] = pfn;
+    const before = this.filledSlot.get(pfn);
+    if (before !== slot) this.filledSlot.set(pfn, before === undefined ? slot : -1);
     this.setDirect(slot, pfn);
     if (!cacheable) this.tagLo[slot] = -1;
     return frame + (lo & 0xfff);
