@@ -7,6 +7,7 @@ import { NO_EFFECT } from '../exec/system.js';
 import { JCC, type Block } from '../block.js';
 import { TLB_MASK } from '../mmu.js';
 import { blockModuleBytes, FunctionBody, Op, ValType } from './wasm-emitter.js';
+import { groupable, signedDisp } from './inline-code.js';
 
 /*
  * Blocks translated to WebAssembly. The guest registers live in i64 locals
@@ -877,9 +878,7 @@ class BlockCompiler {
   }
 
   private recordAccess(i: Insn): void {
-    const disp = signedDisp(i);
-    this.seenAccess[this.k] = i.memSeg === -1 && i.addrSize === 8 && i.memIndex === -1 && i.memBase >= 0 && i.memBase < 16 && disp !== null
-      ? { base: i.memBase, disp } : null;
+    this.seenAccess[this.k] = groupable(i) ? { base: i.memBase, disp: signedDisp(i)! } : null;
   }
 
   /** Use access groups planned from another compilation's seenAccess/seenWrites (see planGroups). */
@@ -1033,13 +1032,6 @@ class BlockCompiler {
  * holds for the rest.
  */
 export interface AccessGroup { id: number; first: boolean; dmin: number; span: number; qr: number; qw: number }
-
-/** A displacement as a signed number, or null when it does not fit in 32 bits. */
-function signedDisp(i: Insn): number | null {
-  if (i.dispHi === 0 && i.dispLo < 0x80000000) return i.dispLo;
-  if (i.dispHi === 0xffffffff && i.dispLo >= 0x80000000) return i.dispLo - 4294967296;
-  return null;
-}
 
 /** Groups of two or more accesses from what a compilation saw (seenAccess, seenWrites). */
 function planGroups(n: number, accesses: readonly ({ base: number; disp: number } | null)[], writes: readonly (Set<number> | undefined)[]): (AccessGroup | null)[] {
