@@ -20,6 +20,19 @@ function bytesHex(b: Uint8Array): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(' ');
 }
 
+/**
+ * Which of CMPS's two operands a CPU reads first is not architectural, and
+ * hosts differ: an AMD EPYC faults on DS:rSI when both would fault, an
+ * earlier CI host faulted on ES:rDI. Where both fault (each CPU's CR2 is one
+ * of the two addresses the instruction stopped at), either is right.
+ */
+function eitherCmpsOperand(c: PagedCase, exp: PagedOutput, got: PagedOutput): boolean {
+  if (!c.note.startsWith('cmps')) return false;
+  const mask = c.note.includes('a32=true') ? 0xffffffffn : 0xffffffffffffffffn;
+  const si = exp.regs[6] & mask, di = exp.regs[7] & mask;
+  return si !== di && (exp.cr2 === si || exp.cr2 === di) && (got.cr2 === si || got.cr2 === di);
+}
+
 export function diffPaged(c: PagedCase, exp: PagedOutput, got: PagedOutput): string[] {
   if (got.error !== undefined) return [`emulator threw: ${got.error}`];
   const out: string[] = [];
@@ -27,7 +40,7 @@ export function diffPaged(c: PagedCase, exp: PagedOutput, got: PagedOutput): str
   if (exp.fault !== null && exp.fault === got.fault && WITH_ERROR.has(exp.fault)) {
     const mask = exp.fault === 14 ? ~PF_USER : ~0;
     if ((exp.errorCode & mask) !== (got.errorCode & mask)) out.push(`error code: host ${hex(exp.errorCode)}, bzemu ${hex(got.errorCode)}`);
-    if (exp.fault === 14 && exp.cr2 !== got.cr2) out.push(`CR2: host ${hex(exp.cr2)}, bzemu ${hex(got.cr2)}`);
+    if (exp.fault === 14 && exp.cr2 !== got.cr2 && !eitherCmpsOperand(c, exp, got)) out.push(`CR2: host ${hex(exp.cr2)}, bzemu ${hex(got.cr2)}`);
   }
   if (exp.rip !== got.rip) out.push(`rip: host ${hex(exp.rip)}, bzemu ${hex(got.rip)}`);
   for (let r = 0; r < 16; r++) {

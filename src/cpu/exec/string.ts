@@ -130,12 +130,12 @@ function element(cpu: Cpu, i: Insn, kind: number, size: number, step: number): v
       return;
     }
     case CMPS: {
-      // ES:rDI is read first (the host CPU's #PF CR2 says so when both operands fault).
-      const b = cpu.readLinear(cpu.regLo[RDI], destHi(cpu, i), size);
-      const bHi = cpu.vHi;
+      // DS:rSI is read first, as AMD EPYC does (its #PF CR2 says so when both operands fault; the order is not architectural).
       sourceAddress(cpu, i);
       const a = cpu.readLinear(cpu.eaLo, cpu.eaHi, size);
-      sub(cpu, size, a, cpu.vHi, b, bHi, 0);
+      const aHi = cpu.vHi;
+      const b = cpu.readLinear(cpu.regLo[RDI], destHi(cpu, i), size);
+      sub(cpu, size, a, aHi, b, cpu.vHi, 0);
       advance(cpu, RSI, step, i);
       advance(cpu, RDI, step, i);
       return;
