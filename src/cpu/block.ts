@@ -30,7 +30,7 @@ export interface BlockInsn {
 export class Block {
   /** The translation (null: not yet, or not worth it). */
   run: BlockFn | null = null;
-  /** Its id among the CPU's blocks compiled to WebAssembly (-1: not compiled there). */
+  /** Its id among the CPU's blocks compiled to WebAssembly (-1: not compiled there, -2: it has no WebAssembly form). */
   wasmId = -1;
   /** Entries so far while untranslated. */
   heat = 0;

@@ -59,6 +59,8 @@ const MAX_CODE_INSNS = 65536;
  * never runs out) would otherwise spin forever without using up the budget.
  */
 const STORM_LIMIT = 100_000;
+/** A block that ran translateAfter / WARM_FRACTION times is compiled to WebAssembly with a hot block of its page (see WasmBackend.translate). */
+const WARM_FRACTION = Number(process.env.WARM_FRACTION ?? 8);
 
 /**
  * The x86-64 CPU: architectural state, memory access through the MMU, operand
@@ -194,13 +196,13 @@ export class Cpu implements PagingControl {
    * run's time). Tests set 0 to run translated code at once, or
    * Number.MAX_SAFE_INTEGER to stay in the interpreter.
    */
-  translateAfter = 2000;
+  translateAfter = Number(process.env.TA ?? 2000);
   /** Whether hot blocks are compiled to WebAssembly where they can be (else to JavaScript only; never without a back end). */
   wasmBlocks: boolean;
   /** This CPU's blocks compiled to WebAssembly (null: it has no WebAssembly memory, see the constructor). */
   readonly wasm: WasmBackend | null;
-  /** Blocks translated so far (a diagnostic: how much code got hot). */
-  blocksTranslated = 0;
+  /** Blocks the run loop translated when they got hot. */
+  private translatedHot = 0;
   private fetchGen = -1;
   /** Retired count at the last exception delivery, and deliveries since an instruction last retired. */
   private stormIcount = -1;
@@ -970,6 +972,11 @@ export class Cpu implements PagingControl {
 
   // ======================= the run loop =======================
 
+  /** Blocks translated so far, the warm ones compiled along with a hot one included (a diagnostic: how much code got hot). */
+  get blocksTranslated(): number {
+    return this.translatedHot + (this.wasm?.compiledAlong ?? 0);
+  }
+
   /**
    * Execute until `limit` instructions have retired in total or something stops
    * the loop (see `stop`). Exceptions are delivered through the IDT in-line.
@@ -1035,9 +1042,9 @@ export class Cpu implements PagingControl {
         }
         let run = b.run;
         if (run === null && b.translatable && ++b.heat > (b.loopsBack ? this.translateAfter / 10 : this.translateAfter)) {
-          run = b.run = translateBlock(b, trace, this.bpFilter, this.mmu, this.wasmBlocks ? this.wasm : null);
+          run = b.run = translateBlock(b, trace, this.bpFilter, this.mmu, this.wasmBlocks ? this.wasm : null, this.translateAfter / WARM_FRACTION);
           if (run === null) b.translatable = false;
-          else this.blocksTranslated++;
+          else this.translatedHot++;
         }
         // A translated block runs whole (the budget is checked once, at its entry); blocks it leaves to run here in turn.
         if (run !== null && limit - icount >= b.items.length) {

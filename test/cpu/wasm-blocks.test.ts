@@ -64,6 +64,14 @@ function agree(p: Program, budget = 1e6, prepare?: (mem: SparseMemory, cpu: Cpu)
 
 const M64 = 0xffffffff;
 
+/*
+ * Flags pending from one block read at the next block's entry, with the
+ * blocks in one region (the loop's second pass on runs inside WebAssembly):
+ * L0: cmp rax, rbx; jmp L1 | L1: setb dl; adc rsi, rdi; cmovl r8, r9; add r10, rdx; add rax, r11; sub rcx, 1; jne L0; hlt
+ */
+const CMP_READERS = [0x48, 0x39, 0xd8, 0xeb, 0x00, 0x0f, 0x92, 0xc2, 0x48, 0x11, 0xfe, 0x4d, 0x0f, 0x4c, 0xc1, 0x49, 0x01, 0xd2, 0x4c, 0x01, 0xd8,
+  0x48, 0x83, 0xe9, 0x01, 0x75, 0xe5, HLT];
+
 describe('WebAssembly blocks agree with the interpreter', () => {
   /*
    * Each Jcc decided in the block of the instruction that set the flags
@@ -117,13 +125,6 @@ describe('WebAssembly blocks agree with the interpreter', () => {
     expect(out.stop).toBe(1); // reached the HLT
   });
 
-  /*
-   * Flags pending from one block read at the next block's entry, with the
-   * blocks linked (the loop's second pass on runs inside WebAssembly):
-   * L0: cmp rax, rbx; jmp L1 | L1: setb dl; adc rsi, rdi; cmovl r8, r9; add r10, rdx; add rax, r11; sub rcx, 1; jne L0; hlt
-   */
-  const CMP_READERS = [0x48, 0x39, 0xd8, 0xeb, 0x00, 0x0f, 0x92, 0xc2, 0x48, 0x11, 0xfe, 0x4d, 0x0f, 0x4c, 0xc1, 0x49, 0x01, 0xd2, 0x4c, 0x01, 0xd8,
-    0x48, 0x83, 0xe9, 0x01, 0x75, 0xe5, HLT];
   it.each([
     ['rax climbing past rbx', [0, 0], [4, 0], [1, 0]],
     ['rax climbing past a negative rbx', [0xfffffffc, M64], [0, 0x80000000], [1, 0]],
@@ -196,5 +197,62 @@ describe('WebAssembly blocks agree with the interpreter', () => {
     expect(out.regs[RAX]).toBe(sum & 0xffffffffffffffffn);
     expect(cpu.wasm!.stops).toBeGreaterThan(0);
     expect(mem.arenaOffset(mem.pageData(DATA / 4096)!)).toBeGreaterThanOrEqual(0);
+  });
+});
+
+describe('regions: the blocks of a page in one WebAssembly function', () => {
+  /*
+   * Blocks compiled with the blocks of their page compiled before them
+   * (translateAfter 0: each block is compiled at its first entry, and the
+   * page's earlier ones join it), so these exits are branches inside one
+   * function, not returns to the dispatcher.
+   * L0: add rax, rcx; jmp L1 | L1: sub rcx, 1; jne L0 | hlt
+   */
+  const TWO_BLOCKS: Program = { code: [0x48, 0x01, 0xc8, 0xeb, 0x00, 0x48, 0x83, 0xe9, 0x01, 0x75, 0xf5, HLT], regs: [[RCX, 1000]] };
+  it('a loop of two blocks runs to its end inside its region', () => {
+    const { out, cpu } = agree(TWO_BLOCKS);
+    expect(out.regs[RAX]).toBe(500500n); // 1000 + 999 + ... + 1, architecturally
+    expect(out.icount).toBe(4001);
+    expect(cpu.wasm!.regions).toBeGreaterThan(0);
+  });
+  it.each([1, 2, 3, 4, 5, 6, 7, 9, 2001, 2002, 2003, 3999, 4000])('the loop of two blocks stopped by the budget after %i instructions', (budget) => {
+    const { out } = agree(TWO_BLOCKS, budget);
+    expect(out.icount).toBe(budget);
+  });
+
+  // L0: mov rdx, [rbx]; jmp L1 | L1: add rbx, 0x1000; sub rcx, 1; jne L0 | hlt, RBX walking past the 32 MiB identity map
+  it('a page fault in a block entered from another block of its region', () => {
+    const { out, cpu } = agree({
+      code: [0x48, 0x8b, 0x13, 0xeb, 0x00, 0x48, 0x81, 0xc3, 0x00, 0x10, 0x00, 0x00, 0x48, 0x83, 0xe9, 0x01, 0x75, 0xee, HLT],
+      regs: [[RBX, 0x2000000 - 0x3000], [RCX, 100]],
+    });
+    expect(out.stop).toBe(2); // no IDT: the #PF ends in a triple fault
+    expect(out.regs[RBX]).toBe(0x2000000n);
+    expect(cpu.wasm!.regions).toBeGreaterThan(0);
+  });
+
+  it('CMP flags pending from one member are read at the next member\'s entry', () => {
+    const { cpu } = agree({ code: CMP_READERS, regs: [[RAX, 0], [RBX, 4], [11, 1], [RCX, 8], [RSI, M64, M64], [RDI, 0], [R8, 11], [R9, 22]] });
+    expect(cpu.wasm!.regions).toBeGreaterThan(0);
+  });
+
+  it('a breakpoint added after its blocks were compiled into a region stops there', () => {
+    const outcomes = (['wasm', 'interpreter'] as const).map((mode) => {
+      const mem = new SparseMemory(64 << 20, { kind: 'byte', value: 0xcc });
+      const cpu = identityMappedCpu(mem);
+      cpu.translateAfter = mode === 'wasm' ? 0 : Number.MAX_SAFE_INTEGER;
+      cpu.regLo[RCX] = 1000;
+      cpu.rflags = 0x2;
+      mem.writeBytes(CODE, Uint8Array.from(TWO_BLOCKS.code));
+      cpu.ripLo = CODE;
+      cpu.run(2001);
+      if (mode === 'wasm') expect(cpu.wasm!.regions).toBeGreaterThan(0);
+      cpu.addBreakpoint(CODE + 5); // L1
+      cpu.run(1e6);
+      return cpuOutcome(cpu, mem, DATA, 16);
+    });
+    expect(outcomes[0]).toEqual(outcomes[1]);
+    expect(outcomes[0].stop).toBe(3); // Stop.Breakpoint
+    expect(outcomes[0].rip).toBe(CODE + 5);
   });
 });

@@ -6,7 +6,7 @@ import { JCC, successor, type Block, type BlockFn, type BlockInsn } from '../blo
 import { blockHashConstants, repeatHash, type TraceRing } from '../trace.js';
 import type { Mmu } from '../mmu.js';
 import { fillLoop, fillLoopSource } from './fill-loop.js';
-import type { WasmBackend } from './wasm-backend.js';
+import type { WarmBlock, WasmBackend } from './wasm-backend.js';
 import { conditionSource, DROP, groupable, imulFlags, inlineSource, materialize, signedDisp, STATE, SYNC, type AccessGroup, type Inline } from './inline-code.js';
 
 /*
@@ -152,6 +152,35 @@ function planGroups(items: readonly BlockInsn[], plainCode: readonly (Inline | n
   return out;
 }
 
+/** Whether translation gains anything over the run loop: not for a lone instruction without inline code. */
+function worthTranslating(block: Block): boolean {
+  const items = block.items;
+  return items.length > 0 && !(items.length === 1 && !hasInlineForm(items[0]));
+}
+
+/** A fill loop keeps its bulk path in JavaScript. */
+function isFillLoop(block: Block, bpFilter: Uint8Array): boolean {
+  return jumpsBackToStart(block, bpFilter) && fillLoop(block.items) !== null;
+}
+
+/**
+ * The other blocks of the block's page, current and not translated, that
+ * ran at least `warmAfter` times (a tenth of that for loops): compiled with
+ * it, they need not each become hot (and be compiled) on their own.
+ */
+function warmBlocks(block: Block, bpFilter: Uint8Array, warmAfter: number): WarmBlock[] {
+  const out: WarmBlock[] = [];
+  if (warmAfter === Infinity) return out;
+  const page = block.page;
+  for (const b of page.blocks) {
+    if (b === undefined || b === block || b.run !== null || !b.translatable || b.wasmId !== -1 || b.gen !== block.gen || b.hi !== block.hi) continue;
+    if (b.heat < (b.loopsBack ? warmAfter / 10 : warmAfter) || page.blockAt(b.lo & 0xfff) !== b) continue;
+    if (!worthTranslating(b) || isFillLoop(b, bpFilter)) continue;
+    out.push({ block: b, selfLoop: jumpsBackToStart(b, bpFilter) });
+  }
+  return out;
+}
+
 type Factory = (
   insns: readonly Insn[], handlers: readonly Handler[], parity: Uint8Array,
   materialize: (cpu: Cpu, flags: number, kind: number, a: number, ah: number, b: number, bh: number) => number,
@@ -165,16 +194,13 @@ type Factory = (
  * `hi`) into a block function (null for a lone instruction without inline
  * code). The trace ring is the CPU's own.
  */
-export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Array, mmu: Mmu, wasm: WasmBackend | null = null): BlockFn | null {
+export function translateBlock(block: Block, trace: TraceRing, bpFilter: Uint8Array, mmu: Mmu, wasm: WasmBackend | null = null, warmAfter = Infinity): BlockFn | null {
   const items = block.items, hi = block.hi;
-  if (items.length === 0 || (items.length === 1 && !hasInlineForm(items[0]))) return null; // nothing to gain over the run loop
-  if (wasm !== null) {
-    // WebAssembly where every instruction but the last has a form there; a fill loop keeps its bulk path.
-    const loops = jumpsBackToStart(block, bpFilter);
-    if (!(loops && fillLoop(items) !== null)) {
-      const fn = wasm.translate(block, bpFilter, loops);
-      if (fn !== null) return fn;
-    }
+  if (!worthTranslating(block)) return null;
+  if (wasm !== null && !isFillLoop(block, bpFilter)) {
+    // WebAssembly where every instruction but the last has a form there, with the warm blocks of the page.
+    const fn = wasm.translate(block, bpFilter, jumpsBackToStart(block, bpFilter), warmBlocks(block, bpFilter, warmAfter));
+    if (fn !== null) return fn;
   }
   const n = items.length;
   // Which instructions are inline, and which of those set all arithmetic flags.

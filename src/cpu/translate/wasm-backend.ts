@@ -4,7 +4,8 @@ import { Operand, type Handler, type Insn } from '../insn.js';
 import { successor, type Block, type BlockFn } from '../block.js';
 import { blockHashConstants, hashStep, type TraceRing } from '../trace.js';
 import type { WasmArena } from '../../memory/wasm-arena.js';
-import { compileBlock, dispatcherBody, settleBody, WORD, type ArenaLayout } from './wasm-block.js';
+import type { CodePage } from '../code-page.js';
+import { compileRegion, dispatcherBody, planBlock, settleBody, WORD, type ArenaLayout, type RegionMember } from './wasm-block.js';
 import { dispatcherModuleBytes } from './wasm-emitter.js';
 
 /*
@@ -17,6 +18,16 @@ import { dispatcherModuleBytes } from './wasm-emitter.js';
  * JavaScript blocks hand on their successor (same page, no possible
  * breakpoint, translated): blocks die with their code page, so a link never
  * outlives either end.
+ *
+ * Blocks are compiled a code page at a time: when one gets hot, it is
+ * compiled with the blocks of its page that are warm (they will be hot
+ * soon) and those compiled before, as one region (wasm-block.ts): one
+ * function in which exits from member to member are branches, on the same
+ * terms as links, and one module, compiled once for all of them. The table
+ * starts each member's id in the region. A page is compiled again like this
+ * at most MAX_REGION_BUILDS times; after that, blocks that get hot there are
+ * compiled on their own (with the warm ones) and reach the region's blocks
+ * by links. Regions die with their page as blocks do.
  *
  * From the run loop a compiled block is a block function like any other: it
  * puts the CPU's retired count, hash, RFLAGS, budget and ring position into
@@ -37,6 +48,19 @@ interface CompiledBlock {
   linkable: [boolean, boolean];
   /** The exits' links in the arena (-1: none yet). */
   links: Int32Array;
+  /** What its compilation decided, for regions. */
+  member: RegionMember;
+}
+
+/** Regions a page gets at most (each one a compilation of all its blocks). */
+const MAX_REGION_BUILDS = 4;
+/** Members a region has at most. */
+const MAX_REGION_MEMBERS = 400;
+
+/** A block not compiled yet that may be compiled with a hot one of its page, and whether its closing jump may loop inside. */
+export interface WarmBlock {
+  block: Block;
+  selfLoop: boolean;
 }
 
 type Dispatch = (id: number) => number;
@@ -44,6 +68,7 @@ type Dispatch = (id: number) => number;
 export class WasmBackend {
   private readonly table = new WebAssembly.Table({ element: 'anyfunc', initial: 64 });
   private dispatch: Dispatch | null = null;
+  /** The dispatcher module's `settle`, which compiled blocks import. */
   private settle: (() => void) | null = null;
   private readonly compiled: (CompiledBlock | undefined)[] = [];
   private readonly i32: Int32Array;
@@ -51,6 +76,12 @@ export class WasmBackend {
   /** Blocks whose WebAssembly stopped before an instruction, and blocks compiled (diagnostics). */
   stops = 0;
   blocks = 0;
+  regions = 0;
+  /** Warm blocks compiled along with a hot one. */
+  compiledAlong = 0;
+  /** The compiled blocks of each code page, by id, and how many regions it had. */
+  private readonly pageBlocks = new WeakMap<CodePage, number[]>();
+  private readonly regionBuilds = new WeakMap<CodePage, number>();
 
   constructor(private readonly arena: WasmArena, private readonly layout: ArenaLayout, private readonly trace: TraceRing) {
     const buffer = arena.memory.buffer;
@@ -59,41 +90,89 @@ export class WasmBackend {
   }
 
   /**
-   * The block as a block function running compiled WebAssembly, or null when
-   * it has an instruction (other than its last) without a WebAssembly form.
-   * `selfLoop`: its closing jump goes back to its start and may loop inside.
+   * The hot block as a block function running compiled WebAssembly, or null
+   * when it has an instruction (other than its last) without a WebAssembly
+   * form; `warm` blocks of its page are compiled with it where they can be
+   * (their `run` is set here). `selfLoop`: its closing jump goes back to its
+   * start and may loop inside.
    */
-  translate(block: Block, bpFilter: Uint8Array, selfLoop: boolean): BlockFn | null {
+  translate(block: Block, bpFilter: Uint8Array, selfLoop: boolean, warm: readonly WarmBlock[] = []): BlockFn | null {
+    if (block.wasmId === -2) return null;
+    const hot = this.prepare(block, bpFilter, selfLoop);
+    if (hot === null) return null;
+    const fresh = [hot];
+    for (const w of warm) {
+      if (w.block === block || w.block.wasmId !== -1) continue;
+      const c = this.prepare(w.block, bpFilter, w.selfLoop);
+      if (c !== null) fresh.push(c);
+    }
+    const page = block.page, builds = this.regionBuilds.get(page) ?? 0;
+    // The page's blocks compiled before and still current join while the page may have another region.
+    const earlier = builds >= MAX_REGION_BUILDS ? [] : (this.pageBlocks.get(page) ?? []).map((i) => this.compiled[i]!)
+      .filter((c) => page.blockAt(c.block.lo & 0xfff) === c.block && c.block.gen === block.gen && c.block.hi === block.hi);
+    for (const c of fresh) c.member.place.id = this.trace.register(c.addrs);
+    const members = [...fresh, ...earlier].slice(0, MAX_REGION_MEMBERS);
+    const index = new Map<Block, number>(members.map((c, j) => [c.block, j]));
+    const specs = members.map((c): RegionMember => {
+      const m = c.member, items = c.block.items, last = items[items.length - 1];
+      const targets = [m.closing?.taken ?? -1, last.lo + last.insn.len];
+      const intra = [0, 1].map((e) => {
+        const t = c.linkable[e] ? page.blockAt(targets[e] & 0xfff) : undefined;
+        return t !== undefined && t.lo === targets[e] ? (index.get(t) ?? -1) : -1;
+      });
+      return { ...m, intra: [intra[0], intra[1]] };
+    });
+    const bytes = compileRegion(specs, this.layout);
+    if (bytes === null) return null;
+    if (this.settle === null) this.makeDispatcher();
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { m: { mem: this.arena.memory, settle: this.settle! } });
+    if (members.length > 1) {
+      this.regions++;
+      this.regionBuilds.set(page, builds + 1);
+    }
+    const onPage = this.pageBlocks.get(page) ?? [];
+    this.pageBlocks.set(page, onPage);
+    for (const c of fresh) {
+      const id = c.member.place.id;
+      this.compiled[id] = c;
+      c.block.wasmId = id;
+      onPage.push(id);
+      this.blocks++;
+      if (c !== hot) {
+        c.block.run = this.blockFn(id);
+        this.compiledAlong++;
+      }
+    }
+    const need = Math.max(...fresh.map((c) => c.member.place.id)) + 1;
+    if (need > this.table.length) this.table.grow(Math.max(need - this.table.length, this.table.length));
+    members.forEach((c, j) => this.table.set(c.member.place.id, instance.exports[members.length > 1 ? `e${j}` : 'f'] as (...args: unknown[]) => unknown));
+    return this.blockFn(hot.member.place.id);
+  }
+
+  private blockFn(id: number): BlockFn {
+    return (cpu: Cpu, limit: number): Block | null => this.enter(cpu, limit, id);
+  }
+
+  /** A block's record for compiling: its plan (planBlock), links and exits; null when it has no WebAssembly form. Its id comes when it is compiled. */
+  private prepare(block: Block, bpFilter: Uint8Array, selfLoop: boolean): CompiledBlock | null {
     const items = block.items, n = items.length, hi = block.hi, start = block.lo;
     const addrs = Uint32Array.from(items, (item) => item.lo);
     const hash = blockHashConstants(addrs, hi);
-    // The block's constants (pow, sum per k) and its two links, in the arena.
-    const place = this.arena.alloc(8 * (n + 1) + 8, 8);
-    const words = new Int32Array(place.buffer, place.offset, 2 * (n + 1) + 2);
-    for (let k = 0; k <= n; k++) {
-      words[2 * k] = hash.pow[k];
-      words[2 * k + 1] = hash.sum[k];
+    const place = this.arena.alloc(8, 4);
+    const links = new Int32Array(place.buffer, place.offset, 2).fill(-1);
+    const plan = planBlock(block, this.layout, { id: 0, links: place.offset }, hash, selfLoop);
+    if (plan === null) {
+      block.wasmId = -2;
+      return null;
     }
-    const links = words.subarray(2 * (n + 1));
-    links.fill(-1);
-    const id = this.trace.register(addrs);
-    const result = compileBlock(block, this.layout, { id, constants: place.offset, links: place.offset + 8 * (n + 1) }, hash, selfLoop);
-    if (result === null) return null;
-    if (this.settle === null) this.makeDispatcher();
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(result.bytes), { m: { mem: this.arena.memory, settle: this.settle! } });
-    if (id >= this.table.length) this.table.grow(Math.max(id + 1 - this.table.length, this.table.length));
-    this.table.set(id, instance.exports.f as (...args: unknown[]) => unknown);
     /** An exit to tLo may be linked: same page, no possible breakpoint there (translate-block.ts's leaveTo). */
     const linkable = (tLo: number): boolean => Math.floor(tLo / 4096) === Math.floor(start / 4096) && !(hi === 0 && bpFilter[tLo & 0xffff] !== 0);
     const last = items[n - 1];
     const insns = items.map((item) => item.insn);
-    this.compiled[id] = {
-      block, insns, handlers: insns.map((i) => i.exec), addrs, count: result.count, links,
-      linkable: [result.closing !== null && linkable(result.closing.taken), linkable(last.lo + last.insn.len)],
+    return {
+      block, insns, handlers: insns.map((i) => i.exec), addrs, count: plan.count, links, member: plan.member,
+      linkable: [plan.member.closing !== null && linkable(plan.member.closing.taken), linkable(last.lo + last.insn.len)],
     };
-    block.wasmId = id;
-    this.blocks++;
-    return (cpu: Cpu, limit: number): Block | null => this.enter(cpu, limit, id);
   }
 
   /** Run block `id` and what it chains to; then what the run loop needs (see the comment at the top). */

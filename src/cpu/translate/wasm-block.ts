@@ -6,7 +6,7 @@ import { CONDITIONAL_FORMS, LEA_FORMS, MOVSX_FORMS, MOVZX_FORMS, MOV_FORMS } fro
 import { NO_EFFECT } from '../exec/system.js';
 import { JCC, type Block } from '../block.js';
 import { TLB_MASK } from '../mmu.js';
-import { blockModuleBytes, FunctionBody, Op, ValType } from './wasm-emitter.js';
+import { blockModuleBytes, FunctionBody, Op, regionModuleBytes, ValType } from './wasm-emitter.js';
 import { groupable, signedDisp } from './inline-code.js';
 
 /*
@@ -213,40 +213,77 @@ export interface ArenaLayout {
   ringMask: number;
 }
 
-/** A block's own place: its id (trace ring and table), its hash constants (pow, sum int32 pairs for k = 0..n) and its two exit links (int32). */
+/** A block's own place: its id (trace ring and table), and in the arena its two exit links (int32 each). */
 export interface BlockPlace {
   id: number;
-  constants: number;
   links: number;
 }
 
+/** An access group's shape as planned (see AccessGroup), before a compilation gives it locals. */
+export type GroupShape = Pick<AccessGroup, 'id' | 'first' | 'dmin' | 'span'>;
+
+/**
+ * A compiled block as a member of a region: what its first compilation
+ * decided (so that every compilation of it runs the same instructions
+ * itself and stops at the same places), and where its exits go.
+ */
+export interface RegionMember {
+  block: Block;
+  place: BlockPlace;
+  /** The block's trace hash constants (blockHashConstants). */
+  hash: { pow: Int32Array; sum: Int32Array };
+  /** Its closing jump goes back to its start and may loop inside. */
+  selfLoop: boolean;
+  closing: Closing | null;
+  /** Whether the last instruction (not a closing branch) has a form of its own here. */
+  runsLast: boolean;
+  groups: readonly (GroupShape | null)[];
+  /** Per exit (0 taken, 1 fall-through): the member it goes on to inside the region, or -1 (it leaves). */
+  intra: [number, number];
+}
+
 class BlockCompiler {
-  private readonly f = new FunctionBody([]);
+  private readonly f: FunctionBody;
+  // Function-wide: the CPU state the code works on (loaded at entry, stored at the one way out).
   private readonly fl: number;
+  private readonly pk: number;
+  private readonly h: number;
   private readonly ic: number;
   private readonly ic0: number;
-  private readonly h: number;
-  private readonly done: number;
-  private readonly exitKind: number;
-  private readonly rip: number;
-  private readonly pk: number;
+  private readonly limit: number;
+  private readonly entries: number;
+  private readonly cur: number;
+  /** What the way out stores: the return value, the block that returned, RIP, exit kind, the stop index. */
+  private readonly retv: number;
+  private readonly lastId: number;
+  private readonly ripv: number;
+  private readonly exitv: number;
+  private readonly stopv: number;
   private readonly regs: number[] = [];
   private readonly used = new Set<number>();
   private readonly written = new Set<number>();
   private readonly fa: number; private readonly fb: number; private readonly fr: number; private readonly fc: number;
   private readonly ea: number; private readonly t: number; private readonly lo: number; private readonly hi: number; private readonly slot: number; private readonly addr: number;
   private readonly m: number; private readonly x: number; private readonly y: number; private readonly c: number;
-  /** The flags' state: as the arena had it at entry, exact in fl (null), or pending in the locals. */
+  // The member being compiled.
+  private member!: RegionMember;
+  private block!: Block;
+  /**
+   * The flags' state: as the member found them (locals pk, fl and the
+   * pending operands: 'entry'), exact in fl (null), or pending with a kind
+   * known here.
+   */
   private pending: Pending | null | 'entry' = 'entry';
   /** The instruction being compiled (its index is where a stop resumes). */
   private k = 0;
 
-  constructor(private readonly block: Block, private readonly layout: ArenaLayout, private readonly place: BlockPlace,
-    /** The block's trace hash constants (blockHashConstants). */
-    private readonly hash: { pow: Int32Array; sum: Int32Array }) {
-    const f = this.f;
+  /** `region`: the function takes the member to start at (i32), else it is one block's, () -> i32. */
+  constructor(private readonly layout: ArenaLayout, readonly region: boolean) {
+    const f = this.f = new FunctionBody(region ? [ValType.I32] : []);
+    this.cur = region ? 0 : f.local(ValType.I32);
     this.fl = f.local(ValType.I32); this.h = f.local(ValType.I32); this.ic = f.local(ValType.F64); this.ic0 = f.local(ValType.F64);
-    this.done = f.local(ValType.I32); this.exitKind = f.local(ValType.I32); this.rip = f.local(ValType.I32); this.pk = f.local(ValType.I32);
+    this.limit = f.local(ValType.F64); this.entries = f.local(ValType.I32); this.pk = f.local(ValType.I32);
+    this.retv = f.local(ValType.I32); this.lastId = f.local(ValType.I32); this.ripv = f.local(ValType.I32); this.exitv = f.local(ValType.I32); this.stopv = f.local(ValType.I32);
     for (let r = 0; r < 16; r++) this.regs.push(f.local(ValType.I64));
     this.fa = f.local(ValType.I64); this.fb = f.local(ValType.I64); this.fr = f.local(ValType.I64);
     this.ea = f.local(ValType.I64); this.t = f.local(ValType.I64); this.m = f.local(ValType.I64); this.x = f.local(ValType.I64); this.y = f.local(ValType.I64);
@@ -289,14 +326,21 @@ class BlockCompiler {
 
   /**
    * Flags are about to be read or partly changed: make RFLAGS exact. Pending
-   * flags of a kind known here are materialised in place; those a block
-   * found at its entry (the state 'entry') by the dispatcher's settle.
+   * flags of a kind known here are materialised in place; those the member
+   * found at its entry (the state 'entry', kind in pk) by the dispatcher's
+   * settle, through the arena, when there are any.
    */
   private settle(): void {
-    const p = this.pending;
+    const p = this.pending, f = this.f;
     if (p === 'entry') {
-      this.f.op(Op.Call, 0).i32(0).mem(Op.I32Load, this.layout.regAddress + WORD.rflags).set(this.fl);
-    } else if (p !== null) materialize(this.f, p, this.flagLocals);
+      const at = this.layout.regAddress;
+      f.get(this.pk);
+      f.open(Op.If, 'pending');
+      f.i32(0).get(this.fl).mem(Op.I32Store, at + WORD.rflags);
+      this.storePending();
+      f.op(Op.Call, 0).i32(0).mem(Op.I32Load, at + WORD.rflags).set(this.fl).i32(0).set(this.pk);
+      f.close();
+    } else if (p !== null) materialize(f, p, this.flagLocals);
     this.pending = null;
   }
 
@@ -304,10 +348,10 @@ class BlockCompiler {
     return { fl: this.fl, fa: this.fa, fb: this.fb, fr: this.fr, fc: this.fc, x: this.x, t: this.t };
   }
 
-  /** The flags state the epilogue leaves in the arena: -1 as found at the entry, 0 exact, else the pending kind. */
+  /** The flags state into pk, where code compiled later (a member's next pass, another member, the way out) finds it. */
   private exitFlags(): void {
     const p = this.pending;
-    this.f.i32(p === 'entry' ? -1 : p === null ? 0 : pendingCode(p)).set(this.pk);
+    if (p !== 'entry') this.f.i32(p === null ? 0 : pendingCode(p)).set(this.pk);
   }
 
   /**
@@ -369,16 +413,55 @@ class BlockCompiler {
     if (cc % 2 === 0) f.op(Op.I32Eqz);
   }
 
-  /** Leave the function before instruction k: flags made exact, the rest done by the epilogue. */
-  private stop(): void {
-    this.exitFlags();
-    this.f.i32(this.k).set(this.done).i32(-2).set(this.exitKind).br('exit');
+  /** `done` more instructions of the member retire: the hash and the count (the ring entry comes with ringEntry). */
+  private retire(done: number): void {
+    if (done === 0) return;
+    const f = this.f, pow = this.member.hash.pow[done], sum = this.member.hash.sum[done];
+    f.get(this.h).i32(pow).op(Op.I32Mul).i32(sum).op(Op.I32Add).set(this.h);
+    f.get(this.ic).f64(done).op(Op.F64Add).set(this.ic);
   }
 
-  /** Leave after `done` more instructions by exit `kind` (0 taken, 1 fall-through) for RIP `target`. */
-  private leave(done: number, kind: number, target: number): void {
+  /** One trace ring entry for what the member retired since its entry (ic - ic0): `known` says whether that is more than nothing. */
+  private ringEntry(known: boolean): void {
+    const f = this.f, L = this.layout;
+    if (!known) {
+      f.get(this.ic).get(this.ic0).op(Op.F64Gt);
+      f.open(Op.If, 'retired');
+    }
+    f.get(this.entries).i32(L.ringMask).op(Op.I32And).set(this.slot);
+    f.get(this.slot).i32(2).op(Op.I32Shl).i32(this.member.place.id).mem(Op.I32Store, L.ringIds);
+    f.get(this.slot).i32(2).op(Op.I32Shl).i32(this.block.hi | 0).mem(Op.I32Store, L.ringHi);
+    f.get(this.slot).i32(3).op(Op.I32Shl).get(this.ic).get(this.ic0).op(Op.F64Sub).mem(Op.F64Store, L.ringCount);
+    f.get(this.entries).i32(1).op(Op.I32Add).set(this.entries);
+    if (!known) f.close();
+  }
+
+  /** Leave the function before instruction k, which runs by its handler (the back end's stop path). */
+  private stop(): void {
+    const f = this.f, k = this.k;
     this.exitFlags();
-    this.f.i32(done).set(this.done).i32(kind).set(this.exitKind).i32(target).set(this.rip).br('exit');
+    this.retire(k);
+    if (k > 0 || this.member.selfLoop) this.ringEntry(k > 0);
+    f.i32(this.member.place.id).set(this.lastId).i32(k).set(this.stopv).i32(-2).set(this.retv).br('out');
+  }
+
+  /**
+   * Retire `done` more instructions and leave by exit `kind` (0 taken, 1
+   * fall-through) for RIP `target`: on to another member of the region, or
+   * out of the function with the block linked there (or -1).
+   */
+  private leave(done: number, kind: number, target: number): void {
+    const f = this.f, member = this.member;
+    this.exitFlags();
+    this.retire(done);
+    this.ringEntry(true);
+    const next = member.intra[kind];
+    if (next >= 0) {
+      f.i32(next).set(this.cur).br('dispatch');
+      return;
+    }
+    f.i32(member.place.id).set(this.lastId).i32(target).set(this.ripv).i32(kind).set(this.exitv);
+    f.i32(0).mem(Op.I32Load, member.place.links + 4 * kind).set(this.retv).br('out');
   }
 
   // ---- memory ----
@@ -859,11 +942,6 @@ class BlockCompiler {
     this.setReg(d, 8);
   }
 
-  /**
-   * The whole function: instructions 0..n-2 (or n-1), then the closing
-   * branch or fall-through, the exit epilogue. Null when an instruction has
-   * no WebAssembly form.
-   */
   /** Instructions compiled (the rest, at most the last, runs by its handler). */
   count = 0;
   /** Per instruction: the access group its memory operand belongs to (null: none, or not planned yet). */
@@ -881,65 +959,37 @@ class BlockCompiler {
     this.seenAccess[this.k] = groupable(i) ? { base: i.memBase, disp: signedDisp(i)! } : null;
   }
 
-  /** Use access groups planned from another compilation's seenAccess/seenWrites (see planGroups). */
-  usePlan(plan: (AccessGroup | null)[]): void {
-    this.plan = plan;
-    for (const g of plan) {
-      if (g !== null && g.first) {
-        g.qr = this.f.local(ValType.I32);
-        g.qw = this.f.local(ValType.I32);
-      }
-    }
-    // Members share their group's locals.
-    for (const g of plan) {
-      if (g !== null && !g.first) {
-        const head = plan.find((h) => h !== null && h.first && h.id === g.id)!;
-        g.qr = head.qr;
-        g.qw = head.qw;
-      }
-    }
+  /** Access groups for the member about to be compiled, each with locals of its own (members share a group's). */
+  private usePlan(shapes: readonly (GroupShape | null)[]): void {
+    const heads = new Map<number, AccessGroup>();
+    this.plan = shapes.map((g) => {
+      if (g === null) return null;
+      let head = heads.get(g.id);
+      if (head === undefined) heads.set(g.id, (head = { ...g, qr: this.f.local(ValType.I32), qw: this.f.local(ValType.I32) }));
+      return { ...g, qr: head.qr, qw: head.qw };
+    });
   }
 
-  build(selfLoop: boolean, closing: Closing | null, runsLast: boolean): Uint8Array<ArrayBuffer> | null {
-    const f = this.f, items = this.block.items, n = items.length;
-    const last = items[n - 1];
-    const next = last.lo + last.insn.len;
+  /**
+   * The whole function: the members one after another (a region starts at
+   * the one its argument names and goes from member to member by a branch
+   * table), then the one way out. Null when an instruction has no
+   * WebAssembly form.
+   */
+  build(members: readonly RegionMember[]): Uint8Array<ArrayBuffer> | null {
+    const f = this.f, region = this.region;
     try {
-      f.open(Op.Block, 'exit');
-      f.open(Op.Loop, 'top');
-      const compiled = this.count = closing !== null || !runsLast ? n - 1 : n;
-      for (let k = 0; k < compiled; k++) {
-        this.k = k;
-        const { insn, lo } = items[k];
-        this.compile(insn, lo + insn.len, this.block.hi);
+      f.open(Op.Block, 'out');
+      f.open(Op.Loop, 'dispatch');
+      if (region) {
+        for (let j = members.length - 1; j >= 0; j--) f.open(Op.Block, `m${j}`);
+        f.get(this.cur).brTable(members.map((_, j) => `m${j}`), 'out');
       }
-      this.k = n - 1;
-      if (closing === null && !runsLast) {
-        // The last instruction runs by its handler (the back end's stop path).
-        this.stop();
-      } else if (closing === null) {
-        this.leave(n, 1, next);
-      } else {
-        const taken = (): void => {
-          if (selfLoop) {
-            // The next pass starts as the first did, with the flags state in the arena.
-            this.storePending();
-            // A pass retires here; another follows when the budget has room for it.
-            const { pow, sum } = this.constants(n);
-            f.get(this.h).i32(pow).op(Op.I32Mul).i32(sum).op(Op.I32Add).set(this.h);
-            f.get(this.ic).f64(n).op(Op.F64Add).tee(this.ic).f64(n).op(Op.F64Add).i32(0).mem(Op.F64Load, this.layout.regAddress + WORD.limit).op(Op.F64Le).brIf('top');
-            this.leave(0, 0, closing.taken);
-          } else this.leave(n, 0, closing.taken);
-        };
-        if (closing.cc === 0) taken();
-        else {
-          this.conditionNow(closing.cc);
-          f.open(Op.If, 'taken');
-          taken();
-          f.close();
-          this.leave(n, 1, next);
-        }
-      }
+      members.forEach((member, j) => {
+        if (region) f.close();
+        this.compileMember(member);
+        if (!region && j === 0) f.br('out'); // (every path branched already; the loop needs no fall-through)
+      });
       f.close();
       f.close();
     } catch (e) {
@@ -947,78 +997,113 @@ class BlockCompiler {
       throw e;
     }
     this.epilogue();
-    f.prefix = this.prologue(n);
-    return blockModuleBytes(f);
+    f.prefix = this.prologue();
+    return region ? regionModuleBytes(f, members.length) : blockModuleBytes(f);
   }
 
-  /** The hash constants (pow, sum) for k instructions of this block. */
-  private constants(k: number): { pow: number; sum: number } {
-    return { pow: this.hash.pow[k], sum: this.hash.sum[k] };
+  /**
+   * One member: the budget check at its entry, instructions 0..n-2 (or n-1), then the closing branch
+   * or fall-through. It starts with the flags as whatever came before left
+   * them (the state 'entry').
+   */
+  private compileMember(member: RegionMember): void {
+    const f = this.f, block = member.block, items = block.items, n = items.length;
+    this.member = member;
+    this.block = block;
+    this.pending = 'entry';
+    this.usePlan(member.groups);
+    const last = items[n - 1];
+    const next = last.lo + last.insn.len;
+    const { closing, runsLast, selfLoop } = member;
+    // No room in the budget for the whole block: leave before it (the run loop takes over at its start).
+    f.get(this.ic).tee(this.ic0).f64(n).op(Op.F64Add).get(this.limit).op(Op.F64Gt);
+    f.open(Op.If, 'full');
+    f.i32(-1).set(this.lastId).i32(block.lo | 0).set(this.ripv).i32(-1).set(this.retv).br('out');
+    f.close();
+    if (selfLoop) f.open(Op.Loop, 'top');
+    const compiled = this.count = closing !== null || !runsLast ? n - 1 : n;
+    for (let k = 0; k < compiled; k++) {
+      this.k = k;
+      const { insn, lo } = items[k];
+      this.compile(insn, lo + insn.len, block.hi);
+    }
+    this.k = n - 1;
+    if (closing === null && !runsLast) {
+      this.stop(); // the last instruction runs by its handler
+    } else if (closing === null) {
+      this.leave(n, 1, next);
+    } else {
+      const taken = (): void => {
+        if (selfLoop) {
+          // A pass retires here; another follows (flags as this one left them) when the budget has room for it.
+          this.exitFlags();
+          this.retire(n);
+          this.pending = 'entry';
+          f.get(this.ic).f64(n).op(Op.F64Add).get(this.limit).op(Op.F64Le).brIf('top');
+          this.leave(0, 0, closing.taken);
+        } else this.leave(n, 0, closing.taken);
+      };
+      if (closing.cc === 0) taken();
+      else {
+        this.conditionNow(closing.cc);
+        f.open(Op.If, 'taken');
+        const before = this.pending;
+        taken();
+        this.pending = before;
+        f.close();
+        this.leave(n, 1, next);
+      }
+    }
+    if (selfLoop) f.close();
   }
 
-  /** Entry: no room in the budget for the whole block returns -1 at once; else the state it works on, from the arena. */
-  private prologue(n: number): number[] {
+  /** Entry: the state the code works on, from the arena. */
+  private prologue(): number[] {
     const p = new FunctionBody([]), at = this.layout.regAddress;
-    p.i32(0).mem(Op.F64Load, at + WORD.icount).tee(this.ic).tee(this.ic0).f64(n).op(Op.F64Add).i32(0).mem(Op.F64Load, at + WORD.limit).op(Op.F64Gt);
-    p.open(Op.If, 'full');
-    p.i32(0).i32(-1).mem(Op.I32Store, at + WORD.lastBlock).i32(-1).op(Op.Return);
-    p.close();
+    p.i32(0).mem(Op.F64Load, at + WORD.icount).set(this.ic);
+    p.i32(0).mem(Op.F64Load, at + WORD.limit).set(this.limit);
     p.i32(0).mem(Op.I32Load, at + WORD.rflags).set(this.fl);
     p.i32(0).mem(Op.I32Load, at + WORD.hash).set(this.h);
+    p.i32(0).mem(Op.I32Load, at + WORD.entries).set(this.entries);
+    p.i32(0).mem(Op.I32Load, at + WORD.pendingKind).tee(this.pk);
+    p.open(Op.If, 'pending');
+    p.i32(0).mem(Op.I64Load, at + WORD.pendingA).set(this.fa);
+    p.i32(0).mem(Op.I64Load, at + WORD.pendingB).set(this.fb);
+    p.i32(0).mem(Op.I64Load, at + WORD.pendingResult).set(this.fr);
+    p.i32(0).mem(Op.I32Load, at + WORD.pendingCarry).set(this.fc);
+    p.close();
     for (const r of [...this.used].sort((a, b) => a - b)) p.i32(0).mem(Op.I64Load, at + WORD.reg64 + 8 * r).set(this.regs[r]);
     return p.code;
   }
 
-  /** The flags state now into the arena (a self-loop's next pass reads it as its entry state). */
+  /** The pending flags (kind pk, nonzero) into the arena. */
   private storePending(): void {
-    this.exitFlags();
-    this.storePendingFrom(this.pk);
-  }
-
-  /** Code storing the flags state whose kind is in local `kind` (see exitFlags). */
-  private storePendingFrom(kind: number): void {
     const f = this.f, at = this.layout.regAddress;
-    f.get(kind).i32(0).op(Op.I32GeS);
-    f.open(Op.If, 'known');
-    f.i32(0).get(kind).mem(Op.I32Store, at + WORD.pendingKind);
-    f.get(kind).i32(0).op(Op.I32GtS);
-    f.open(Op.If, 'pending');
+    f.i32(0).get(this.pk).mem(Op.I32Store, at + WORD.pendingKind);
     f.i32(0).get(this.fa).mem(Op.I64Store, at + WORD.pendingA);
     f.i32(0).get(this.fb).mem(Op.I64Store, at + WORD.pendingB);
     f.i32(0).get(this.fr).mem(Op.I64Store, at + WORD.pendingResult);
     f.i32(0).get(this.fc).mem(Op.I32Store, at + WORD.pendingCarry);
-    f.close();
-    f.close();
   }
 
-  /** The one way out: retire `done` instructions (hash, count, ring entry), write the state back, return the next block. */
+  /** The one way out: the state back into the arena, what the back end reads (see WORD), the return value. */
   private epilogue(): void {
-    const f = this.f, at = this.layout.regAddress, L = this.layout, place = this.place;
-    // h = h * pow[done] + sum[done]
-    f.get(this.h).get(this.done).i32(3).op(Op.I32Shl).mem(Op.I32Load, place.constants).op(Op.I32Mul);
-    f.get(this.done).i32(3).op(Op.I32Shl).mem(Op.I32Load, place.constants + 4).op(Op.I32Add).set(this.h);
-    f.get(this.ic).get(this.done).op(Op.F64ConvertI32U, Op.F64Add).tee(this.ic).get(this.ic0).op(Op.F64Gt);
-    f.open(Op.If, 'retired');
-    // One ring entry for the whole run: slot = entries & mask.
-    f.i32(0).mem(Op.I32Load, at + WORD.entries).i32(L.ringMask).op(Op.I32And).set(this.slot);
-    f.get(this.slot).i32(2).op(Op.I32Shl).i32(place.id).mem(Op.I32Store, L.ringIds);
-    f.get(this.slot).i32(2).op(Op.I32Shl).i32(this.block.hi | 0).mem(Op.I32Store, L.ringHi);
-    f.get(this.slot).i32(3).op(Op.I32Shl).get(this.ic).get(this.ic0).op(Op.F64Sub).mem(Op.F64Store, L.ringCount);
-    f.i32(0).i32(0).mem(Op.I32Load, at + WORD.entries).i32(1).op(Op.I32Add).mem(Op.I32Store, at + WORD.entries);
-    f.close();
+    const f = this.f, at = this.layout.regAddress;
     for (const r of [...this.written].sort((a, b) => a - b)) f.i32(0).get(this.regs[r]).mem(Op.I64Store, at + WORD.reg64 + 8 * r);
     f.i32(0).get(this.fl).mem(Op.I32Store, at + WORD.rflags);
-    this.storePendingFrom(this.pk);
+    f.i32(0).get(this.pk).mem(Op.I32Store, at + WORD.pendingKind);
+    f.get(this.pk);
+    f.open(Op.If, 'pending');
+    this.storePending();
+    f.close();
     f.i32(0).get(this.h).mem(Op.I32Store, at + WORD.hash);
     f.i32(0).get(this.ic).mem(Op.F64Store, at + WORD.icount);
-    f.i32(0).i32(place.id).mem(Op.I32Store, at + WORD.lastBlock);
-    f.get(this.exitKind).i32(-2).op(Op.I32Eq);
-    f.open(Op.If, 'stopped');
-    f.i32(0).get(this.done).mem(Op.I32Store, at + WORD.stopAt).i32(-2).op(Op.Return);
-    f.close();
-    f.i32(0).get(this.rip).mem(Op.I32Store, at + WORD.rip);
-    f.i32(0).get(this.exitKind).mem(Op.I32Store, at + WORD.exit);
-    f.get(this.exitKind).i32(2).op(Op.I32Shl).mem(Op.I32Load, place.links);
+    f.i32(0).get(this.entries).mem(Op.I32Store, at + WORD.entries);
+    f.i32(0).get(this.lastId).mem(Op.I32Store, at + WORD.lastBlock);
+    f.i32(0).get(this.ripv).mem(Op.I32Store, at + WORD.rip);
+    f.i32(0).get(this.exitv).mem(Op.I32Store, at + WORD.exit);
+    f.i32(0).get(this.stopv).mem(Op.I32Store, at + WORD.stopAt);
+    f.get(this.retv);
   }
 }
 
@@ -1078,26 +1163,39 @@ export function closingBranch(i: Insn, nextLo: number): Closing | null {
 }
 
 /**
- * The WebAssembly module for a block, or null when one of its instructions
- * (other than the last) has no WebAssembly form. `count`: the instructions
- * it runs itself (the last one may be left to its handler).
+ * What a block is as a member of a region, decided by compiling it on its
+ * own (the code is thrown away), or null when one of its instructions (other
+ * than the last) has no WebAssembly form. `count`: the instructions it runs
+ * itself (the last one may be left to its handler).
  */
-export function compileBlock(block: Block, layout: ArenaLayout, place: BlockPlace, hash: { pow: Int32Array; sum: Int32Array }, selfLoop: boolean):
-  { bytes: Uint8Array<ArrayBuffer>; closing: Closing | null; count: number } | null {
+export function planBlock(block: Block, layout: ArenaLayout, place: BlockPlace, hash: { pow: Int32Array; sum: Int32Array }, selfLoop: boolean):
+  { count: number; member: RegionMember } | null {
   const items = block.items, n = items.length;
   const last = items[n - 1];
   if (last.lo + last.insn.len > 0xffffffff) return null;
   const closing = closingBranch(last.insn, last.lo + last.insn.len);
-  const compiler = (): BlockCompiler => new BlockCompiler(block, layout, place, hash);
-  // Does the last instruction have a form? Compile the block with it to see.
-  const runsLast = closing === null && compiler().build(false, null, true) !== null;
-  // A first compilation shows the memory operands and register writes; the second uses access groups planned from them.
-  const survey = compiler();
-  if (survey.build(selfLoop && closing !== null, closing, runsLast) === null) return null;
-  const c = compiler();
-  c.usePlan(planGroups(n, survey.seenAccess, survey.seenWrites));
-  const bytes = c.build(selfLoop && closing !== null, closing, runsLast);
-  return bytes === null ? null : { bytes, closing, count: c.count };
+  const member: RegionMember = { block, place, hash, selfLoop: selfLoop && closing !== null, closing, runsLast: closing === null, groups: [], intra: [-1, -1] };
+  // A first compilation shows the memory operands and register writes (and whether the last instruction has a form).
+  let survey = new BlockCompiler(layout, false);
+  if (survey.build([member]) === null) {
+    if (!member.runsLast) return null;
+    member.runsLast = false;
+    survey = new BlockCompiler(layout, false);
+    if (survey.build([member]) === null) return null;
+  }
+  member.groups = planGroups(n, survey.seenAccess, survey.seenWrites);
+  return { count: survey.count, member };
+}
+
+/**
+ * The module for blocks planned by planBlock: one block's function (() ->
+ * i32, export `f`), or a region of several, compiled blocks of one code page
+ * in one function whose exits to each other (RegionMember.intra) are
+ * branches inside it, so that the registers, flags and counts stay in
+ * locals from block to block (exports `e<j>`, see regionModuleBytes).
+ */
+export function compileRegion(members: readonly RegionMember[], layout: ArenaLayout): Uint8Array<ArrayBuffer> | null {
+  return new BlockCompiler(layout, members.length > 1).build(members);
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 
 export enum Op {
-  Unreachable = 0x00, Block = 0x02, Loop = 0x03, If = 0x04, Else = 0x05, End = 0x0b, Br = 0x0c, BrIf = 0x0d, Return = 0x0f, Call = 0x10, CallIndirect = 0x11, Select = 0x1b,
+  Unreachable = 0x00, Block = 0x02, Loop = 0x03, If = 0x04, Else = 0x05, End = 0x0b, Br = 0x0c, BrIf = 0x0d, BrTable = 0x0e, Return = 0x0f, Call = 0x10, CallIndirect = 0x11, Select = 0x1b,
   LocalGet = 0x20, LocalSet = 0x21, LocalTee = 0x22,
   I32Load = 0x28, I64Load = 0x29, I64Load8U = 0x31, I64Load16U = 0x33, I64Load32U = 0x35,
   I32Store = 0x36, I64Store = 0x37, I64Store8 = 0x3c, I64Store16 = 0x3d, I64Store32 = 0x3e,
@@ -129,6 +129,14 @@ export class FunctionBody {
   }
 
   br(label: string): this { this.code.push(Op.Br); uleb(this.code, this.depth(label)); return this; }
+  /** br_table: to labels[i] for the i32 on the stack, to `otherwise` past their end. */
+  brTable(labels: readonly string[], otherwise: string): this {
+    this.code.push(Op.BrTable);
+    uleb(this.code, labels.length);
+    for (const l of labels) uleb(this.code, this.depth(l));
+    uleb(this.code, this.depth(otherwise));
+    return this;
+  }
   brIf(label: string): this { this.code.push(Op.BrIf); uleb(this.code, this.depth(label)); return this; }
 
   /** The body as the code section wants it: local declarations, prefix, code, end. */
@@ -207,32 +215,77 @@ function importMemory(out: number[]): void {
   uleb(out, 65536);
 }
 
-/** The only function type of a compiled block: () -> i32. */
+/** The function type of a compiled block (and of a region's entries): () -> i32. */
 const BLOCK_PARAMS: readonly ValType[] = [];
+/** The function types every module here declares, in this order: () -> i32, () -> (), i32 -> i32. */
+const TYPE_BLOCK = 0, TYPE_VOID = 1, TYPE_REGION = 2;
+
+function typeSection(out: ArrayLike<number>[]): void {
+  const types: number[] = [3];
+  funcType(types, BLOCK_PARAMS, [ValType.I32]);
+  funcType(types, [], []);
+  funcType(types, [ValType.I32], [ValType.I32]);
+  section(out, 1, types);
+}
 
 /**
- * A module exporting `f`, a compiled block (() -> i32), over the imported
- * shared memory `m.mem` (a WasmArena's) and the dispatcher's `m.settle`
- * (() -> (), function 0 to the block's code).
+ * The imports of a block's or a region's module: the shared memory `m.mem`
+ * (a WasmArena's) and the dispatcher module's `m.settle` (() -> (), function
+ * 0), see wasm-block.ts.
  */
-export function blockModuleBytes(body: FunctionBody): Uint8Array<ArrayBuffer> {
-  const out: ArrayLike<number>[] = [HEADER];
-  const type: number[] = [2];
-  funcType(type, BLOCK_PARAMS, [ValType.I32]);
-  funcType(type, [], []);
-  section(out, 1, type);
+function blockImports(out: ArrayLike<number>[]): void {
   const imports: number[] = [2];
   importMemory(imports);
   name(imports, 'm');
   name(imports, 'settle');
-  imports.push(0x00, 1);
+  imports.push(0x00, TYPE_VOID);
   section(out, 2, imports);
-  section(out, 3, [1, 0]);
-  const exports: number[] = [1];
-  name(exports, 'f');
-  exports.push(0x00, 1);
+}
+
+/** Index of a module's first own function (after blockImports' one). */
+const FIRST_OWN = 1;
+
+function exportFunctions(out: ArrayLike<number>[], names: readonly string[], first: number): void {
+  const exports: number[] = [];
+  uleb(exports, names.length);
+  names.forEach((n, j) => {
+    name(exports, n);
+    exports.push(0x00);
+    uleb(exports, first + j);
+  });
   section(out, 7, exports);
+}
+
+/** A module exporting `f`, a compiled block (() -> i32), over blockImports. */
+export function blockModuleBytes(body: FunctionBody): Uint8Array<ArrayBuffer> {
+  const out: ArrayLike<number>[] = [HEADER];
+  typeSection(out);
+  blockImports(out);
+  section(out, 3, [1, TYPE_BLOCK]);
+  exportFunctions(out, ['f'], FIRST_OWN);
   codeSection(out, body);
+  return concat(out);
+}
+
+/**
+ * A module for a region of blocks (wasm-block.ts) over blockImports: the
+ * region's function (i32 -> i32: which member to start at), and per member
+ * j an export `e<j>` (() -> i32, a compiled block's type) that starts it
+ * there.
+ */
+export function regionModuleBytes(region: FunctionBody, members: number): Uint8Array<ArrayBuffer> {
+  const out: ArrayLike<number>[] = [HEADER];
+  typeSection(out);
+  blockImports(out);
+  const functions: number[] = [];
+  uleb(functions, members + 1);
+  functions.push(TYPE_REGION);
+  for (let j = 0; j < members; j++) functions.push(TYPE_BLOCK);
+  section(out, 3, functions);
+  exportFunctions(out, Array.from({ length: members }, (_, j) => `e${j}`), FIRST_OWN + 1);
+  const wrappers: FunctionBody[] = [];
+  for (let j = 0; j < members; j++) wrappers.push(new FunctionBody([]).i32(j).op(Op.Call, FIRST_OWN));
+  codeSection(out, region, ...wrappers);
   return concat(out);
 }
 
@@ -240,15 +293,11 @@ export function blockModuleBytes(body: FunctionBody): Uint8Array<ArrayBuffer> {
  * The dispatcher's module over the imported shared memory `m.mem` and the
  * table `m.table` of compiled blocks: `run` (i32 -> i32, function 0), which
  * calls blocks with call_indirect of type () -> i32 (type 0), and `settle`
- * (() -> (), function 1).
+ * (() -> (), function 1), which blocks import.
  */
 export function dispatcherModuleBytes(run: FunctionBody, settle: FunctionBody): Uint8Array<ArrayBuffer> {
   const out: ArrayLike<number>[] = [HEADER];
-  const types: number[] = [3];
-  funcType(types, BLOCK_PARAMS, [ValType.I32]);
-  funcType(types, [ValType.I32], [ValType.I32]);
-  funcType(types, [], []);
-  section(out, 1, types);
+  typeSection(out);
   const imports: number[] = [2];
   importMemory(imports);
   name(imports, 'm');
@@ -256,13 +305,8 @@ export function dispatcherModuleBytes(run: FunctionBody, settle: FunctionBody): 
   imports.push(0x01, FUNCREF, 0x00); // table of funcref, minimum only
   uleb(imports, 1);
   section(out, 2, imports);
-  section(out, 3, [2, 1, 2]);
-  const exports: number[] = [2];
-  name(exports, 'run');
-  exports.push(0x00, 0);
-  name(exports, 'settle');
-  exports.push(0x00, 1);
-  section(out, 7, exports);
+  section(out, 3, [2, TYPE_REGION, TYPE_VOID]);
+  exportFunctions(out, ['run', 'settle'], 0);
   codeSection(out, run, settle);
   return concat(out);
 }
