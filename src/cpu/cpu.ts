@@ -60,7 +60,7 @@ const MAX_CODE_INSNS = 65536;
  */
 const STORM_LIMIT = 100_000;
 /** A block that ran translateAfter / WARM_FRACTION times is compiled to WebAssembly with a hot block of its page (see WasmBackend.translate). */
-const WARM_FRACTION = Number(process.env.WARM_FRACTION ?? 8);
+const WARM_FRACTION = 8;
 
 /**
  * The x86-64 CPU: architectural state, memory access through the MMU, operand
@@ -196,7 +196,7 @@ export class Cpu implements PagingControl {
    * run's time). Tests set 0 to run translated code at once, or
    * Number.MAX_SAFE_INTEGER to stay in the interpreter.
    */
-  translateAfter = Number(process.env.TA ?? 2000);
+  translateAfter = 2000;
   /** Whether hot blocks are compiled to WebAssembly where they can be (else to JavaScript only; never without a back end). */
   wasmBlocks: boolean;
   /** This CPU's blocks compiled to WebAssembly (null: it has no WebAssembly memory, see the constructor). */
