@@ -32,10 +32,11 @@ interface Program {
   data?: number[];
 }
 
-function run(p: Program, mode: Mode, budget = 1e6, prepare?: (mem: SparseMemory, cpu: Cpu) => void): { out: CpuOutcome; cpu: Cpu; mem: SparseMemory } {
+/** `translateAfter`: the fast paths' threshold (0: every block is compiled at its first entry, on its own). */
+function run(p: Program, mode: Mode, budget = 1e6, prepare?: (mem: SparseMemory, cpu: Cpu) => void, translateAfter = 0): { out: CpuOutcome; cpu: Cpu; mem: SparseMemory } {
   const mem = new SparseMemory(64 << 20, { kind: 'byte', value: 0xcc });
   const cpu: Cpu = identityMappedCpu(mem);
-  cpu.translateAfter = mode === 'interpreter' ? Number.MAX_SAFE_INTEGER : 0;
+  cpu.translateAfter = mode === 'interpreter' ? Number.MAX_SAFE_INTEGER : translateAfter;
   cpu.wasmBlocks = mode === 'wasm';
   for (const [r, lo, hi] of p.regs) {
     cpu.regLo[r] = lo >>> 0;
@@ -52,9 +53,9 @@ function run(p: Program, mode: Mode, budget = 1e6, prepare?: (mem: SparseMemory,
 }
 
 /** Run all three ways; they must agree. The WebAssembly run's CPU is returned for further checks. */
-function agree(p: Program, budget = 1e6, prepare?: (mem: SparseMemory, cpu: Cpu) => void): { out: CpuOutcome; cpu: Cpu; mem: SparseMemory } {
-  const wasm = run(p, 'wasm', budget, prepare);
-  const js = run(p, 'js', budget, prepare);
+function agree(p: Program, budget = 1e6, prepare?: (mem: SparseMemory, cpu: Cpu) => void, translateAfter = 0): { out: CpuOutcome; cpu: Cpu; mem: SparseMemory } {
+  const wasm = run(p, 'wasm', budget, prepare, translateAfter);
+  const js = run(p, 'js', budget, prepare, translateAfter);
   const interpreted = run(p, 'interpreter', budget, prepare);
   expect(wasm.out).toEqual(interpreted.out);
   expect(js.out).toEqual(interpreted.out);
@@ -202,21 +203,22 @@ describe('WebAssembly blocks agree with the interpreter', () => {
 
 describe('regions: the blocks of a page in one WebAssembly function', () => {
   /*
-   * Blocks compiled with the blocks of their page compiled before them
-   * (translateAfter 0: each block is compiled at its first entry, and the
-   * page's earlier ones join it), so these exits are branches inside one
-   * function, not returns to the dispatcher.
+   * translateAfter 16: the block that gets hot first is compiled with the
+   * other blocks of the loop (warm: they ran an eighth as often), so the
+   * exits between them are branches inside one function, not returns to
+   * the dispatcher.
    * L0: add rax, rcx; jmp L1 | L1: sub rcx, 1; jne L0 | hlt
    */
+  const HOT = 16;
   const TWO_BLOCKS: Program = { code: [0x48, 0x01, 0xc8, 0xeb, 0x00, 0x48, 0x83, 0xe9, 0x01, 0x75, 0xf5, HLT], regs: [[RCX, 1000]] };
   it('a loop of two blocks runs to its end inside its region', () => {
-    const { out, cpu } = agree(TWO_BLOCKS);
+    const { out, cpu } = agree(TWO_BLOCKS, 1e6, undefined, HOT);
     expect(out.regs[RAX]).toBe(500500n); // 1000 + 999 + ... + 1, architecturally
     expect(out.icount).toBe(4001);
     expect(cpu.wasm!.regions).toBeGreaterThan(0);
   });
-  it.each([1, 2, 3, 4, 5, 6, 7, 9, 2001, 2002, 2003, 3999, 4000])('the loop of two blocks stopped by the budget after %i instructions', (budget) => {
-    const { out } = agree(TWO_BLOCKS, budget);
+  it.each([100, 101, 102, 103, 104, 105, 106, 107, 2001, 2002, 2003, 3999, 4000])('the loop of two blocks stopped by the budget after %i instructions', (budget) => {
+    const { out } = agree(TWO_BLOCKS, budget, undefined, HOT);
     expect(out.icount).toBe(budget);
   });
 
@@ -224,15 +226,15 @@ describe('regions: the blocks of a page in one WebAssembly function', () => {
   it('a page fault in a block entered from another block of its region', () => {
     const { out, cpu } = agree({
       code: [0x48, 0x8b, 0x13, 0xeb, 0x00, 0x48, 0x81, 0xc3, 0x00, 0x10, 0x00, 0x00, 0x48, 0x83, 0xe9, 0x01, 0x75, 0xee, HLT],
-      regs: [[RBX, 0x2000000 - 0x3000], [RCX, 100]],
-    });
+      regs: [[RBX, 0x2000000 - 0x40000], [RCX, 100]],
+    }, 1e6, undefined, HOT);
     expect(out.stop).toBe(2); // no IDT: the #PF ends in a triple fault
     expect(out.regs[RBX]).toBe(0x2000000n);
     expect(cpu.wasm!.regions).toBeGreaterThan(0);
   });
 
   it('CMP flags pending from one member are read at the next member\'s entry', () => {
-    const { cpu } = agree({ code: CMP_READERS, regs: [[RAX, 0], [RBX, 4], [11, 1], [RCX, 8], [RSI, M64, M64], [RDI, 0], [R8, 11], [R9, 22]] });
+    const { cpu } = agree({ code: CMP_READERS, regs: [[RAX, 0], [RBX, 40], [11, 1], [RCX, 80], [RSI, M64, M64], [RDI, 0], [R8, 11], [R9, 22]] }, 1e6, undefined, HOT);
     expect(cpu.wasm!.regions).toBeGreaterThan(0);
   });
 
@@ -240,7 +242,7 @@ describe('regions: the blocks of a page in one WebAssembly function', () => {
     const outcomes = (['wasm', 'interpreter'] as const).map((mode) => {
       const mem = new SparseMemory(64 << 20, { kind: 'byte', value: 0xcc });
       const cpu = identityMappedCpu(mem);
-      cpu.translateAfter = mode === 'wasm' ? 0 : Number.MAX_SAFE_INTEGER;
+      cpu.translateAfter = mode === 'wasm' ? HOT : Number.MAX_SAFE_INTEGER;
       cpu.regLo[RCX] = 1000;
       cpu.rflags = 0x2;
       mem.writeBytes(CODE, Uint8Array.from(TWO_BLOCKS.code));

@@ -4,7 +4,6 @@ import { Operand, type Handler, type Insn } from '../insn.js';
 import { successor, type Block, type BlockFn } from '../block.js';
 import { blockHashConstants, hashStep, type TraceRing } from '../trace.js';
 import type { WasmArena } from '../../memory/wasm-arena.js';
-import type { CodePage } from '../code-page.js';
 import { compileRegion, dispatcherBody, planBlock, settleBody, WORD, type ArenaLayout, type RegionMember } from './wasm-block.js';
 import { dispatcherModuleBytes } from './wasm-emitter.js';
 
@@ -21,13 +20,14 @@ import { dispatcherModuleBytes } from './wasm-emitter.js';
  *
  * Blocks are compiled a code page at a time: when one gets hot, it is
  * compiled with the blocks of its page that are warm (they will be hot
- * soon) and those compiled before, as one region (wasm-block.ts): one
- * function in which exits from member to member are branches, on the same
- * terms as links, and one module, compiled once for all of them. The table
- * starts each member's id in the region. A page is compiled again like this
- * at most MAX_REGION_BUILDS times; after that, blocks that get hot there are
- * compiled on their own (with the warm ones) and reach the region's blocks
- * by links. Regions die with their page as blocks do.
+ * soon) as one region (wasm-block.ts): one function in which exits from
+ * member to member are branches, on the same terms as links, and one
+ * module, compiled once for all of them. The table starts each member's id
+ * in the region. A block of the page that gets hot later starts a region of
+ * its own and reaches the earlier ones by links: compiling a page again
+ * with all its blocks cost more than it gained (Debian 6.12 to
+ * kernel-entry, 1.68 s with up to four compilations per page, 1.54 s with
+ * one). Regions die with their page as blocks do.
  *
  * From the run loop a compiled block is a block function like any other: it
  * puts the CPU's retired count, hash, RFLAGS, budget and ring position into
@@ -52,8 +52,6 @@ interface CompiledBlock {
   member: RegionMember;
 }
 
-/** Regions a page gets at most (each one a compilation of all its blocks). */
-const MAX_REGION_BUILDS = 4;
 /** Members a region has at most. */
 const MAX_REGION_MEMBERS = 400;
 
@@ -79,9 +77,6 @@ export class WasmBackend {
   regions = 0;
   /** Warm blocks compiled along with a hot one. */
   compiledAlong = 0;
-  /** The compiled blocks of each code page, by id, and how many regions it had. */
-  private readonly pageBlocks = new WeakMap<CodePage, number[]>();
-  private readonly regionBuilds = new WeakMap<CodePage, number>();
 
   constructor(private readonly arena: WasmArena, private readonly layout: ArenaLayout, private readonly trace: TraceRing) {
     const buffer = arena.memory.buffer;
@@ -100,19 +95,16 @@ export class WasmBackend {
     if (block.wasmId === -2) return null;
     const hot = this.prepare(block, bpFilter, selfLoop);
     if (hot === null) return null;
-    const fresh = [hot];
+    const members = [hot];
     for (const w of warm) {
+      if (members.length >= MAX_REGION_MEMBERS) break;
       if (w.block === block || w.block.wasmId !== -1) continue;
       const c = this.prepare(w.block, bpFilter, w.selfLoop);
-      if (c !== null) fresh.push(c);
+      if (c !== null) members.push(c);
     }
-    const page = block.page, builds = this.regionBuilds.get(page) ?? 0;
-    // The page's blocks compiled before and still current join while the page may have another region.
-    const earlier = builds >= MAX_REGION_BUILDS ? [] : (this.pageBlocks.get(page) ?? []).map((i) => this.compiled[i]!)
-      .filter((c) => page.blockAt(c.block.lo & 0xfff) === c.block && c.block.gen === block.gen && c.block.hi === block.hi);
-    for (const c of fresh) c.member.place.id = this.trace.register(c.addrs);
-    const members = [...fresh, ...earlier].slice(0, MAX_REGION_MEMBERS);
-    const index = new Map<Block, number>(members.map((c, j) => [c.block, j]));
+    for (const c of members) c.member.place.id = this.trace.register(c.addrs);
+    // Exits to another member are branches inside the region.
+    const page = block.page, index = new Map<Block, number>(members.map((c, j) => [c.block, j]));
     const specs = members.map((c): RegionMember => {
       const m = c.member, items = c.block.items, last = items[items.length - 1];
       const targets = [m.closing?.taken ?? -1, last.lo + last.insn.len];
@@ -126,26 +118,20 @@ export class WasmBackend {
     if (bytes === null) return null;
     if (this.settle === null) this.makeDispatcher();
     const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { m: { mem: this.arena.memory, settle: this.settle! } });
-    if (members.length > 1) {
-      this.regions++;
-      this.regionBuilds.set(page, builds + 1);
-    }
-    const onPage = this.pageBlocks.get(page) ?? [];
-    this.pageBlocks.set(page, onPage);
-    for (const c of fresh) {
+    if (members.length > 1) this.regions++;
+    const need = members[members.length - 1].member.place.id + 1;
+    if (need > this.table.length) this.table.grow(Math.max(need - this.table.length, this.table.length));
+    members.forEach((c, j) => {
       const id = c.member.place.id;
+      this.table.set(id, instance.exports[members.length > 1 ? `e${j}` : 'f'] as (...args: unknown[]) => unknown);
       this.compiled[id] = c;
       c.block.wasmId = id;
-      onPage.push(id);
       this.blocks++;
       if (c !== hot) {
         c.block.run = this.blockFn(id);
         this.compiledAlong++;
       }
-    }
-    const need = Math.max(...fresh.map((c) => c.member.place.id)) + 1;
-    if (need > this.table.length) this.table.grow(Math.max(need - this.table.length, this.table.length));
-    members.forEach((c, j) => this.table.set(c.member.place.id, instance.exports[members.length > 1 ? `e${j}` : 'f'] as (...args: unknown[]) => unknown));
+    });
     return this.blockFn(hot.member.place.id);
   }
 
