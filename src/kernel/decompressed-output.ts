@@ -12,8 +12,6 @@ export interface DecompressedOutput {
   relocationCount: number;
 }
 
-const START_KERNEL_MAP = 0xffffffff80000000n;
-
 /**
  * Inspect guest memory at kernel entry. The output buffer is aligned to
  * kernel_alignment and the entry point lies in its first 2 MiB; the
@@ -29,7 +27,7 @@ export function inspectOutput(mem: PhysicalMemory, kernel: KernelImage, kernelEn
   const trailer = h.payloadOffset + h.payloadLength - 4;
   const img = kernel.image;
   const outputLength = (img[trailer] | (img[trailer + 1] << 8) | (img[trailer + 2] << 16) | (img[trailer + 3] << 24)) >>> 0;
-  const pref = h.prefAddress;
+  const pref = Number(h.prefAddress);
   let at = output + outputLength - 4;
   const lists: number[][] = [[], [], []];
   for (let list = 0; list < 3; list++) {
@@ -41,17 +39,19 @@ export function inspectOutput(mem: PhysicalMemory, kernel: KernelImage, kernelEn
       lists[list].push(v);
     }
   }
-  const relocs64 = lists[2];
-  let minValue: bigint | null = null;
-  for (const entry of relocs64) {
-    const va = BigInt.asUintN(64, BigInt.asIntN(32, BigInt(entry)));
-    const site = output + Number(va - START_KERNEL_MAP - pref);
+  // Kernel pointers lie at or above START_KERNEL_MAP + pref: high half all ones, low half at least 2^31 + pref.
+  // Plain numbers, not BigInt: there are tens of thousands of them.
+  const floor = 0x80000000 + pref;
+  let minOffset = Infinity;
+  for (const entry of lists[2]) {
+    // The entry is the sign-extended 32-bit virtual address of the pointer: its offset from START_KERNEL_MAP is entry + 2^31.
+    const site = output + (entry | 0) + 0x80000000 - pref;
     if (site < output || site + 8 > output + outputLength) continue;
-    const value = (BigInt(mem.read32(site + 4)) << 32n) | BigInt(mem.read32(site));
-    if (value < START_KERNEL_MAP + pref) continue;
-    if (minValue === null || value < minValue) minValue = value;
+    if (mem.read32(site + 4) >>> 0 !== 0xffffffff) continue;
+    const lo = mem.read32(site) >>> 0;
+    if (lo < floor) continue;
+    minOffset = Math.min(minOffset, lo - floor);
   }
-  const a = BigInt(align);
-  const virtualOffset = minValue === null ? null : ((minValue - START_KERNEL_MAP - pref) / a) * a;
+  const virtualOffset = minOffset === Infinity ? null : BigInt(Math.floor(minOffset / align) * align);
   return { output, outputLength, virtualOffset, relocationCount: lists[0].length + lists[1].length + lists[2].length };
 }
