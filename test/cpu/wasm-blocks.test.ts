@@ -258,3 +258,27 @@ describe('regions: the blocks of a page in one WebAssembly function', () => {
     expect(outcomes[0].rip).toBe(CODE + 5);
   });
 });
+
+describe('a region the engine refuses', () => {
+  it('falls back to the hot block compiled alone', () => {
+    // The engine's limits (code space, function size) show as a RangeError from WebAssembly.Module: refuse every region of two or more.
+    const Real = WebAssembly.Module;
+    const isRegion = (b: Uint8Array): boolean => b.some((x, k) => x === 2 && b[k + 1] === 0x65 && b[k + 2] === 0x31); // the export name "e1"
+    class Refusing extends Real {
+      constructor(bytes: BufferSource) {
+        if (isRegion(new Uint8Array(bytes instanceof ArrayBuffer ? bytes : bytes.buffer))) throw new RangeError('too big');
+        super(bytes);
+      }
+    }
+    WebAssembly.Module = Refusing;
+    try {
+      const code = [0x48, 0x01, 0xc8, 0xeb, 0x00, 0x48, 0x83, 0xe9, 0x01, 0x75, 0xf5, HLT]; // the loop of two blocks above
+      const { out, cpu } = agree({ code, regs: [[RCX, 1000]] }, 1e6, undefined, 16);
+      expect(out.regs[RAX]).toBe(500500n);
+      expect(cpu.wasm!.regions).toBe(0);
+      expect(cpu.wasm!.blocks).toBe(2);
+    } finally {
+      WebAssembly.Module = Real;
+    }
+  });
+});

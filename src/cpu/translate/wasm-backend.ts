@@ -114,10 +114,11 @@ export class WasmBackend {
       });
       return { ...m, intra: [intra[0], intra[1]] };
     });
-    const bytes = compileRegion(specs, this.layout);
-    if (bytes === null) return null;
-    if (this.settle === null) this.makeDispatcher();
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { m: { mem: this.arena.memory, settle: this.settle! } });
+    const instance = this.instantiate(specs);
+    if (instance === null) {
+      // Too big for the engine (code space, function size): the hot block alone, or nothing.
+      return members.length > 1 ? this.translate(block, bpFilter, selfLoop) : null;
+    }
     if (members.length > 1) this.regions++;
     const need = members[members.length - 1].member.place.id + 1;
     if (need > this.table.length) this.table.grow(Math.max(need - this.table.length, this.table.length));
@@ -133,6 +134,19 @@ export class WasmBackend {
       }
     });
     return this.blockFn(hot.member.place.id);
+  }
+
+  /** The module of these members compiled and instantiated; null when the engine refuses it for its size (a RangeError). */
+  private instantiate(specs: readonly RegionMember[]): WebAssembly.Instance | null {
+    const bytes = compileRegion(specs, this.layout);
+    if (bytes === null) return null;
+    if (this.settle === null) this.makeDispatcher();
+    try {
+      return new WebAssembly.Instance(new WebAssembly.Module(bytes), { m: { mem: this.arena.memory, settle: this.settle! } });
+    } catch (e) {
+      if (e instanceof RangeError) return null;
+      throw e; // a CompileError is a bug of the compiler here, not a limit
+    }
   }
 
   private blockFn(id: number): BlockFn {
