@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Cpu } from '../../src/cpu/cpu.js';
 import { SparseMemory } from '../../src/memory/sparse-memory.js';
-import { RAX, RBX, RCX, RDI, RDX, RSI } from '../../src/cpu/registers.js';
+import { RAX, RBX, RCX, RDI, RDX, RSI, RSP } from '../../src/cpu/registers.js';
 
 const R8 = 8, R9 = 9;
 import { identityMappedCpu } from '../long-mode-cpu.js';
@@ -280,5 +280,55 @@ describe('a region the engine refuses', () => {
     } finally {
       WebAssembly.Module = Real;
     }
+  });
+});
+
+describe('CALL and RET in WebAssembly', () => {
+  /*
+   * L: call F; sub rcx, 1; jne L; hlt | F: add rax, rcx; ret. The CALL
+   * pushes and goes on to F inside WebAssembly (linked, or a branch in a
+   * region), the RET pops and goes on to the block it returned to last time.
+   */
+  const CALLS: Program = {
+    code: [0xe8, 0x07, 0, 0, 0, 0x48, 0x83, 0xe9, 0x01, 0x75, 0xf5, HLT, 0x48, 0x01, 0xc8, 0xc3],
+    regs: [[RCX, 1000], [RSP, DATA + 0x1000]],
+  };
+  it.each([0, 16])('a loop calling a function runs inside WebAssembly (translateAfter %i)', (translateAfter) => {
+    const { out, cpu } = agree(CALLS, 1e6, undefined, translateAfter);
+    expect(out.regs[RAX]).toBe(500500n); // 1000 + 999 + ... + 1, architecturally
+    expect(out.icount).toBe(5001);
+    expect(out.regs[RSP]).toBe(BigInt(DATA + 0x1000));
+    // Stops only before the blocks were compiled and linked: a CALL or RET by its handler would stop on every pass.
+    expect(cpu.wasm!.stops).toBeLessThan(50);
+  });
+  // L: call F; add rdx, rax; call F; sub rcx, 1; jne L; hlt | F: add rax, rcx; ret: one RET returning to two places in turn
+  it('a RET returning to two places in turn goes to each', () => {
+    const { out } = agree({
+      code: [0xe8, 0x0f, 0, 0, 0, 0x48, 0x01, 0xc2, 0xe8, 0x07, 0, 0, 0, 0x48, 0x83, 0xe9, 0x01, 0x75, 0xed, HLT, 0x48, 0x01, 0xc8, 0xc3],
+      regs: [[RCX, 300], [RSP, DATA + 0x1000]],
+    }, 1e6, undefined, 16);
+    expect(out.regs[RAX]).toBe(2n * 45150n); // twice 300 + 299 + ... + 1
+    expect(out.icount).toBe(300 * 9 + 1);
+  });
+  it.each([100, 101, 102, 103, 104, 4000, 5000])('the calling loop stopped by the budget after %i instructions', (budget) => {
+    const { out } = agree(CALLS, budget, undefined, 16);
+    expect(out.icount).toBe(budget);
+  });
+
+  // add rax, 1; call F with RSP 8 bytes above the 32 MiB identity map: the push faults, the CALL changes nothing
+  it('a CALL whose push faults stops before it, and its handler raises the #PF', () => {
+    const { out, cpu } = agree({ code: [0x48, 0x83, 0xc0, 0x01, 0xe8, 0x00, 0, 0, 0, HLT], regs: [[RSP, 0x2000008]] });
+    expect(out.stop).toBe(2); // no IDT: the #PF ends in a triple fault
+    expect(out.regs[RSP]).toBe(0x2000008n);
+    expect(cpu.wasm!.stops).toBeGreaterThan(0);
+  });
+
+  // add rax, 1; ret, popping a non-canonical address (high half 0x8000): the RET stops, its handler raises #GP(0)
+  it('a RET to another 4 GiB stops before it, and its handler checks the target', () => {
+    const popped = [0x34, 0x12, 0, 0, 0, 0x80, 0, 0];
+    const { out, cpu } = agree({ code: [0x48, 0x83, 0xc0, 0x01, 0xc3], regs: [[RSP, DATA]], data: popped });
+    expect(out.stop).toBe(2);
+    expect(out.regs[RSP]).toBe(BigInt(DATA));
+    expect(cpu.wasm!.stops).toBeGreaterThan(0);
   });
 });

@@ -1,6 +1,7 @@
 import type { Cpu } from '../cpu.js';
 import { Mnemonic } from '../iced.js';
 import { Operand, type Handler, type Insn } from '../insn.js';
+import { RSP } from '../registers.js';
 import { successor, type Block, type BlockFn } from '../block.js';
 import { blockHashConstants, hashStep, type TraceRing } from '../trace.js';
 import type { WasmArena } from '../../memory/wasm-arena.js';
@@ -50,6 +51,8 @@ interface CompiledBlock {
   links: Int32Array;
   /** What its compilation decided, for regions. */
   member: RegionMember;
+  /** Whether an exit to this address may be linked (a RET's, which goes where it pops). */
+  canLink: (tLo: number) => boolean;
 }
 
 /** Members a region has at most. */
@@ -158,8 +161,8 @@ export class WasmBackend {
     const items = block.items, n = items.length, hi = block.hi, start = block.lo;
     const addrs = Uint32Array.from(items, (item) => item.lo);
     const hash = blockHashConstants(addrs, hi);
-    const place = this.arena.alloc(8, 4);
-    const links = new Int32Array(place.buffer, place.offset, 2).fill(-1);
+    const place = this.arena.alloc(12, 4);
+    const links = new Int32Array(place.buffer, place.offset, 3).fill(-1);
     const plan = planBlock(block, this.layout, { id: 0, links: place.offset }, hash, selfLoop);
     if (plan === null) {
       block.wasmId = -2;
@@ -169,9 +172,10 @@ export class WasmBackend {
     const linkable = (tLo: number): boolean => Math.floor(tLo / 4096) === Math.floor(start / 4096) && !(hi === 0 && bpFilter[tLo & 0xffff] !== 0);
     const last = items[n - 1];
     const insns = items.map((item) => item.insn);
+    const closing = plan.member.closing;
     return {
-      block, insns, handlers: insns.map((i) => i.exec), addrs, count: plan.count, links, member: plan.member,
-      linkable: [plan.member.closing !== null && linkable(plan.member.closing.taken), linkable(last.lo + last.insn.len)],
+      block, insns, handlers: insns.map((i) => i.exec), addrs, count: plan.count, links, member: plan.member, canLink: linkable,
+      linkable: [closing !== null && closing.kind !== 'ret' && linkable(closing.taken), linkable(last.lo + last.insn.len)],
     };
   }
 
@@ -196,10 +200,15 @@ export class WasmBackend {
     cpu.ripLo = w[WORD.rip / 4] >>> 0;
     if (from === undefined) return null; // the budget stopped a chained block at its entry
     const exit = w[WORD.exit / 4];
-    if (!from.linkable[exit]) return null;
+    // A RET's exit is linked for one target at a time (the one it returned to last).
+    const ret = exit === 0 && from.member.closing?.kind === 'ret';
+    if (ret ? !from.canLink(cpu.ripLo) : !from.linkable[exit]) return null;
     const next = successor(from.block, exit, cpu.ripLo);
     if (next === null) return null;
-    if (next.wasmId >= 0) from.links[exit] = next.wasmId;
+    if (next.wasmId >= 0) {
+      from.links[exit] = next.wasmId;
+      if (ret) from.links[2] = cpu.ripLo;
+    }
     return limit - cpu.icount >= next.items.length ? next : null;
   }
 
@@ -216,10 +225,16 @@ export class WasmBackend {
     this.stops++;
     cpu.curRipLo = lo;
     cpu.ripLo = lo + i.len;
-    // A compiled memory access stopped here: where its page is readable but outside the arena, it moves in afterwards.
-    const access = k < b.count && (i.k0 === Operand.Mem || i.k1 === Operand.Mem || i.k2 === Operand.Mem) && i.mnemonic !== Mnemonic.Lea;
+    // A compiled memory access (a CALL's push, a RET's pop) stopped here: where its page is readable but outside the arena, it moves in afterwards.
+    const closing = k === b.count ? b.member.closing : null;
+    const stack = closing !== null && closing.kind !== 'jump';
+    const access = stack || (k < b.count && (i.k0 === Operand.Mem || i.k1 === Operand.Mem || i.k2 === Operand.Mem) && i.mnemonic !== Mnemonic.Lea);
     let el = 0, eh = 0;
-    if (access) {
+    if (stack) {
+      const push = closing.kind === 'call' ? 8 : 0;
+      el = (cpu.regLo[RSP] - push) >>> 0;
+      eh = cpu.regLo[RSP] < push ? (cpu.regHi[RSP] - 1) >>> 0 : cpu.regHi[RSP];
+    } else if (access) {
       cpu.calcEA(i);
       el = cpu.eaLo;
       eh = cpu.eaHi;

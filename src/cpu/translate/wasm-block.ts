@@ -1,4 +1,4 @@
-import { Mnemonic } from '../iced.js';
+import { Code, Mnemonic } from '../iced.js';
 import { Operand, type Insn } from '../insn.js';
 import { ADD_FORMS, CMP_FORMS, NEG_FORMS, SUB_FORMS } from '../exec/arithmetic.js';
 import { AND_FORMS, OR_FORMS, TEST_FORMS, XOR_FORMS } from '../exec/logic.js';
@@ -6,6 +6,7 @@ import { CONDITIONAL_FORMS, LEA_FORMS, MOVSX_FORMS, MOVZX_FORMS, MOV_FORMS } fro
 import { NO_EFFECT } from '../exec/system.js';
 import { JCC, type Block } from '../block.js';
 import { TLB_MASK } from '../mmu.js';
+import { RSP } from '../registers.js';
 import { blockModuleBytes, FunctionBody, Op, regionModuleBytes, ValType } from './wasm-emitter.js';
 import { groupable, signedDisp } from './inline-code.js';
 
@@ -213,7 +214,11 @@ export interface ArenaLayout {
   ringMask: number;
 }
 
-/** A block's own place: its id (trace ring and table), and in the arena its two exit links (int32 each). */
+/**
+ * A block's own place: its id (trace ring and table), and in the arena its
+ * two exit links and, for a RET, the target its exit 0 was linked for (int32
+ * each).
+ */
 export interface BlockPlace {
   id: number;
   links: number;
@@ -1032,7 +1037,10 @@ class BlockCompiler {
       this.stop(); // the last instruction runs by its handler
     } else if (closing === null) {
       this.leave(n, 1, next);
+    } else if (closing.kind === 'ret') {
+      this.ret(n);
     } else {
+      if (closing.kind === 'call') this.push(next, block.hi);
       const taken = (): void => {
         if (selfLoop) {
           // A pass retires here; another follows (flags as this one left them) when the budget has room for it.
@@ -1055,6 +1063,41 @@ class BlockCompiler {
       }
     }
     if (selfLoop) f.close();
+  }
+
+  /** A CALL's push of its return address (the probe may stop before the CALL, which then changes nothing). */
+  private push(retLo: number, retHi: number): void {
+    const f = this.f, sp = this.reg(RSP);
+    f.get(sp).i64(8).op(Op.I64Sub).set(this.ea);
+    this.probe(8, true);
+    f.get(this.addr).i64(retLo, retHi).mem(Op.I64Store, 0);
+    f.get(this.ea);
+    this.setReg(RSP, 8);
+  }
+
+  /**
+   * A RET of `n`-th instruction: pop the target and leave for it, to the
+   * block the exit was last linked to when the target is the one it was
+   * linked for (links word 2), else -1. A target in another 4 GiB stops
+   * before the RET (its handler checks it).
+   */
+  private ret(n: number): void {
+    const f = this.f, member = this.member, sp = this.reg(RSP);
+    f.get(sp).set(this.ea);
+    this.probe(8, false);
+    f.get(this.addr).mem(Op.I64Load, 0).set(this.m);
+    f.get(this.m).i64(32).op(Op.I64ShrU, Op.I32WrapI64).i32(this.block.hi | 0).op(Op.I32Ne);
+    f.open(Op.If, 'far');
+    this.stop();
+    f.close();
+    f.get(sp).i64(8).op(Op.I64Add);
+    this.setReg(RSP, 8);
+    this.exitFlags();
+    this.retire(n);
+    this.ringEntry(true);
+    f.i32(member.place.id).set(this.lastId).get(this.m).op(Op.I32WrapI64).set(this.ripv).i32(0).set(this.exitv);
+    f.i32(0).mem(Op.I32Load, member.place.links).i32(-1);
+    f.get(this.ripv).i32(0).mem(Op.I32Load, member.place.links + 8).op(Op.I32Eq, Op.Select).set(this.retv).br('out');
   }
 
   /** Entry: the state the code works on, from the arena. */
@@ -1151,15 +1194,23 @@ function planGroups(n: number, accesses: readonly ({ base: number; disp: number 
   return out;
 }
 
-/** A closing Jcc (cc 1..16) or JMP (cc 0) and the low half of its target. */
-export interface Closing { taken: number; cc: number }
+/**
+ * A closing Jcc (cc 1..16), JMP or CALL (cc 0) and the low half of its
+ * target, or a RET (its target is the one it pops: `taken` -1).
+ */
+export interface Closing { taken: number; cc: number; kind: 'jump' | 'call' | 'ret' }
 
-/** The closing branch the function decides itself: a Jcc/JMP rel whose target stays in the block's 4 GiB. */
+/**
+ * The closing branch the function decides itself: a Jcc/JMP rel or a 64-bit
+ * CALL rel32 whose target stays in the block's 4 GiB, or a 64-bit RET.
+ */
 export function closingBranch(i: Insn, nextLo: number): Closing | null {
-  if (i.k0 !== Operand.Imm || !((JCC.has(i.mnemonic) && i.cc >= 1 && i.cc <= 16) || i.mnemonic === Mnemonic.Jmp)) return null;
+  if (i.code === Code.Retnq) return { taken: -1, cc: 0, kind: 'ret' };
+  const call = i.code === Code.Call_rel32_64;
+  if (i.k0 !== Operand.Imm || !((JCC.has(i.mnemonic) && i.cc >= 1 && i.cc <= 16) || i.mnemonic === Mnemonic.Jmp || call)) return null;
   const t = nextLo + i.rel;
   if (t < 0 || t > 0xffffffff) return null;
-  return { taken: t, cc: i.mnemonic === Mnemonic.Jmp ? 0 : i.cc };
+  return { taken: t, cc: JCC.has(i.mnemonic) ? i.cc : 0, kind: call ? 'call' : 'jump' };
 }
 
 /**
@@ -1174,7 +1225,7 @@ export function planBlock(block: Block, layout: ArenaLayout, place: BlockPlace, 
   const last = items[n - 1];
   if (last.lo + last.insn.len > 0xffffffff) return null;
   const closing = closingBranch(last.insn, last.lo + last.insn.len);
-  const member: RegionMember = { block, place, hash, selfLoop: selfLoop && closing !== null, closing, runsLast: closing === null, groups: [], intra: [-1, -1] };
+  const member: RegionMember = { block, place, hash, selfLoop: selfLoop && closing?.kind === 'jump', closing, runsLast: closing === null, groups: [], intra: [-1, -1] };
   // A first compilation shows the memory operands and register writes (and whether the last instruction has a form).
   let survey = new BlockCompiler(layout, false);
   if (survey.build([member]) === null) {
