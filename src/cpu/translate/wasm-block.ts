@@ -719,8 +719,14 @@ class BlockCompiler {
       return;
     }
     const shift = SHIFTS.get(i.mnemonic);
-    if (shift !== undefined && i.opCount === 2 && i.k0 === Operand.Reg && i.k1 === Operand.Imm && !i.lock && (i.s0 === 4 || i.s0 === 8)) {
+    if (shift !== undefined && i.opCount === 2 && i.k0 === Operand.Reg && i.k1 === Operand.Imm && !i.lock &&
+      (i.s0 === 4 || i.s0 === 8 || ((i.s0 === 2 || i.s0 === 1) && shift !== 'rol' && shift !== 'ror'))) {
       this.shiftImm(shift, i.s0, d, i.immLo);
+      return;
+    }
+    if (shift !== undefined && shift !== 'rol' && shift !== 'ror' && i.opCount === 2 && i.k0 === Operand.Reg && i.k1 === Operand.Reg && i.r1 === 1 &&
+      i.s1 === 1 && !i.lock && (i.s0 === 4 || i.s0 === 8)) {
+      this.shiftCl(shift, i.s0, d);
       return;
     }
     if (i.mnemonic === Mnemonic.Bzhi && i.k1 === Operand.Reg && i.k2 === Operand.Reg && (i.s0 === 4 || i.s0 === 8)) {
@@ -738,6 +744,27 @@ class BlockCompiler {
       f.get(this.fa).get(this.fb).op(Op.I64Mul).tee(this.fr);
       this.setReg(d, 8);
       this.pending = { kind: 'imul', size: 8, carry: false };
+      return;
+    }
+    // IMUL r32, r/m32 and IMUL r32, r/m32, imm: the low half of the signed product; CF = OF = it does not fit in 32 bits, SF, ZF, PF
+    // of the low half, AF clear (imulCore): all six flags replaced here.
+    if (i.mnemonic === Mnemonic.Imul && i.s0 === 4 && i.k0 === Operand.Reg && (i.opCount === 2 || (i.opCount === 3 && i.k2 === Operand.Imm)) &&
+      (i.k1 === Operand.Reg || (i.k1 === Operand.Mem && i.s1 === 4))) {
+      this.reg(d);
+      source(4);
+      f.get(this.m).op(Op.I32WrapI64, Op.I64ExtendI32S);
+      if (i.opCount === 3) f.i64(i.immLo | 0);
+      else f.get(this.reg(d)).op(Op.I32WrapI64, Op.I64ExtendI32S);
+      f.op(Op.I64Mul).tee(this.x);
+      this.setReg(d, 4);
+      const low = (): void => { f.get(this.x).op(Op.I32WrapI64); };
+      f.get(this.fl).i32(KEEP).op(Op.I32And);
+      f.i32(0x801).i32(0).get(this.x).get(this.x).op(Op.I32WrapI64, Op.I64ExtendI32S, Op.I64Ne, Op.Select, Op.I32Or);
+      low(); f.op(Op.I32Eqz).i32(6).op(Op.I32Shl, Op.I32Or);
+      low(); f.i32(31).op(Op.I32ShrU).i32(7).op(Op.I32Shl, Op.I32Or);
+      low(); f.i32(255).op(Op.I32And, Op.I32Popcnt).i32(1).op(Op.I32And).i32(1).op(Op.I32Xor).i32(2).op(Op.I32Shl, Op.I32Or);
+      f.set(this.fl);
+      this.pending = null;
       return;
     }
     // ADD/SUB/CMP/AND/OR/XOR/TEST on 8- and 16-bit registers (not AH..BH), and CMP/TEST of such a memory operand
@@ -873,15 +900,19 @@ class BlockCompiler {
       return;
     }
     const a = this.x, r = this.y;
+    /** The i64 on the stack, zero-extended from `size` bytes, sign-extended instead. */
+    const signExtend = (): void => {
+      if (size < 8) f.op(size === 4 ? Op.I64Extend32S : size === 2 ? Op.I64Extend16S : Op.I64Extend8S);
+    };
     this.getReg(d, size);
     f.set(a);
-    // r = the result at width w (zero-extended)
+    // r = the result at width w (zero-extended); a count may pass an 8- or 16-bit width (everything shifts out)
     f.get(a);
     switch (kind) {
       case 'shl': f.i64(c).op(Op.I64Shl); break;
       case 'shr': f.i64(c).op(Op.I64ShrU); break;
       case 'sar':
-        if (size === 4) f.op(Op.I64Extend32S);
+        signExtend();
         f.i64(c).op(Op.I64ShrS);
         break;
       case 'rol': case 'ror':
@@ -905,12 +936,15 @@ class BlockCompiler {
       else bitOf(r, w - 2);
       f.op(Op.I32Xor).i32(11).op(Op.I32Shl, Op.I32Or).set(this.fl);
     } else {
-      // CF: the last bit shifted out
-      if (kind === 'shl') bitOf(a, w - c);
-      else if (kind === 'shr') bitOf(a, c - 1);
+      // CF: the last bit shifted out (none is, for SHL past the width; SAR's come from the sign-extended operand)
+      if (kind === 'shl') {
+        if (c > w) f.i32(0);
+        else bitOf(a, w - c);
+      } else if (kind === 'shr') bitOf(a, c - 1);
       else {
-        // SAR's bit c - 1 of the sign-extended operand is bit c - 1 of the operand (c - 1 < w)
-        bitOf(a, c - 1);
+        f.get(a);
+        signExtend();
+        f.i64(c - 1).op(Op.I64ShrS).i64(1).op(Op.I64And, Op.I32WrapI64);
       }
       f.set(this.c);
       f.get(this.fl).i32(KEEP).op(Op.I32And).get(this.c).op(Op.I32Or);
@@ -925,6 +959,52 @@ class BlockCompiler {
     }
     f.get(r);
     this.setReg(d, size);
+  }
+
+  /**
+   * SHL/SHR/SAR r, CL (shiftOp's results and flags): a count of zero (CL
+   * masked to 5 or 6 bits) changes no flag and only zero-extends a 32-bit
+   * destination; otherwise CF is the last bit shifted out, OF as for a
+   * count of one (SHL: top ^ CF, SHR: the operand's top, SAR: 0), SF, ZF,
+   * PF of the result, AF clear. The flags are made exact first so that both
+   * cases leave them the same way.
+   */
+  private shiftCl(kind: string, size: number, d: number): void {
+    const f = this.f, w = size * 8, a = this.x, r = this.y, cf = this.lo, c = this.c;
+    this.reg(d);
+    this.settle();
+    f.get(this.reg(1)).op(Op.I32WrapI64).i32(w - 1).op(Op.I32And).tee(c).op(Op.I32Eqz);
+    f.open(Op.If, 'none');
+    if (size === 4) {
+      this.getReg(d, 4);
+      this.setReg(d, 4);
+    }
+    f.else();
+    this.getReg(d, size);
+    f.set(a);
+    const count = (): void => { f.get(c).op(Op.I64ExtendI32U); };
+    f.get(a);
+    if (kind === 'sar' && size === 4) f.op(Op.I64Extend32S);
+    count();
+    f.op(kind === 'shl' ? Op.I64Shl : kind === 'shr' ? Op.I64ShrU : Op.I64ShrS);
+    this.zext(size);
+    f.set(r);
+    // CF: SHL bit w - c of the operand, SHR/SAR bit c - 1 (of the sign-extended operand, the same bit for c - 1 < w)
+    f.get(a);
+    if (kind === 'shl') f.i64(w).get(c).op(Op.I64ExtendI32U, Op.I64Sub);
+    else f.get(c).i32(1).op(Op.I32Sub, Op.I64ExtendI32U);
+    f.op(Op.I64ShrU).i64(1).op(Op.I64And, Op.I32WrapI64).set(cf);
+    const top = (v: number): void => { f.get(v).i64(w - 1).op(Op.I64ShrU).i64(1).op(Op.I64And, Op.I32WrapI64); };
+    f.get(this.fl).i32(KEEP).op(Op.I32And).get(cf).op(Op.I32Or);
+    if (kind === 'shl') { top(r); f.get(cf).op(Op.I32Xor).i32(11).op(Op.I32Shl, Op.I32Or); }
+    else if (kind === 'shr') { top(a); f.i32(11).op(Op.I32Shl, Op.I32Or); }
+    f.get(r).op(Op.I64Eqz).i32(6).op(Op.I32Shl, Op.I32Or);
+    top(r); f.i32(7).op(Op.I32Shl, Op.I32Or);
+    f.get(r).op(Op.I32WrapI64).i32(255).op(Op.I32And, Op.I32Popcnt).i32(1).op(Op.I32And).i32(1).op(Op.I32Xor).i32(2).op(Op.I32Shl, Op.I32Or);
+    f.set(this.fl);
+    f.get(r);
+    this.setReg(d, size);
+    f.close();
   }
 
   /** BZHI r, r, r: bzhiSource's result and flags. */
