@@ -131,6 +131,8 @@ export class Cpu implements PagingControl {
   rHi = DOUBLE_ZERO;
   /** The repeated element a bulk REP STOS writes (exec/string.ts). */
   readonly stosPattern = new FillPattern();
+  /** The words of a 128-bit product, least significant first, and a 32x32 product's high half (exec/muldiv.ts). */
+  readonly productWords = new Uint32Array(5);
   /** Result halves of the 64-bit pair shifts (exec/pair64.ts). */
   pairLo = DOUBLE_ZERO;
   pairHi = DOUBLE_ZERO;

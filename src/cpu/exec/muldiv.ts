@@ -8,27 +8,28 @@ import type { Registry } from './table.js';
 
 /** MUL/IMUL (all forms), DIV/IDIV with #DE, and MULX. */
 
-// 128-bit product words, least significant first (module scratch, no allocation).
-const W = new Uint32Array(4);
-/** High half of the last mul32 (the low half is returned). */
-let mulHi = 0;
+/*
+ * Products go into the CPU's productWords (W): the 128-bit product's words,
+ * least significant first, in W[0..3], and a 32x32 product's high half in
+ * W[4] (no allocation per instruction).
+ */
 
-/** Unsigned 32x32 -> 64, exact: returns the low 32 bits, high 32 bits in mulHi. */
-function mul32(a: number, b: number): number {
+/** Unsigned 32x32 -> 64, exact: returns the low 32 bits, high 32 bits in W[4]. */
+function mul32(W: Uint32Array, a: number, b: number): number {
   const al = a & 0xffff, ah = a >>> 16, bl = b & 0xffff, bh = b >>> 16;
   const mid = ah * bl + al * bh; // < 2^33
   const low = al * bl + (mid % 65536) * 65536; // < 2^33
   const carry = low > 0xffffffff ? 1 : 0;
-  mulHi = ah * bh + Math.floor(mid / 65536) + carry;
+  W[4] = ah * bh + Math.floor(mid / 65536) + carry;
   return low >>> 0;
 }
 
 /** Unsigned 64x64 -> 128 into W, from four exact 32x32 products. */
-function mulu64(aLo: number, aHi: number, bLo: number, bHi: number): void {
-  const p00 = mul32(aLo, bLo), p00h = mulHi;
-  const p01 = mul32(aLo, bHi), p01h = mulHi;
-  const p10 = mul32(aHi, bLo), p10h = mulHi;
-  const p11 = mul32(aHi, bHi), p11h = mulHi;
+function mulu64(W: Uint32Array, aLo: number, aHi: number, bLo: number, bHi: number): void {
+  const p00 = mul32(W, aLo, bLo), p00h = W[4];
+  const p01 = mul32(W, aLo, bHi), p01h = W[4];
+  const p10 = mul32(W, aHi, bLo), p10h = W[4];
+  const p11 = mul32(W, aHi, bHi), p11h = W[4];
   // Column sums below 2^35: exact in doubles.
   const c1 = p00h + p01 + p10;
   const c2 = p01h + p10h + p11 + Math.floor(c1 / 4294967296);
@@ -40,13 +41,13 @@ function mulu64(aLo: number, aHi: number, bLo: number, bHi: number): void {
 }
 
 /** Signed 64x64 -> 128: unsigned product corrected in the high half. */
-function muls64(aLo: number, aHi: number, bLo: number, bHi: number): void {
-  mulu64(aLo, aHi, bLo, bHi);
-  if (aHi >>> 31) subHigh(bLo, bHi);
-  if (bHi >>> 31) subHigh(aLo, aHi);
+function muls64(W: Uint32Array, aLo: number, aHi: number, bLo: number, bHi: number): void {
+  mulu64(W, aLo, aHi, bLo, bHi);
+  if (aHi >>> 31) subHigh(W, bLo, bHi);
+  if (bHi >>> 31) subHigh(W, aLo, aHi);
 }
 
-function subHigh(lo: number, hi: number): void {
+function subHigh(W: Uint32Array, lo: number, hi: number): void {
   const l = W[2] - lo;
   W[2] = l;
   W[3] = W[3] - hi - (l < 0 ? 1 : 0);
@@ -75,14 +76,14 @@ const mul: Handler = (cpu, i) => {
     cpu.setReg(RDX, 2, r >>> 16, 0);
     mulFlags(cpu, r > 0xffff, 2, r & 0xffff, 0);
   } else if (size === 4) {
-    mulu64(cpu.regLo[RAX], 0, b, 0);
-    const lo = W[0], hi = W[1];
+    mulu64(cpu.productWords, cpu.regLo[RAX], 0, b, 0);
+    const lo = cpu.productWords[0], hi = cpu.productWords[1];
     cpu.setReg(RAX, 4, lo, 0);
     cpu.setReg(RDX, 4, hi, 0);
     mulFlags(cpu, hi !== 0, 4, lo, 0);
   } else {
-    mulu64(cpu.regLo[RAX], cpu.regHi[RAX], b, bHi);
-    const w0 = W[0], w1 = W[1], w2 = W[2], w3 = W[3];
+    mulu64(cpu.productWords, cpu.regLo[RAX], cpu.regHi[RAX], b, bHi);
+    const w0 = cpu.productWords[0], w1 = cpu.productWords[1], w2 = cpu.productWords[2], w3 = cpu.productWords[3];
     cpu.setReg(RAX, 8, w0, w1);
     cpu.setReg(RDX, 8, w2, w3);
     mulFlags(cpu, (w2 | w3) !== 0, 8, w0, w1);
@@ -92,22 +93,22 @@ const mul: Handler = (cpu, i) => {
 /** Signed product of two operands of `size`, result truncated to `size` in rLo/rHi, flags set. */
 function imulCore(cpu: Cpu, size: number, a: number, aHi: number, b: number, bHi: number): void {
   if (size === 8) {
-    muls64(a, aHi, b, bHi);
-    const lo = W[0], hi = W[1];
+    muls64(cpu.productWords, a, aHi, b, bHi);
+    const lo = cpu.productWords[0], hi = cpu.productWords[1];
     const ext = hi >>> 31 ? 0xffffffff : 0;
     cpu.rLo = lo;
     cpu.rHi = hi;
-    mulFlags(cpu, W[2] !== ext || W[3] !== ext, 8, lo, hi);
+    mulFlags(cpu, cpu.productWords[2] !== ext || cpu.productWords[3] !== ext, 8, lo, hi);
     return;
   }
   const sa = signExtend(a, size), sb = signExtend(b, size);
   if (size === 4) {
-    muls64(sa >>> 0, sa < 0 ? 0xffffffff : 0, sb >>> 0, sb < 0 ? 0xffffffff : 0);
-    const lo = W[0];
+    muls64(cpu.productWords, sa >>> 0, sa < 0 ? 0xffffffff : 0, sb >>> 0, sb < 0 ? 0xffffffff : 0);
+    const lo = cpu.productWords[0];
     const ext = lo >>> 31 ? 0xffffffff : 0;
     cpu.rLo = lo;
-    cpu.rHi = W[1];
-    mulFlags(cpu, W[1] !== ext, 4, lo, 0);
+    cpu.rHi = cpu.productWords[1];
+    mulFlags(cpu, cpu.productWords[1] !== ext, 4, lo, 0);
     return;
   }
   const p = sa * sb;
@@ -123,10 +124,10 @@ function imulCore(cpu: Cpu, size: number, a: number, aHi: number, b: number, bHi
  * the result): CF = OF = the signed product does not fit in 64 bits.
  */
 export function imul64Flags(cpu: Cpu, a: number, aHi: number, b: number, bHi: number): void {
-  muls64(a, aHi, b, bHi);
-  const lo = W[0], hi = W[1];
+  muls64(cpu.productWords, a, aHi, b, bHi);
+  const lo = cpu.productWords[0], hi = cpu.productWords[1];
   const ext = hi >>> 31 ? 0xffffffff : 0;
-  mulFlags(cpu, W[2] !== ext || W[3] !== ext, 8, lo, hi);
+  mulFlags(cpu, cpu.productWords[2] !== ext || cpu.productWords[3] !== ext, 8, lo, hi);
 }
 
 const imul: Handler = (cpu, i) => {
@@ -140,7 +141,7 @@ const imul: Handler = (cpu, i) => {
     if (size === 1) cpu.setReg(RAX, 2, (cpu.rLo | (cpu.rHi << 8)) & 0xffff, 0);
     else if (size === 2) { cpu.setReg(RAX, 2, cpu.rLo, 0); cpu.setReg(RDX, 2, cpu.rHi, 0); }
     else if (size === 4) { cpu.setReg(RAX, 4, cpu.rLo, 0); cpu.setReg(RDX, 4, cpu.rHi, 0); }
-    else { cpu.setReg(RAX, 8, W[0], W[1]); cpu.setReg(RDX, 8, W[2], W[3]); }
+    else { cpu.setReg(RAX, 8, cpu.productWords[0], cpu.productWords[1]); cpu.setReg(RDX, 8, cpu.productWords[2], cpu.productWords[3]); }
     return;
   }
   const srcA = i.opCount === 3 ? 1 : 0;
@@ -159,13 +160,13 @@ const mulx: Handler = (cpu, i) => {
   const b = cpu.readOp(i, 2);
   const bHi = cpu.vHi;
   if (size === 8) {
-    mulu64(cpu.regLo[RDX], cpu.regHi[RDX], b, bHi);
-    const w0 = W[0], w1 = W[1], w2 = W[2], w3 = W[3];
+    mulu64(cpu.productWords, cpu.regLo[RDX], cpu.regHi[RDX], b, bHi);
+    const w0 = cpu.productWords[0], w1 = cpu.productWords[1], w2 = cpu.productWords[2], w3 = cpu.productWords[3];
     cpu.setReg(i.r1, 8, w0, w1);
     cpu.setReg(i.r0, 8, w2, w3);
   } else {
-    mulu64(cpu.regLo[RDX], 0, b, 0);
-    const lo = W[0], hi = W[1];
+    mulu64(cpu.productWords, cpu.regLo[RDX], 0, b, 0);
+    const lo = cpu.productWords[0], hi = cpu.productWords[1];
     cpu.setReg(i.r1, 4, lo, 0);
     cpu.setReg(i.r0, 4, hi, 0);
   }
