@@ -27,8 +27,9 @@ import { dispatcherModuleBytes } from './wasm-emitter.js';
  * in the region. A block of the page that gets hot later starts a region of
  * its own and reaches the earlier ones by links: compiling a page again
  * with all its blocks cost more than it gained (Debian 6.12 to
- * kernel-entry, 1.68 s with up to four compilations per page, 1.54 s with
- * one). Regions die with their page as blocks do.
+ * kernel-entry in-process, medians of 8 alternating runs: 1.71 s with up to
+ * four compilations per page, 1.62 s with one). Regions die with their page
+ * as blocks do.
  *
  * From the run loop a compiled block is a block function like any other: it
  * puts the CPU's retired count, hash, RFLAGS, budget and ring position into

@@ -1070,11 +1070,11 @@ class BlockCompiler {
         for (let j = members.length - 1; j >= 0; j--) f.open(Op.Block, `m${j}`);
         f.get(this.cur).brTable(members.map((_, j) => `m${j}`), 'out');
       }
-      members.forEach((member, j) => {
+      // Every path through a member ends in a branch (to another member or out).
+      for (const member of members) {
         if (region) f.close();
         this.compileMember(member);
-        if (!region && j === 0) f.br('out'); // (every path branched already; the loop needs no fall-through)
-      });
+      }
       f.close();
       f.close();
     } catch (e) {
@@ -1087,9 +1087,9 @@ class BlockCompiler {
   }
 
   /**
-   * One member: the budget check at its entry, instructions 0..n-2 (or n-1), then the closing branch
-   * or fall-through. It starts with the flags as whatever came before left
-   * them (the state 'entry').
+   * One member: the budget check at its entry, instructions 0..n-2 (or
+   * n-1), then the closing branch or fall-through. It starts with the flags
+   * as whatever came before left them (the state 'entry').
    */
   private compileMember(member: RegionMember): void {
     const f = this.f, block = member.block, items = block.items, n = items.length;
