@@ -88,6 +88,13 @@ function zext(f: FunctionBody, size: number): void {
   else if (size === 1) f.i64(0xff).op(Op.I64And);
 }
 
+/** OR into the i32 on the stack ZF, SF and PF of the `w`-bit result in i64 local v (zero-extended). */
+function orResultFlags(f: FunctionBody, v: number, w: number): void {
+  f.get(v).op(Op.I64Eqz).i32(6).op(Op.I32Shl, Op.I32Or);
+  f.get(v).i64(w - 1).op(Op.I64ShrU, Op.I32WrapI64).i32(7).op(Op.I32Shl, Op.I32Or);
+  f.get(v).op(Op.I32WrapI64).i32(255).op(Op.I32And, Op.I32Popcnt).i32(1).op(Op.I32And).i32(1).op(Op.I32Xor).i32(2).op(Op.I32Shl, Op.I32Or);
+}
+
 /** Code that puts pending flags of kind p (operands and result in the locals) into RFLAGS (local fl). */
 function materialize(f: FunctionBody, p: Pending, L: FlagLocals): void {
   const w = p.size * 8;
@@ -118,10 +125,7 @@ function materialize(f: FunctionBody, p: Pending, L: FlagLocals): void {
     else f.get(L.fa).get(L.fb).op(Op.I64Xor).get(L.fa).get(L.x).op(Op.I64Xor, Op.I64And);
     f.i64(w - 1).op(Op.I64ShrU, Op.I32WrapI64).i32(1).op(Op.I32And).i32(11).op(Op.I32Shl, Op.I32Or);
   }
-  // ZF, SF, PF of the result
-  f.get(L.x).op(Op.I64Eqz).i32(6).op(Op.I32Shl, Op.I32Or);
-  f.get(L.x).i64(w - 1).op(Op.I64ShrU, Op.I32WrapI64).i32(7).op(Op.I32Shl, Op.I32Or);
-  f.get(L.x).op(Op.I32WrapI64).i32(255).op(Op.I32And, Op.I32Popcnt).i32(1).op(Op.I32And).i32(1).op(Op.I32Xor).i32(2).op(Op.I32Shl, Op.I32Or);
+  orResultFlags(f, L.x, w);
   f.set(L.fl);
 }
 
@@ -272,7 +276,6 @@ class BlockCompiler {
   private readonly m: number; private readonly x: number; private readonly y: number; private readonly c: number;
   // The member being compiled.
   private member!: RegionMember;
-  private block!: Block;
   /**
    * The flags' state: as the member found them (locals pk, fl and the
    * pending operands: 'entry'), exact in fl (null), or pending with a kind
@@ -435,7 +438,7 @@ class BlockCompiler {
     }
     f.get(this.entries).i32(L.ringMask).op(Op.I32And).set(this.slot);
     f.get(this.slot).i32(2).op(Op.I32Shl).i32(this.member.place.id).mem(Op.I32Store, L.ringIds);
-    f.get(this.slot).i32(2).op(Op.I32Shl).i32(this.block.hi | 0).mem(Op.I32Store, L.ringHi);
+    f.get(this.slot).i32(2).op(Op.I32Shl).i32(this.member.block.hi | 0).mem(Op.I32Store, L.ringHi);
     f.get(this.slot).i32(3).op(Op.I32Shl).get(this.ic).get(this.ic0).op(Op.F64Sub).mem(Op.F64Store, L.ringCount);
     f.get(this.entries).i32(1).op(Op.I32Add).set(this.entries);
     if (!known) f.close();
@@ -756,13 +759,12 @@ class BlockCompiler {
       if (i.opCount === 3) f.i64(i.immLo | 0);
       else f.get(this.reg(d)).op(Op.I32WrapI64, Op.I64ExtendI32S);
       f.op(Op.I64Mul).tee(this.x);
+      this.zext(4);
+      f.tee(this.y);
       this.setReg(d, 4);
-      const low = (): void => { f.get(this.x).op(Op.I32WrapI64); };
       f.get(this.fl).i32(KEEP).op(Op.I32And);
       f.i32(0x801).i32(0).get(this.x).get(this.x).op(Op.I32WrapI64, Op.I64ExtendI32S, Op.I64Ne, Op.Select, Op.I32Or);
-      low(); f.op(Op.I32Eqz).i32(6).op(Op.I32Shl, Op.I32Or);
-      low(); f.i32(31).op(Op.I32ShrU).i32(7).op(Op.I32Shl, Op.I32Or);
-      low(); f.i32(255).op(Op.I32And, Op.I32Popcnt).i32(1).op(Op.I32And).i32(1).op(Op.I32Xor).i32(2).op(Op.I32Shl, Op.I32Or);
+      orResultFlags(f, this.y, 32);
       f.set(this.fl);
       this.pending = null;
       return;
@@ -947,18 +949,27 @@ class BlockCompiler {
         f.i64(c - 1).op(Op.I64ShrS).i64(1).op(Op.I64And, Op.I32WrapI64);
       }
       f.set(this.c);
-      f.get(this.fl).i32(KEEP).op(Op.I32And).get(this.c).op(Op.I32Or);
-      // OF: SHL top ^ cf; SHR the operand's top; SAR 0
-      if (kind === 'shl') { top(r); f.get(this.c).op(Op.I32Xor).i32(11).op(Op.I32Shl, Op.I32Or); }
-      else if (kind === 'shr') { top(a); f.i32(11).op(Op.I32Shl, Op.I32Or); }
-      f.get(r).op(Op.I64Eqz).i32(6).op(Op.I32Shl, Op.I32Or);
-      top(r); f.i32(7).op(Op.I32Shl, Op.I32Or);
-      f.get(r).op(Op.I32WrapI64).i32(255).op(Op.I32And, Op.I32Popcnt).i32(1).op(Op.I32And).i32(1).op(Op.I32Xor).i32(2).op(Op.I32Shl, Op.I32Or);
-      f.set(this.fl);
+      this.shiftFlags(kind, w, this.c, a, r);
       this.pending = null; // all six replaced
     }
     f.get(r);
     this.setReg(d, size);
+  }
+
+  /**
+   * RFLAGS after SHL/SHR/SAR by a nonzero count: CF from i32 local cf, OF
+   * as for a count of one (SHL: the result's top ^ CF, SHR: the operand's
+   * top, SAR: 0), SF, ZF, PF of the result, AF clear; `a` and `r` the
+   * operand and the result, zero-extended from `w` bits.
+   */
+  private shiftFlags(kind: string, w: number, cf: number, a: number, r: number): void {
+    const f = this.f;
+    const top = (v: number): void => { f.get(v).i64(w - 1).op(Op.I64ShrU).i64(1).op(Op.I64And, Op.I32WrapI64); };
+    f.get(this.fl).i32(KEEP).op(Op.I32And).get(cf).op(Op.I32Or);
+    if (kind === 'shl') { top(r); f.get(cf).op(Op.I32Xor).i32(11).op(Op.I32Shl, Op.I32Or); }
+    else if (kind === 'shr') { top(a); f.i32(11).op(Op.I32Shl, Op.I32Or); }
+    orResultFlags(f, r, w);
+    f.set(this.fl);
   }
 
   /**
@@ -994,14 +1005,7 @@ class BlockCompiler {
     if (kind === 'shl') f.i64(w).get(c).op(Op.I64ExtendI32U, Op.I64Sub);
     else f.get(c).i32(1).op(Op.I32Sub, Op.I64ExtendI32U);
     f.op(Op.I64ShrU).i64(1).op(Op.I64And, Op.I32WrapI64).set(cf);
-    const top = (v: number): void => { f.get(v).i64(w - 1).op(Op.I64ShrU).i64(1).op(Op.I64And, Op.I32WrapI64); };
-    f.get(this.fl).i32(KEEP).op(Op.I32And).get(cf).op(Op.I32Or);
-    if (kind === 'shl') { top(r); f.get(cf).op(Op.I32Xor).i32(11).op(Op.I32Shl, Op.I32Or); }
-    else if (kind === 'shr') { top(a); f.i32(11).op(Op.I32Shl, Op.I32Or); }
-    f.get(r).op(Op.I64Eqz).i32(6).op(Op.I32Shl, Op.I32Or);
-    top(r); f.i32(7).op(Op.I32Shl, Op.I32Or);
-    f.get(r).op(Op.I32WrapI64).i32(255).op(Op.I32And, Op.I32Popcnt).i32(1).op(Op.I32And).i32(1).op(Op.I32Xor).i32(2).op(Op.I32Shl, Op.I32Or);
-    f.set(this.fl);
+    this.shiftFlags(kind, w, cf, a, r);
     f.get(r);
     this.setReg(d, size);
     f.close();
@@ -1094,7 +1098,6 @@ class BlockCompiler {
   private compileMember(member: RegionMember): void {
     const f = this.f, block = member.block, items = block.items, n = items.length;
     this.member = member;
-    this.block = block;
     this.pending = 'entry';
     this.usePlan(member.groups);
     const last = items[n - 1];
@@ -1166,7 +1169,7 @@ class BlockCompiler {
     f.get(sp).set(this.ea);
     this.probe(8, false);
     f.get(this.addr).mem(Op.I64Load, 0).set(this.m);
-    f.get(this.m).i64(32).op(Op.I64ShrU, Op.I32WrapI64).i32(this.block.hi | 0).op(Op.I32Ne);
+    f.get(this.m).i64(32).op(Op.I64ShrU, Op.I32WrapI64).i32(this.member.block.hi | 0).op(Op.I32Ne);
     f.open(Op.If, 'far');
     this.stop();
     f.close();
